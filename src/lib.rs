@@ -1,0 +1,21 @@
+//! ReadRealm Chat: a hand-written Engine.IO v4 / Socket.IO v5 server on sharded mio event
+//! loops.
+//!
+//! # Layout
+//!
+//! A request flows through the modules in this order:
+//!
+//! - [`http`]: request heads (httparse), responses, CORS — sans-IO;
+//! - [`engineio`]: Engine.IO packets and payloads, session ids, the session state machine
+//!   (transport, heartbeat, upgrade, queue) — sans-IO;
+//! - [`socketio`]: Socket.IO packets, binary reassembly, namespaces, and the [`socketio::Handler`]
+//!   API an application implements — sans-IO;
+//! - [`server`]: the I/O — listeners, shard threads, connections, timers, rooms and the
+//!   cross-shard bus;
+//! - [`config`]: every knob and its default.
+
+pub mod config;
+pub mod engineio;
+pub mod http;
+pub mod server;
+pub mod socketio;

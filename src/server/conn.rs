@@ -1,0 +1,148 @@
+//! One TCP connection of a shard: the socket, its buffers, and what it is carrying now.
+//!
+//! A connection starts as HTTP (a request head, maybe a body), may park a polling GET until
+//! its session has something to send, or becomes a WebSocket after the upgrade handshake.
+//! Buffers start empty and grow only while data passes (DESIGN.md, principle 7); output is
+//! written from an offset so a partial write never moves the rest.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use tungstenite::WebSocket;
+
+use super::timers::SessionRef;
+use super::ws::Buffers;
+
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Output capacity above which an emptied output buffer is released, so a burst does not
+/// pin memory on an idle connection.
+const RETAINED_OUTPUT: usize = 64 * 1024;
+
+/// What a connection is carrying.
+pub enum Carrying {
+    /// HTTP requests, one at a time (keep-alive).
+    Http,
+    /// A polling GET parked until `session` has something to send.
+    ParkedGet {
+        session: SessionRef,
+        origin: Option<String>,
+        keep_alive: bool,
+    },
+    /// A WebSocket bound to `session`; `probing` until the upgrade from polling completes.
+    WebSocket { session: SessionRef, probing: bool },
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    /// HTTP buffers; while a WebSocket is open they live inside `ws` instead.
+    pub buffers: Buffers,
+    pub ws: Option<Box<WebSocket<Buffers>>>,
+    pub carrying: Carrying,
+    /// Bytes of output already written to the socket.
+    written: usize,
+    /// Close once the output is written (a `Connection: close` answer, a WebSocket close).
+    pub close_after_flush: bool,
+    /// WRITABLE interest is registered.
+    pub writable_armed: bool,
+    /// In the shard's list of connections to flush at the end of the loop turn.
+    pub dirty: bool,
+}
+
+/// How a read ended.
+pub enum ReadEnd {
+    /// The socket has nothing more for now.
+    WouldBlock,
+    /// The peer closed its side, or the socket failed.
+    Closed,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, input: Vec<u8>) -> Conn {
+        Conn {
+            stream,
+            buffers: Buffers {
+                input,
+                ..Buffers::default()
+            },
+            ws: None,
+            carrying: Carrying::Http,
+            written: 0,
+            close_after_flush: false,
+            writable_armed: false,
+            dirty: false,
+        }
+    }
+
+    /// The buffers in use: the WebSocket's while one is open.
+    pub fn io(&mut self) -> &mut Buffers {
+        match self.ws.as_mut() {
+            Some(ws) => ws.get_mut(),
+            None => &mut self.buffers,
+        }
+    }
+
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.io().output
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&mut self) -> usize {
+        let written = self.written;
+        self.io().output.len().saturating_sub(written)
+    }
+
+    /// Read one chunk into the input buffer. `Ok(n)` with n > 0: more may follow.
+    pub fn read_chunk(&mut self) -> Result<usize, ReadEnd> {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ReadEnd::Closed),
+                Ok(n) => {
+                    self.io().input.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(ReadEnd::WouldBlock)
+                }
+                Err(_) => return Err(ReadEnd::Closed),
+            }
+        }
+    }
+
+    /// Write as much output as the socket takes. Ok(true) when all of it is written.
+    pub fn write_out(&mut self) -> io::Result<bool> {
+        let mut written = self.written;
+        let stream = &mut self.stream;
+        let buffers = match self.ws.as_mut() {
+            Some(ws) => ws.get_mut(),
+            None => &mut self.buffers,
+        };
+        let result = loop {
+            let Some(rest) = buffers.output.get(written..) else {
+                break Ok(true);
+            };
+            if rest.is_empty() {
+                break Ok(true);
+            }
+            match stream.write(rest) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Ok(true) = result {
+            buffers.output.clear();
+            if buffers.output.capacity() > RETAINED_OUTPUT {
+                buffers.output = Vec::new();
+            }
+            written = 0;
+        }
+        self.written = written;
+        result
+    }
+}

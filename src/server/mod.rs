@@ -1,0 +1,126 @@
+//! The I/O: listeners, shard threads with their mio loops, the connection table, timers, the
+//! cross-shard bus and per-shard rooms.
+//!
+//! [`start`] binds one SO_REUSEPORT listener per shard, starts the shard threads and returns a
+//! [`ServerHandle`] to learn the address, stop the server and wait for it.
+
+mod bus;
+mod conn;
+mod listener;
+mod rooms;
+mod sessions;
+mod shard;
+mod timers;
+mod transport;
+mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+use crate::config::ServerConfig;
+use crate::engineio::sid::MAX_SHARDS;
+use crate::socketio::Handler;
+use bus::{BusMessage, Mailbox, Peers};
+use shard::{Shard, WAKER};
+
+/// A running server.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    peers: Peers,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Ask every shard to stop: no new connections, every session gets a close, output is
+    /// written for up to two seconds. Returns at once; [`ServerHandle::join`] waits.
+    pub fn shutdown(&self) {
+        for shard in 0..self.peers.len() {
+            // A full bus still gets the wake below; the shard then drains and sees Shutdown
+            // on a later try, so retry a few times.
+            for _ in 0..100 {
+                if self.peers.send(shard, BusMessage::Shutdown).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            self.peers.wake(shard);
+        }
+    }
+
+    /// Wait for every shard thread to end; the first error any returned.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a shard thread panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+}
+
+/// Start the server with `config.shards` shard threads running `handler`.
+pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerHandle> {
+    let shards = config.shards.clamp(1, MAX_SHARDS);
+    let listeners = listener::bind_shared(config.listen, shards)?;
+    let local_addr = listeners
+        .first()
+        .ok_or_else(|| io::Error::other("no listener"))?
+        .local_addr()?;
+    let config = Arc::new(config);
+    let handler = Arc::new(handler);
+
+    let mut polls = Vec::with_capacity(shards);
+    let mut mailboxes = Vec::with_capacity(shards);
+    let mut inboxes = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (sender, receiver) = crossbeam_channel::bounded(config.bus_capacity);
+        mailboxes.push(Mailbox { sender, waker });
+        inboxes.push(receiver);
+        polls.push(poll);
+    }
+    let peers = Peers {
+        mailboxes: Arc::new(mailboxes),
+    };
+
+    let mut threads = Vec::with_capacity(shards);
+    for (index, ((poll, listener), inbox)) in polls
+        .into_iter()
+        .zip(listeners)
+        .zip(inboxes)
+        .enumerate()
+    {
+        let shard = Shard::new(
+            index,
+            Arc::clone(&config),
+            Arc::clone(&handler),
+            poll,
+            listener,
+            peers.clone(),
+            inbox,
+        )?;
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || shard.run())?;
+        threads.push(thread);
+    }
+    Ok(ServerHandle {
+        local_addr,
+        peers,
+        threads,
+    })
+}

@@ -1,0 +1,90 @@
+//! Room membership on one shard: which of this shard's sessions are in which room.
+//!
+//! A room is named by its namespace and its name. Each room holds a slab of members so a
+//! member leaves in O(1) with the index it got when it joined; an empty room is dropped.
+//! Only the owning shard touches its table (DESIGN.md: no locks on the hot path); a broadcast
+//! reaches the other shards' tables through the bus.
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+use super::timers::SessionRef;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomKey {
+    pub nsp: String,
+    pub room: String,
+}
+
+/// Where one session sits in one room: what it needs to leave again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub key: RoomKey,
+    pub slot: usize,
+}
+
+#[derive(Default)]
+pub struct Rooms {
+    rooms: HashMap<RoomKey, Slab<SessionRef>>,
+}
+
+impl Rooms {
+    /// Add `member` to the room; returns its membership.
+    pub fn join(&mut self, key: RoomKey, member: SessionRef) -> Membership {
+        let slot = self.rooms.entry(key.clone()).or_default().insert(member);
+        Membership { key, slot }
+    }
+
+    /// Remove a membership returned by [`Rooms::join`].
+    pub fn leave(&mut self, membership: &Membership) {
+        if let Some(members) = self.rooms.get_mut(&membership.key) {
+            members.try_remove(membership.slot);
+            if members.is_empty() {
+                self.rooms.remove(&membership.key);
+            }
+        }
+    }
+
+    /// The members of a room on this shard (empty if none).
+    pub fn members(&self, nsp: &str, room: &str) -> Vec<SessionRef> {
+        // A borrowed lookup would need a custom Borrow impl; room keys are short.
+        let key = RoomKey {
+            nsp: nsp.to_owned(),
+            room: room.to_owned(),
+        };
+        self.rooms
+            .get(&key)
+            .map(|members| members.iter().map(|(_, m)| *m).collect())
+            .unwrap_or_default()
+    }
+
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(room: &str) -> RoomKey {
+        RoomKey {
+            nsp: "/".into(),
+            room: room.into(),
+        }
+    }
+
+    #[test]
+    fn join_and_leave_keep_the_table_exact() {
+        let mut rooms = Rooms::default();
+        let a = SessionRef { key: 1, generation: 1 };
+        let b = SessionRef { key: 2, generation: 2 };
+        let ma = rooms.join(key("book_1"), a);
+        let mb = rooms.join(key("book_1"), b);
+        assert_eq!(rooms.members("/", "book_1").len(), 2);
+        rooms.leave(&ma);
+        assert_eq!(rooms.members("/", "book_1"), vec![b]);
+        rooms.leave(&mb);
+        assert!(rooms.is_empty(), "empty rooms are dropped");
+        assert!(rooms.members("/custom", "book_1").is_empty());
+    }
+}

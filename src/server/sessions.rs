@@ -1,0 +1,463 @@
+//! Sessions on a shard: creating, timing, sending to and closing Engine.IO sessions, and the
+//! glue from Engine.IO messages to the Socket.IO layer and the application.
+//!
+//! Sending picks the path by transport: on WebSocket a frame is appended straight to the
+//! connection's output; on polling it joins the session's queue and answers a parked GET.
+//! Broadcasts are encoded once and the same frames go to every member here and on the other
+//! shards (DESIGN.md, principle 3).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::bus::{Broadcast, BusMessage};
+use super::rooms::{Membership, RoomKey};
+use super::shard::Shard;
+use super::timers::SessionRef;
+use crate::config::Layer;
+use crate::engineio::packet::{open_packet, EioPacket, Frame, CLOSE, NOOP, PING};
+use crate::engineio::session::{
+    CloseReason, Inbound, Session, SessionConfig, TimeoutOutcome, Transport,
+};
+use crate::engineio::sid;
+use crate::socketio::connection::{Output, SioConnection};
+use crate::socketio::handler::{Command, EngineMessage};
+use crate::socketio::packet::{Limits, Packet};
+use crate::socketio::{packet_frames, Handler};
+
+/// One Engine.IO session and everything the shard keeps for it.
+pub struct SessionEntry<S> {
+    pub sid: String,
+    pub generation: u64,
+    pub eio: Session,
+    /// The Socket.IO state (absent on a plain Engine.IO server).
+    pub sio: Option<SioConnection<S>>,
+    /// The connection of the parked polling GET.
+    pub get_conn: Option<usize>,
+    /// The connection whose POST body is still arriving.
+    pub post_conn: Option<usize>,
+    /// The WebSocket carrying the session, once on WebSocket.
+    pub ws_conn: Option<usize>,
+    /// The WebSocket attached for an upgrade, until it completes.
+    pub probe_conn: Option<usize>,
+    /// Rooms this session's sockets are in on this shard.
+    pub memberships: Vec<Membership>,
+    /// The instant of this session's live timer entry.
+    pub timer_at: Option<Instant>,
+}
+
+impl<H: Handler> Shard<H> {
+    /// The live session a reference names, if it still exists.
+    pub fn session(&mut self, session: SessionRef) -> Option<&mut SessionEntry<H::State>> {
+        self.sessions
+            .get_mut(session.key)
+            .filter(|entry| entry.generation == session.generation)
+    }
+
+    pub(super) fn create_session(&mut self, transport: Transport, now: Instant) -> SessionRef {
+        let config = SessionConfig {
+            ping_interval: self.config.ping_interval,
+            ping_timeout: self.config.ping_timeout,
+            upgrade_timeout: self.config.upgrade_timeout,
+            max_payload: self.config.max_payload,
+        };
+        let sio = (self.config.layer == Layer::SocketIo).then(|| {
+            SioConnection::new(
+                Limits {
+                    max_attachments: self.config.max_attachments,
+                },
+                self.config.max_namespaces_per_connection,
+                now + self.config.connect_timeout,
+            )
+        });
+        let generation = self.next_generation();
+        let sid = sid::generate(self.index);
+        let key = self.sessions.insert(SessionEntry {
+            sid: sid.clone(),
+            generation,
+            eio: Session::new(config, transport, now),
+            sio,
+            get_conn: None,
+            post_conn: None,
+            ws_conn: None,
+            probe_conn: None,
+            memberships: Vec::new(),
+            timer_at: None,
+        });
+        self.by_sid.insert(sid, key);
+        let session = SessionRef { key, generation };
+        self.schedule(session);
+        session
+    }
+
+    pub(super) fn open_frame(&mut self, session: SessionRef, upgrades: &[&str]) -> Frame {
+        let sid = self.session(session).map(|e| e.sid.clone()).unwrap_or_default();
+        open_packet(
+            &sid,
+            upgrades,
+            self.config.ping_interval.as_millis() as u64,
+            self.config.ping_timeout.as_millis() as u64,
+            self.config.max_payload,
+        )
+    }
+
+    /// Make sure the session's next deadline has a live timer entry.
+    pub(super) fn schedule(&mut self, session: SessionRef) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        let mut due = entry.eio.next_deadline();
+        if let Some(connect) = entry.sio.as_ref().and_then(|s| s.connect_deadline()) {
+            due = due.min(connect);
+        }
+        if entry.timer_at.is_none_or(|at| due < at) {
+            entry.timer_at = Some(due);
+            self.timers.push(due, session);
+        }
+    }
+
+    pub(super) fn on_session_timer(&mut self, session: SessionRef, at: Instant, now: Instant) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        if entry.timer_at != Some(at) {
+            return;
+        }
+        entry.timer_at = None;
+        if entry
+            .sio
+            .as_ref()
+            .and_then(|s| s.connect_deadline())
+            .is_some_and(|deadline| now >= deadline)
+        {
+            self.close_session(session, CloseReason::ServerClose);
+            return;
+        }
+        let outcome = entry.eio.on_timeout(now);
+        match outcome {
+            TimeoutOutcome::Nothing => {}
+            TimeoutOutcome::Ping => {
+                let (transport, ws_conn) = (entry.eio.transport(), entry.ws_conn);
+                match (transport, ws_conn) {
+                    (Transport::WebSocket, Some(conn)) => self.write_ws_frames(conn, &[PING]),
+                    _ => self.flush_polling(session),
+                }
+            }
+            TimeoutOutcome::UpgradeExpired => {
+                if let Some(probe) = entry.probe_conn.take() {
+                    self.close_conn(probe, CloseReason::TransportClose);
+                }
+            }
+            TimeoutOutcome::Close(reason) => {
+                self.close_session(session, reason);
+                return;
+            }
+        }
+        self.schedule(session);
+    }
+
+    /// Send frames (one packet and its attachments, kept together) to a session.
+    pub(super) fn send_frames(&mut self, session: SessionRef, frames: &[Frame]) {
+        let max_outbound = self.config.max_outbound_bytes;
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        if entry.eio.transport() == Transport::WebSocket {
+            if let Some(conn) = entry.ws_conn {
+                self.write_ws_frames(conn, frames);
+            }
+            return;
+        }
+        for frame in frames {
+            entry.eio.enqueue(frame.clone());
+        }
+        if entry.eio.queued_bytes() > max_outbound {
+            // A polling reader this far behind is dropped like a slow WebSocket one.
+            self.close_session(session, CloseReason::TransportClose);
+            return;
+        }
+        self.flush_polling(session);
+    }
+
+    /// Answer the parked GET if the session has frames for it.
+    fn flush_polling(&mut self, session: SessionRef) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        if !entry.eio.can_flush_polling() {
+            return;
+        }
+        let Some(conn) = entry.get_conn.take() else {
+            return;
+        };
+        let frames = entry.eio.take_polling_payload();
+        self.answer_get_conn(conn, &frames);
+    }
+
+    /// Answer the parked GET, if any, with exactly these frames (a noop, a close).
+    pub(super) fn answer_parked_get_with(&mut self, session: SessionRef, frames: &[Frame]) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        let Some(conn) = entry.get_conn.take() else {
+            return;
+        };
+        entry.eio.release_get();
+        self.answer_get_conn(conn, frames);
+    }
+
+    /// The connection of a parked GET closed.
+    pub(super) fn on_get_conn_closed(&mut self, session: SessionRef) {
+        if let Some(entry) = self.session(session) {
+            entry.get_conn = None;
+            entry.eio.release_get();
+        }
+    }
+
+    /// A WebSocket connection of the session closed.
+    pub(super) fn on_websocket_closed(
+        &mut self,
+        session: SessionRef,
+        key: usize,
+        probing: bool,
+        reason: CloseReason,
+    ) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        if probing {
+            if entry.probe_conn == Some(key) {
+                entry.probe_conn = None;
+                entry.eio.cancel_upgrade();
+            }
+        } else if entry.ws_conn == Some(key) {
+            entry.ws_conn = None;
+            self.close_session(session, reason);
+        }
+    }
+
+    /// A packet from the client on the session's transport. Returns false once the session
+    /// is closed.
+    pub(super) fn on_inbound(&mut self, session: SessionRef, packet: EioPacket, now: Instant) -> bool {
+        let Some(entry) = self.session(session) else {
+            return false;
+        };
+        let message = match entry.eio.on_inbound(packet, now) {
+            Inbound::Nothing => {
+                self.schedule(session);
+                return true;
+            }
+            Inbound::Close(reason) => {
+                self.close_session(session, reason);
+                return false;
+            }
+            Inbound::Message(text) => EngineMessage::Text(text),
+            Inbound::Binary(bytes) => EngineMessage::Binary(bytes),
+        };
+        self.on_engine_message(session, message)
+    }
+
+    fn on_engine_message(&mut self, session: SessionRef, message: EngineMessage) -> bool {
+        let handler = Arc::clone(&self.handler);
+        let Some(entry) = self.session(session) else {
+            return false;
+        };
+        let Some(sio) = entry.sio.as_mut() else {
+            let replies = handler.on_engine_message(message);
+            let frames: Vec<Frame> = replies
+                .into_iter()
+                .map(|reply| match reply {
+                    EngineMessage::Text(text) => Frame::message(&text),
+                    EngineMessage::Binary(bytes) => Frame::Binary(bytes),
+                })
+                .collect();
+            for frame in frames {
+                self.send_frames(session, std::slice::from_ref(&frame));
+            }
+            return true;
+        };
+        let mut outputs = Vec::new();
+        let result = sio.on_message(&*handler, message, &mut outputs);
+        self.run_outputs(session, outputs);
+        if result.is_err() {
+            self.close_session(session, CloseReason::ProtocolError);
+            return false;
+        }
+        self.schedule(session);
+        true
+    }
+
+    /// Carry out what the Socket.IO layer and the handler asked for.
+    fn run_outputs(&mut self, session: SessionRef, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Send(packet) => self.send_frames(session, &packet_frames(&packet)),
+                Output::Command { nsp, command } => self.run_command(session, &nsp, command),
+                Output::Left { nsp, rooms } => {
+                    for room in rooms {
+                        self.leave_room(session, &nsp, &room);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_command(&mut self, session: SessionRef, nsp: &str, command: Command) {
+        match command {
+            Command::Emit(packet) => self.send_frames(session, &packet_frames(&packet)),
+            Command::Join(room) => self.join_room(session, nsp, room),
+            Command::Leave(room) => self.leave_room(session, nsp, &room),
+            Command::Broadcast {
+                room,
+                packet,
+                except_self,
+            } => {
+                let except = except_self.then_some(session);
+                self.broadcast(nsp, &room, &packet, except);
+            }
+            Command::Disconnect => {
+                let handler = Arc::clone(&self.handler);
+                let mut outputs = Vec::new();
+                if let Some(sio) = self.session(session).and_then(|e| e.sio.as_mut()) {
+                    sio.server_disconnect(&*handler, nsp, &mut outputs);
+                }
+                self.run_outputs(session, outputs);
+            }
+        }
+    }
+
+    fn join_room(&mut self, session: SessionRef, nsp: &str, room: String) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        let Some(socket) = entry.sio.as_mut().and_then(|s| s.socket_mut(nsp)) else {
+            return;
+        };
+        if socket.rooms.contains(&room) {
+            return;
+        }
+        socket.rooms.push(room.clone());
+        let key = RoomKey {
+            nsp: nsp.to_owned(),
+            room,
+        };
+        let membership = self.rooms.join(key, session);
+        if let Some(entry) = self.session(session) {
+            entry.memberships.push(membership);
+        }
+    }
+
+    fn leave_room(&mut self, session: SessionRef, nsp: &str, room: &str) {
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        if let Some(socket) = entry.sio.as_mut().and_then(|s| s.socket_mut(nsp)) {
+            socket.rooms.retain(|r| r != room);
+        }
+        let Some(position) = entry
+            .memberships
+            .iter()
+            .position(|m| m.key.nsp == nsp && m.key.room == room)
+        else {
+            return;
+        };
+        let membership = entry.memberships.swap_remove(position);
+        self.rooms.leave(&membership);
+    }
+
+    /// Send a packet to every member of a room on every shard, encoded once.
+    pub fn broadcast(
+        &mut self,
+        nsp: &str,
+        room: &str,
+        packet: &Packet,
+        except: Option<SessionRef>,
+    ) {
+        let frames = packet_frames(packet);
+        self.deliver_local(nsp, room, &frames, except);
+        if self.peers.len() > 1 {
+            let broadcast = Arc::new(Broadcast {
+                nsp: nsp.to_owned(),
+                room: room.to_owned(),
+                frames,
+            });
+            for shard in 0..self.peers.len() {
+                if shard == self.index {
+                    continue;
+                }
+                let message = BusMessage::Broadcast(Arc::clone(&broadcast));
+                if self.peers.send(shard, message).is_ok() {
+                    if let Some(wake) = self.to_wake.get_mut(shard) {
+                        *wake = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deliver encoded frames to this shard's members of a room.
+    pub(super) fn deliver_local(
+        &mut self,
+        nsp: &str,
+        room: &str,
+        frames: &[Frame],
+        except: Option<SessionRef>,
+    ) {
+        for member in self.rooms.members(nsp, room) {
+            if Some(member) != except {
+                self.send_frames(member, frames);
+            }
+        }
+    }
+
+    /// End a session: the application hears of it, its rooms forget it, its connections
+    /// are answered or closed, its sid is gone.
+    pub fn close_session(&mut self, session: SessionRef, reason: CloseReason) {
+        let handler = Arc::clone(&self.handler);
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        let mut outputs = Vec::new();
+        if let Some(sio) = entry.sio.as_mut() {
+            sio.close(&*handler, reason.as_str(), &mut outputs);
+        }
+        // The session is still registered while its sockets' last commands run, so their
+        // broadcasts reach everyone else; nothing more is sent to the session itself.
+        let outputs = outputs
+            .into_iter()
+            .filter(|o| !matches!(o, Output::Send(_) | Output::Command { command: Command::Emit(_), .. }))
+            .collect();
+        self.run_outputs(session, outputs);
+        let Some(entry) = self.session(session) else {
+            return;
+        };
+        let memberships = std::mem::take(&mut entry.memberships);
+        for membership in &memberships {
+            self.rooms.leave(membership);
+        }
+        let Some(entry) = self.sessions.try_remove(session.key) else {
+            return;
+        };
+        self.by_sid.remove(&entry.sid);
+        if let Some(conn) = entry.get_conn {
+            // A client close gets a noop; any other end tells the client with a close packet.
+            let frame = if reason == CloseReason::ClientClose {
+                NOOP
+            } else {
+                CLOSE
+            };
+            self.answer_get_conn(conn, &[frame]);
+        }
+        if let (Some(conn), CloseReason::ServerClose) = (entry.ws_conn, reason) {
+            self.write_ws_frames(conn, &[CLOSE]);
+        }
+        for conn in [entry.ws_conn, entry.probe_conn].into_iter().flatten() {
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.carrying = super::conn::Carrying::Http;
+                if c.ws.is_some() {
+                    super::ws::write_close(c.output());
+                }
+            }
+            self.close_after_flush(conn);
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! One shard: a mio event loop thread that owns its connections, sessions, rooms and timers.
+//!
+//! The loop: wait for readiness, the earliest deadline or a wake from another shard; accept;
+//! read and process each ready connection; run due timers; read the bus; then flush every
+//! connection that got output during the turn (one write per connection per turn, however
+//! many frames it got). Follows mio's rules: drain readiness to `WouldBlock`, retry on
+//! `Interrupted`, ignore unknown tokens, ask for WRITABLE only while output is queued, never
+//! reuse a token during the turn that freed it, back off on EMFILE.
+//!
+//! HTTP routing and the transports are in `transport.rs`; session bookkeeping and the
+//! Socket.IO glue in `sessions.rs`.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::bus::{BusMessage, Inbox, Peers};
+use super::conn::{Carrying, Conn, ReadEnd};
+use super::rooms::Rooms;
+use super::sessions::SessionEntry;
+use super::timers::{SessionRef, Timers};
+use crate::config::ServerConfig;
+use crate::engineio::session::CloseReason;
+use crate::http::Cors;
+use crate::socketio::Handler;
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// How long to stop accepting after the process runs out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Events handled per `poll` call.
+const EVENTS_CAPACITY: usize = 1024;
+
+pub struct Shard<H: Handler> {
+    pub index: usize,
+    pub config: Arc<ServerConfig>,
+    pub handler: Arc<H>,
+    pub cors: Cors,
+    pub poll: Poll,
+    listener: Option<TcpListener>,
+    pub conns: Slab<Conn>,
+    pub sessions: Slab<SessionEntry<H::State>>,
+    pub by_sid: HashMap<String, usize>,
+    pub rooms: Rooms,
+    pub timers: Timers,
+    pub peers: Peers,
+    inbox: Inbox,
+    /// Connections with output to write at the end of this turn.
+    pub dirty: Vec<usize>,
+    /// Connections closed this turn; their slab slots are freed at the end of it.
+    closed: Vec<usize>,
+    /// Shards sent bus messages this turn, to wake once each.
+    pub to_wake: Vec<bool>,
+    next_generation: u64,
+    accept_paused_until: Option<Instant>,
+    shutting_down: bool,
+}
+
+impl<H: Handler> Shard<H> {
+    pub fn new(
+        index: usize,
+        config: Arc<ServerConfig>,
+        handler: Arc<H>,
+        poll: Poll,
+        listener: std::net::TcpListener,
+        peers: Peers,
+        inbox: Inbox,
+    ) -> io::Result<Self> {
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let shard_count = peers.len();
+        Ok(Shard {
+            index,
+            cors: Cors::new(config.cors.clone(), config.cors_credentials),
+            config,
+            handler,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            sessions: Slab::new(),
+            by_sid: HashMap::new(),
+            rooms: Rooms::default(),
+            timers: Timers::default(),
+            peers,
+            inbox,
+            dirty: Vec::new(),
+            closed: Vec::new(),
+            to_wake: vec![false; shard_count],
+            next_generation: 1,
+            accept_paused_until: None,
+            shutting_down: false,
+        })
+    }
+
+    pub fn next_generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    /// Run until shut down.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|until| now >= until) {
+                self.accept_paused_until = None;
+                self.accept();
+            }
+            self.run_timers(now);
+            if self.read_bus() {
+                self.shutdown();
+                return Ok(());
+            }
+            self.end_turn();
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let mut next = self.timers.next();
+        if let Some(until) = self.accept_paused_until {
+            next = Some(next.map_or(until, |n| n.min(until)));
+        }
+        next.map(|at| at.saturating_duration_since(now))
+    }
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() || self.shutting_down {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    if self.conns.len() >= self.config.max_connections_per_shard {
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.adopt(stream, Vec::new());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and friends concern one connection only.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Register a connection (accepted here or handed over by another shard) and process the
+    /// bytes already read from it.
+    pub fn adopt(&mut self, mut stream: TcpStream, input: Vec<u8>) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        let has_input = !input.is_empty();
+        entry.insert(Conn::new(stream, input));
+        if has_input {
+            self.process_input(key);
+        }
+        // Bytes may have arrived before registration; reading now is harmless if not.
+        self.on_readable(key);
+    }
+
+    /// Read everything the socket has, processing as it arrives.
+    fn on_readable(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if self.closed.contains(&key) {
+                return;
+            }
+            match conn.read_chunk() {
+                Ok(_) => {
+                    self.process_input(key);
+                    if !self.conns.contains(key) {
+                        return;
+                    }
+                }
+                Err(ReadEnd::WouldBlock) => return,
+                Err(ReadEnd::Closed) => {
+                    self.close_conn(key, CloseReason::TransportClose);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Process buffered input according to what the connection carries.
+    pub fn process_input(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if self.closed.contains(&key) {
+            return;
+        }
+        match conn.carrying {
+            Carrying::Http => self.process_http(key),
+            Carrying::WebSocket { .. } => self.process_websocket(key),
+            // A parked GET's connection sends nothing until answered; keep what arrives
+            // (a pipelined request) for then, within the head limit.
+            Carrying::ParkedGet { .. } => {
+                let limit = self.config.max_head_bytes + self.config.max_payload;
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if conn.io().input.len() > limit {
+                        self.close_conn(key, CloseReason::ProtocolError);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Close a connection now: what it carries ends (a WebSocket's session closes with
+    /// `reason`; a parked GET's session just loses its GET).
+    pub fn close_conn(&mut self, key: usize, reason: CloseReason) {
+        if self.closed.contains(&key) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let carrying = std::mem::replace(&mut conn.carrying, Carrying::Http);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        self.closed.push(key);
+        match carrying {
+            Carrying::Http => {}
+            Carrying::ParkedGet { session, .. } => self.on_get_conn_closed(session),
+            Carrying::WebSocket { session, probing } => {
+                self.on_websocket_closed(session, key, probing, reason)
+            }
+        }
+    }
+
+    /// Close a connection once its output is written.
+    pub fn close_after_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.close_after_flush = true;
+            self.mark_dirty(key);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some((at, session)) = self.timers.pop_due(now) {
+            self.on_session_timer(session, at, now);
+        }
+    }
+
+    /// Handle bus messages; true when the shard must shut down.
+    fn read_bus(&mut self) -> bool {
+        while let Ok(message) = self.inbox.try_recv() {
+            match message {
+                BusMessage::HandOff { stream, input } => self.adopt(stream, input),
+                BusMessage::Broadcast(broadcast) => {
+                    self.deliver_local(&broadcast.nsp, &broadcast.room, &broadcast.frames, None)
+                }
+                BusMessage::Shutdown => return true,
+            }
+        }
+        false
+    }
+
+    /// Write every dirty connection, free closed slots, wake shards we sent messages to.
+    fn end_turn(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.iter().copied() {
+            self.flush(key);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        for key in self.closed.drain(..) {
+            self.conns.try_remove(key);
+        }
+        for (shard, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.peers.wake(shard);
+            }
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        if self.closed.contains(&key) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        match conn.write_out() {
+            Ok(true) => {
+                if conn.close_after_flush {
+                    self.close_conn(key, CloseReason::TransportClose);
+                    return;
+                }
+                if conn.writable_armed {
+                    conn.writable_armed = false;
+                    let _ = self.poll.registry().reregister(
+                        &mut conn.stream,
+                        Token(key),
+                        Interest::READABLE,
+                    );
+                }
+            }
+            Ok(false) => {
+                if conn.pending_output() > self.config.max_outbound_bytes {
+                    // Too slow a reader: it reloads on reconnect (DESIGN.md, principle 4).
+                    self.close_conn(key, CloseReason::TransportClose);
+                    return;
+                }
+                if !conn.writable_armed {
+                    conn.writable_armed = true;
+                    let _ = self.poll.registry().reregister(
+                        &mut conn.stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                }
+            }
+            Err(_) => self.close_conn(key, CloseReason::TransportClose),
+        }
+    }
+
+    /// Stop accepting, close every session with an Engine.IO close, write what can be written.
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let sessions: Vec<SessionRef> = self
+            .sessions
+            .iter()
+            .map(|(key, s)| SessionRef {
+                key,
+                generation: s.generation,
+            })
+            .collect();
+        for session in sessions {
+            self.close_session(session, CloseReason::ServerClose);
+        }
+        self.end_turn();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                self.close_after_flush(key);
+            }
+            self.end_turn();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+        || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// Deregister a stream so it can be handed to another shard.
+pub fn detach(poll: &Poll, stream: &mut TcpStream) -> io::Result<()> {
+    poll.registry().deregister(stream)
+}

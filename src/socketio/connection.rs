@@ -1,0 +1,283 @@
+//! The Socket.IO side of one Engine.IO session: namespaces joined, binary reassembly, the
+//! connect timeout, and turning packets into [`Handler`] calls.
+//!
+//! Sans-IO: Engine.IO messages and the time come in; handler calls happen here; what must be
+//! written or done comes out as [`Output`]s for the shard to carry out. Rooms are the shard's
+//! (they span sessions), so `Join`/`Leave` leave here as commands and the shard reports back
+//! through [`SioConnection::socket_mut`].
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::binary::Reassembler;
+use super::handler::{Command, EngineMessage, Event, Handler, Refusal, Socket};
+use super::packet::{Limits, Packet, PacketError, PacketKind};
+use crate::engineio::sid::random_id;
+
+/// One namespace this connection has joined.
+#[derive(Debug)]
+pub struct NamespaceSocket<S> {
+    pub nsp: String,
+    pub id: String,
+    pub state: S,
+    pub rooms: Vec<String>,
+    next_ack_id: u64,
+}
+
+/// What the shard must do after a message.
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    /// Write this packet to the session.
+    Send(Packet),
+    /// Carry out a handler's command for this connection's socket in namespace `nsp`.
+    Command { nsp: String, command: Command },
+    /// The socket of `nsp` has left its namespace and was removed: take it out of its rooms
+    /// (the list is given). Commands before this one may still name it.
+    Left { nsp: String, rooms: Vec<String> },
+}
+
+/// Why the connection must close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SioError {
+    Packet(PacketError),
+    /// A packet other than CONNECT before any namespace was joined.
+    NotConnected,
+    /// CONNECT_ERROR is server-to-client only.
+    UnexpectedPacket,
+    /// More namespaces than allowed on one connection.
+    TooManyNamespaces,
+}
+
+impl From<PacketError> for SioError {
+    fn from(e: PacketError) -> Self {
+        SioError::Packet(e)
+    }
+}
+
+/// Socket.IO state of one session.
+pub struct SioConnection<S> {
+    reassembler: Reassembler,
+    sockets: Vec<NamespaceSocket<S>>,
+    /// Until the first CONNECT: when the session must be closed.
+    connect_deadline: Option<Instant>,
+    max_namespaces: usize,
+}
+
+impl<S: Default> SioConnection<S> {
+    pub fn new(
+        limits: Limits,
+        max_namespaces: usize,
+        connect_deadline: Instant,
+    ) -> SioConnection<S> {
+        SioConnection {
+            reassembler: Reassembler::new(limits),
+            sockets: Vec::new(),
+            connect_deadline: Some(connect_deadline),
+            max_namespaces,
+        }
+    }
+
+    /// The instant at which the connection must be closed for not connecting, if still due.
+    pub fn connect_deadline(&self) -> Option<Instant> {
+        self.connect_deadline
+    }
+
+    pub fn sockets(&self) -> &[NamespaceSocket<S>] {
+        &self.sockets
+    }
+
+    pub fn socket_mut(&mut self, nsp: &str) -> Option<&mut NamespaceSocket<S>> {
+        self.sockets.iter_mut().find(|s| s.nsp == nsp)
+    }
+
+    /// An Engine.IO message arrived. Handler calls happen here; `out` receives what to do.
+    pub fn on_message<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        message: EngineMessage,
+        out: &mut Vec<Output>,
+    ) -> Result<(), SioError> {
+        let packet = match message {
+            EngineMessage::Text(text) => self.reassembler.push_text(&text)?,
+            EngineMessage::Binary(bytes) => self.reassembler.push_binary(bytes)?,
+        };
+        match packet {
+            Some(packet) => self.on_packet(handler, packet, out),
+            None => Ok(()),
+        }
+    }
+
+    fn on_packet<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        packet: Packet,
+        out: &mut Vec<Output>,
+    ) -> Result<(), SioError> {
+        if packet.kind == PacketKind::Connect {
+            return self.connect(handler, packet, out);
+        }
+        if self.connect_deadline.is_some() && self.sockets.is_empty() {
+            return Err(SioError::NotConnected);
+        }
+        // Packets for a namespace this connection is not in are ignored, as socket.io does.
+        let Some(index) = self.sockets.iter().position(|s| s.nsp == packet.nsp) else {
+            return Ok(());
+        };
+        match packet.kind {
+            PacketKind::Disconnect => {
+                self.remove(handler, index, "client namespace disconnect", out);
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let event = Event {
+                    data: packet.data.unwrap_or(Value::Null),
+                    attachments: packet.attachments,
+                    ack_id: packet.id,
+                };
+                self.call(index, out, |socket| handler.on_event(socket, event));
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                if let Some(id) = packet.id {
+                    let data = packet.data.unwrap_or(Value::Null);
+                    self.call(index, out, |socket| handler.on_ack(socket, id, data));
+                }
+            }
+            PacketKind::Connect | PacketKind::ConnectError => {
+                return Err(SioError::UnexpectedPacket)
+            }
+        }
+        Ok(())
+    }
+
+    fn connect<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        packet: Packet,
+        out: &mut Vec<Output>,
+    ) -> Result<(), SioError> {
+        if !handler.has_namespace(&packet.nsp) {
+            out.push(Output::Send(Packet::connect_error(
+                &packet.nsp,
+                "Invalid namespace",
+                None,
+            )));
+            return Ok(());
+        }
+        if self.sockets.iter().any(|s| s.nsp == packet.nsp) {
+            // Already connected: socket.io answers again with the same id.
+            if let Some(socket) = self.sockets.iter().find(|s| s.nsp == packet.nsp) {
+                out.push(Output::Send(connect_answer(&packet.nsp, &socket.id)));
+            }
+            return Ok(());
+        }
+        if self.sockets.len() >= self.max_namespaces {
+            return Err(SioError::TooManyNamespaces);
+        }
+        self.connect_deadline = None;
+        let auth = packet
+            .data
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let mut socket = NamespaceSocket {
+            nsp: packet.nsp,
+            id: random_id(),
+            state: S::default(),
+            rooms: Vec::new(),
+            next_ack_id: 0,
+        };
+        let mut commands = Vec::new();
+        let result = handler.on_connect(&mut socket_view(&mut socket, &mut commands), &auth);
+        match result {
+            Ok(()) => {
+                out.push(Output::Send(connect_answer(&socket.nsp, &socket.id)));
+                push_commands(&socket.nsp, commands, out);
+                self.sockets.push(socket);
+            }
+            Err(Refusal { message, data }) => {
+                out.push(Output::Send(Packet::connect_error(
+                    &socket.nsp,
+                    &message,
+                    data,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The session ended: every namespace socket disconnects with `reason`.
+    pub fn close<H: Handler<State = S>>(&mut self, handler: &H, reason: &str, out: &mut Vec<Output>) {
+        while !self.sockets.is_empty() {
+            self.remove(handler, self.sockets.len() - 1, reason, out);
+        }
+    }
+
+    /// The socket of `nsp` was disconnected by the server (a `Disconnect` command).
+    pub fn server_disconnect<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        nsp: &str,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(index) = self.sockets.iter().position(|s| s.nsp == nsp) {
+            out.push(Output::Send(Packet::disconnect(nsp)));
+            self.remove(handler, index, "server namespace disconnect", out);
+        }
+    }
+
+    fn remove<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        index: usize,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) {
+        self.call(index, out, |socket| handler.on_disconnect(socket, reason));
+        if index < self.sockets.len() {
+            let socket = self.sockets.remove(index);
+            out.push(Output::Left {
+                nsp: socket.nsp,
+                rooms: socket.rooms,
+            });
+        }
+    }
+
+    fn call(
+        &mut self,
+        index: usize,
+        out: &mut Vec<Output>,
+        f: impl FnOnce(&mut Socket<'_, S>),
+    ) {
+        let Some(socket) = self.sockets.get_mut(index) else {
+            return;
+        };
+        let mut commands = Vec::new();
+        f(&mut socket_view(socket, &mut commands));
+        push_commands(&socket.nsp, commands, out);
+    }
+}
+
+fn push_commands(nsp: &str, commands: Vec<Command>, out: &mut Vec<Output>) {
+    out.extend(commands.into_iter().map(|command| Output::Command {
+        nsp: nsp.to_owned(),
+        command,
+    }));
+}
+
+fn socket_view<'a, S>(
+    socket: &'a mut NamespaceSocket<S>,
+    commands: &'a mut Vec<Command>,
+) -> Socket<'a, S> {
+    Socket::new(
+        &socket.id,
+        &socket.nsp,
+        &mut socket.state,
+        &socket.rooms,
+        commands,
+        &mut socket.next_ack_id,
+    )
+}
+
+fn connect_answer(nsp: &str, id: &str) -> Packet {
+    let mut data = serde_json::Map::new();
+    data.insert("sid".to_owned(), Value::String(id.to_owned()));
+    Packet::connect(nsp, Some(Value::Object(data)))
+}

@@ -1,0 +1,109 @@
+//! The conformance test server of PROTOCOL.md, for independent Engine.IO v4 and Socket.IO v5
+//! test suites: `conformance engineio` or `conformance socketio`, on 127.0.0.1:3000 (or the
+//! address in `CONFORMANCE_LISTEN`), with pingInterval 300 ms, pingTimeout 200 ms,
+//! maxPayload 1,000,000, connectTimeout 1000 ms and CORS origin `*`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use readrealm_chat::config::{Layer, ServerConfig};
+use readrealm_chat::socketio::{EngineMessage, Event, Handler, Refusal, Socket};
+use serde_json::Value;
+
+/// Engine.IO mode: every message is sent straight back on its session.
+struct EchoEngine;
+
+impl Handler for EchoEngine {
+    type State = ();
+
+    fn has_namespace(&self, _nsp: &str) -> bool {
+        false
+    }
+
+    fn on_connect(&self, _socket: &mut Socket<'_, ()>, _auth: &Value) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_event(&self, _socket: &mut Socket<'_, ()>, _event: Event) {}
+
+    fn on_engine_message(&self, message: EngineMessage) -> Vec<EngineMessage> {
+        vec![message]
+    }
+}
+
+/// Socket.IO mode: `auth` on connect, `message` → `message-back`, `message-with-ack` acked
+/// with its own arguments; namespaces `/` and `/custom`.
+struct ConformanceSocketIo;
+
+impl Handler for ConformanceSocketIo {
+    type State = ();
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/" || nsp == "/custom"
+    }
+
+    fn on_connect(&self, socket: &mut Socket<'_, ()>, auth: &Value) -> Result<(), Refusal> {
+        socket.emit("auth", vec![auth.clone()]);
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
+        let args = event.args().to_vec();
+        match (event.name(), event.ack_id) {
+            (Some("message"), _) => socket.emit_binary("message-back", args, event.attachments),
+            (Some("message-with-ack"), Some(id)) => socket.ack(id, args, event.attachments),
+            _ => {}
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let listen = std::env::var("CONFORMANCE_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let Ok(listen) = listen.parse() else {
+        eprintln!("conformance: invalid CONFORMANCE_LISTEN {listen:?}");
+        return ExitCode::from(2);
+    };
+    let mut config = ServerConfig {
+        listen,
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        connect_timeout: Duration::from_millis(1000),
+        max_payload: 1_000_000,
+        ..ServerConfig::default()
+    };
+    if let Some(shards) = std::env::var("CONFORMANCE_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.shards = shards;
+    }
+    let started = match mode.as_str() {
+        "engineio" => {
+            config.path = "/engine.io/".into();
+            config.layer = Layer::EngineIo;
+            readrealm_chat::server::start(config, EchoEngine)
+        }
+        "socketio" => readrealm_chat::server::start(config, ConformanceSocketIo),
+        _ => {
+            eprintln!("usage: conformance engineio|socketio");
+            return ExitCode::from(2);
+        }
+    };
+    match started {
+        Ok(server) => {
+            eprintln!("conformance {mode} listening on {}", server.local_addr());
+            match server.join() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("conformance: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("conformance: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
