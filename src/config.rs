@@ -83,3 +83,122 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Where a setting's value came from, for error messages.
+fn describe(flag: &str) -> String {
+    format!("{flag} (env {})", env_name(flag))
+}
+
+/// `--ping-interval` → `READREALM_PING_INTERVAL`.
+pub fn env_name(flag: &str) -> String {
+    format!(
+        "READREALM_{}",
+        flag.trim_start_matches('-')
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+/// The command-line flags the server binary understands, with their help text.
+pub const FLAGS: &[(&str, &str)] = &[
+    ("--listen", "address to listen on [default: 0.0.0.0:3000]"),
+    ("--shards", "event-loop threads [default: available cores]"),
+    (
+        "--cors-origin",
+        "allowed CORS origins: *, none, or a comma-separated list [default: *]",
+    ),
+    (
+        "--ping-interval",
+        "Engine.IO pingInterval in ms [default: 25000]",
+    ),
+    (
+        "--ping-timeout",
+        "Engine.IO pingTimeout in ms [default: 20000]",
+    ),
+    (
+        "--connect-timeout",
+        "ms allowed to send Socket.IO CONNECT [default: 45000]",
+    ),
+    (
+        "--max-payload",
+        "largest message or POST body in bytes [default: 1000000]",
+    ),
+];
+
+impl ServerConfig {
+    /// Apply one setting by flag name; the error names the setting.
+    pub fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
+        let bad = |what: &str| format!("invalid {}: {value:?} ({what})", describe(flag));
+        let millis = |value: &str| -> Result<Duration, String> {
+            match value.parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(bad("a positive number of milliseconds")),
+            }
+        };
+        match flag {
+            "--listen" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|_| bad("an address like 0.0.0.0:3000"))?
+            }
+            "--shards" => match value.parse::<usize>() {
+                Ok(n) if (1..=crate::engineio::sid::MAX_SHARDS).contains(&n) => self.shards = n,
+                _ => return Err(bad("a whole number from 1 to 64")),
+            },
+            "--cors-origin" => self.cors = crate::http::Cors::parse_policy(value),
+            "--ping-interval" => self.ping_interval = millis(value)?,
+            "--ping-timeout" => self.ping_timeout = millis(value)?,
+            "--connect-timeout" => self.connect_timeout = millis(value)?,
+            "--max-payload" => match value.parse::<usize>() {
+                Ok(n) if n >= 1024 => self.max_payload = n,
+                _ => return Err(bad("a number of bytes, at least 1024")),
+            },
+            _ => return Err(format!("unknown setting {flag}")),
+        }
+        Ok(())
+    }
+
+    /// Settings from the environment (`READREALM_*`), then from `args` (flags win).
+    pub fn from_env_and_args(args: &[String]) -> Result<ServerConfig, String> {
+        let mut config = ServerConfig::default();
+        for (flag, _) in FLAGS {
+            if let Ok(value) = std::env::var(env_name(flag)) {
+                config.set(flag, &value)?;
+            }
+        }
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let (flag, value) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, value.to_owned()),
+                None => {
+                    let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                    (arg.as_str(), value.clone())
+                }
+            };
+            config.set(flag, &value)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_defaults_and_name_themselves_in_errors() {
+        let args: Vec<String> = ["--shards", "2", "--ping-interval=300"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let config = ServerConfig::from_env_and_args(&args).unwrap();
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.ping_interval, Duration::from_millis(300));
+        let err = ServerConfig::default().set("--shards", "0").unwrap_err();
+        assert!(
+            err.contains("--shards") && err.contains("READREALM_SHARDS"),
+            "{err}"
+        );
+        assert!(ServerConfig::default().set("--nope", "1").is_err());
+    }
+}

@@ -202,9 +202,18 @@ mod tests {
         assert_eq!(decode_text("0{}").unwrap(), EioPacket::Open("{}".into()));
         assert_eq!(decode_text("1").unwrap(), EioPacket::Close);
         assert_eq!(decode_text("2").unwrap(), EioPacket::Ping(String::new()));
-        assert_eq!(decode_text("2probe").unwrap(), EioPacket::Ping("probe".into()));
-        assert_eq!(decode_text("3probe").unwrap(), EioPacket::Pong("probe".into()));
-        assert_eq!(decode_text("4héllo").unwrap(), EioPacket::Message("héllo".into()));
+        assert_eq!(
+            decode_text("2probe").unwrap(),
+            EioPacket::Ping("probe".into())
+        );
+        assert_eq!(
+            decode_text("3probe").unwrap(),
+            EioPacket::Pong("probe".into())
+        );
+        assert_eq!(
+            decode_text("4héllo").unwrap(),
+            EioPacket::Message("héllo".into())
+        );
         assert_eq!(decode_text("4").unwrap(), EioPacket::Message(String::new()));
         assert_eq!(decode_text("5").unwrap(), EioPacket::Upgrade);
         assert_eq!(decode_text("6").unwrap(), EioPacket::Noop);

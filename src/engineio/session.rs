@@ -314,7 +314,9 @@ impl Session {
             Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => at,
         };
         match self.upgrade {
-            Upgrade::Attached { deadline } | Upgrade::Probed { deadline } => heartbeat.min(deadline),
+            Upgrade::Attached { deadline } | Upgrade::Probed { deadline } => {
+                heartbeat.min(deadline)
+            }
             Upgrade::None => heartbeat,
         }
     }
@@ -450,7 +452,10 @@ mod tests {
         s.release_get();
         assert_eq!(s.on_polling_get(), GetOutcome::Respond(vec![NOOP]));
         assert!(!s.enqueue(Frame::message("queued")), "no flush to polling");
-        assert_eq!(s.on_probe_packet(&EioPacket::Upgrade), ProbeOutcome::Upgraded);
+        assert_eq!(
+            s.on_probe_packet(&EioPacket::Upgrade),
+            ProbeOutcome::Upgraded
+        );
         assert_eq!(s.transport(), Transport::WebSocket);
         assert_eq!(s.drain_queue(), vec![Frame::message("queued")]);
         assert_eq!(s.on_polling_get(), GetOutcome::WrongTransport);
@@ -468,7 +473,10 @@ mod tests {
             TimeoutOutcome::Ping
         );
         assert!(!s.can_flush_polling());
-        assert_eq!(s.on_probe_packet(&EioPacket::Upgrade), ProbeOutcome::Upgraded);
+        assert_eq!(
+            s.on_probe_packet(&EioPacket::Upgrade),
+            ProbeOutcome::Upgraded
+        );
         assert_eq!(s.drain_queue(), vec![PING]);
     }
 

@@ -69,7 +69,6 @@ impl Peers {
     pub fn len(&self) -> usize {
         self.mailboxes.len()
     }
-
 }
 
 /// A shard's receiving end.

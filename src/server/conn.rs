@@ -104,9 +104,7 @@ impl Conn {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(ReadEnd::WouldBlock)
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(ReadEnd::WouldBlock),
                 Err(_) => return Err(ReadEnd::Closed),
             }
         }

@@ -98,11 +98,8 @@ pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerH
     };
 
     let mut threads = Vec::with_capacity(shards);
-    for (index, ((poll, listener), inbox)) in polls
-        .into_iter()
-        .zip(listeners)
-        .zip(inboxes)
-        .enumerate()
+    for (index, ((poll, listener), inbox)) in
+        polls.into_iter().zip(listeners).zip(inboxes).enumerate()
     {
         let shard = Shard::new(
             index,

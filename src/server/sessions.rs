@@ -90,7 +90,10 @@ impl<H: Handler> Shard<H> {
     }
 
     pub(super) fn open_frame(&mut self, session: SessionRef, upgrades: &[&str]) -> Frame {
-        let sid = self.session(session).map(|e| e.sid.clone()).unwrap_or_default();
+        let sid = self
+            .session(session)
+            .map(|e| e.sid.clone())
+            .unwrap_or_default();
         open_packet(
             &sid,
             upgrades,
@@ -237,7 +240,12 @@ impl<H: Handler> Shard<H> {
 
     /// A packet from the client on the session's transport. Returns false once the session
     /// is closed.
-    pub(super) fn on_inbound(&mut self, session: SessionRef, packet: EioPacket, now: Instant) -> bool {
+    pub(super) fn on_inbound(
+        &mut self,
+        session: SessionRef,
+        packet: EioPacket,
+        now: Instant,
+    ) -> bool {
         let Some(entry) = self.session(session) else {
             return false;
         };
@@ -424,7 +432,16 @@ impl<H: Handler> Shard<H> {
         // broadcasts reach everyone else; nothing more is sent to the session itself.
         let outputs = outputs
             .into_iter()
-            .filter(|o| !matches!(o, Output::Send(_) | Output::Command { command: Command::Emit(_), .. }))
+            .filter(|o| {
+                !matches!(
+                    o,
+                    Output::Send(_)
+                        | Output::Command {
+                            command: Command::Emit(_),
+                            ..
+                        }
+                )
+            })
             .collect();
         self.run_outputs(session, outputs);
         let Some(entry) = self.session(session) else {

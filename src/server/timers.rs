@@ -37,6 +37,4 @@ impl Timers {
             _ => None,
         }
     }
-
-
 }

@@ -164,7 +164,9 @@ impl<H: Handler> Shard<H> {
         let keep_alive =
             head.keep_alive && head.content_length.unwrap_or(0) == 0 && !head.websocket_upgrade;
         self.consume(key, head.head_len);
-        self.reply(key, keep_alive, |out| write_eio_error(out, code, cors, keep_alive));
+        self.reply(key, keep_alive, |out| {
+            write_eio_error(out, code, cors, keep_alive)
+        });
         if keep_alive {
             Next::Continue
         } else {
@@ -235,7 +237,13 @@ impl<H: Handler> Shard<H> {
         let too_large = usize::try_from(length).map_or(true, |l| l > self.config.max_payload);
         if too_large || head.chunked {
             self.reply_and_close(key, |out| {
-                write_plain_error(out, Status::PAYLOAD_TOO_LARGE, "Payload Too Large", cors, false)
+                write_plain_error(
+                    out,
+                    Status::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large",
+                    cors,
+                    false,
+                )
             });
             self.close_session(session, CloseReason::ProtocolError);
             return Next::Stop;
@@ -328,7 +336,9 @@ impl<H: Handler> Shard<H> {
             return Next::Stop;
         };
         let mut buffers = std::mem::take(&mut conn.buffers);
-        buffers.input.drain(..head.head_len.min(buffers.input.len()));
+        buffers
+            .input
+            .drain(..head.head_len.min(buffers.input.len()));
         write_websocket_accept(&mut buffers.output, ws_key);
         conn.ws = Some(Box::new(ws::server_socket(max_payload, buffers)));
         self.mark_dirty(key);

@@ -204,7 +204,12 @@ impl<S: Default> SioConnection<S> {
     }
 
     /// The session ended: every namespace socket disconnects with `reason`.
-    pub fn close<H: Handler<State = S>>(&mut self, handler: &H, reason: &str, out: &mut Vec<Output>) {
+    pub fn close<H: Handler<State = S>>(
+        &mut self,
+        handler: &H,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) {
         while !self.sockets.is_empty() {
             self.remove(handler, self.sockets.len() - 1, reason, out);
         }
@@ -240,12 +245,7 @@ impl<S: Default> SioConnection<S> {
         }
     }
 
-    fn call(
-        &mut self,
-        index: usize,
-        out: &mut Vec<Output>,
-        f: impl FnOnce(&mut Socket<'_, S>),
-    ) {
+    fn call(&mut self, index: usize, out: &mut Vec<Output>, f: impl FnOnce(&mut Socket<'_, S>)) {
         let Some(socket) = self.sockets.get_mut(index) else {
             return;
         };

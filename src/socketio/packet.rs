@@ -572,6 +572,18 @@ mod tests {
     }
 
     #[test]
+    fn ack_id_is_read_on_every_kind_as_socketio_parser_does() {
+        let (p, _) = dec("01").expect("valid");
+        assert_eq!(p, packet(PacketKind::Connect, "/", Some(1), None));
+        let (p, _) = dec("42{}").expect("valid");
+        assert_eq!(
+            p,
+            packet(PacketKind::ConnectError, "/", Some(2), Some(json!({})))
+        );
+        assert_eq!(enc(&p), "42{}");
+    }
+
+    #[test]
     fn empty_text_is_rejected() {
         assert_eq!(dec(""), Err(PacketError::Empty));
     }
