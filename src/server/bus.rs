@@ -23,10 +23,12 @@ pub struct Broadcast {
 
 pub enum BusMessage {
     /// A connection whose request belongs to a session of the receiving shard; `input` holds
-    /// the bytes already read from it (the request head at least).
+    /// the bytes already read from it (the request head at least), `output` what was queued
+    /// for it and not yet written (an earlier answer on the keep-alive connection).
     HandOff {
         stream: mio::net::TcpStream,
         input: Vec<u8>,
+        output: Vec<u8>,
     },
     Broadcast(Arc<Broadcast>),
     /// Stop accepting, close every session and exit the loop.

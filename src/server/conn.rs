@@ -93,6 +93,14 @@ impl Conn {
         self.io().output.len().saturating_sub(written)
     }
 
+    /// Take the output not yet written (for a hand-off to another shard).
+    pub fn unwritten_output(&mut self) -> Vec<u8> {
+        let written = std::mem::take(&mut self.written);
+        let mut output = std::mem::take(&mut self.buffers.output);
+        output.drain(..written.min(output.len()));
+        output
+    }
+
     /// Read one chunk into the input buffer. `Ok(n)` with n > 0: more may follow.
     pub fn read_chunk(&mut self) -> Result<usize, ReadEnd> {
         let mut chunk = [0u8; READ_CHUNK];

@@ -455,14 +455,14 @@ impl<H: Handler> Shard<H> {
             return;
         };
         self.by_sid.remove(&entry.sid);
-        if let Some(conn) = entry.get_conn {
+        match (entry.get_conn, reason) {
             // A client close gets a noop; any other end tells the client with a close packet.
-            let frame = if reason == CloseReason::ClientClose {
-                NOOP
-            } else {
-                CLOSE
-            };
-            self.answer_get_conn(conn, &[frame]);
+            (Some(conn), CloseReason::ClientClose) => self.answer_get_conn(conn, &[NOOP]),
+            (Some(conn), _) => self.answer_get_conn(conn, &[CLOSE]),
+            (None, CloseReason::ClientClose) if entry.eio.transport() == Transport::Polling => {
+                self.remember_client_closed(entry.sid)
+            }
+            (None, _) => {}
         }
         if let (Some(conn), CloseReason::ServerClose) = (entry.ws_conn, reason) {
             self.write_ws_frames(conn, &[CLOSE]);

@@ -35,6 +35,12 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 /// How long to stop accepting after the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long after a client's close a GET already on its way still gets `6`.
+const CLIENT_CLOSED_GRACE: Duration = Duration::from_millis(1000);
+
+/// Most remembered client closes per shard; beyond it, the oldest are not remembered.
+const CLIENT_CLOSED_CAPACITY: usize = 4096;
+
 /// Events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -48,6 +54,9 @@ pub struct Shard<H: Handler> {
     pub conns: Slab<Conn>,
     pub sessions: Slab<SessionEntry<H::State>>,
     pub by_sid: HashMap<String, usize>,
+    /// Polling sessions the client closed with no GET pending, until when a GET that was
+    /// already on its way still gets its `6`.
+    client_closed: HashMap<String, Instant>,
     pub rooms: Rooms,
     pub timers: Timers,
     pub peers: Peers,
@@ -87,6 +96,7 @@ impl<H: Handler> Shard<H> {
             conns: Slab::new(),
             sessions: Slab::new(),
             by_sid: HashMap::new(),
+            client_closed: HashMap::new(),
             rooms: Rooms::default(),
             timers: Timers::default(),
             peers,
@@ -98,6 +108,24 @@ impl<H: Handler> Shard<H> {
             accept_paused_until: None,
             shutting_down: false,
         })
+    }
+
+    /// Remember that the client closed polling session `sid` while no GET was pending.
+    pub fn remember_client_closed(&mut self, sid: String) {
+        let now = Instant::now();
+        if self.client_closed.len() >= CLIENT_CLOSED_CAPACITY {
+            self.client_closed.retain(|_, until| *until > now);
+        }
+        if self.client_closed.len() < CLIENT_CLOSED_CAPACITY {
+            self.client_closed.insert(sid, now + CLIENT_CLOSED_GRACE);
+        }
+    }
+
+    /// Whether `sid` was closed by its client moments ago (once: a later GET gets 400).
+    pub fn take_client_closed(&mut self, sid: &str) -> bool {
+        self.client_closed
+            .remove(sid)
+            .is_some_and(|until| until > Instant::now())
     }
 
     pub fn next_generation(&mut self) -> u64 {
@@ -167,7 +195,7 @@ impl<H: Handler> Shard<H> {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    self.adopt(stream, Vec::new());
+                    self.adopt(stream, Vec::new(), Vec::new());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -183,7 +211,7 @@ impl<H: Handler> Shard<H> {
 
     /// Register a connection (accepted here or handed over by another shard) and process the
     /// bytes already read from it.
-    pub fn adopt(&mut self, mut stream: TcpStream, input: Vec<u8>) {
+    pub fn adopt(&mut self, mut stream: TcpStream, input: Vec<u8>, output: Vec<u8>) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self
@@ -195,7 +223,13 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let has_input = !input.is_empty();
-        entry.insert(Conn::new(stream, input));
+        let has_output = !output.is_empty();
+        let mut conn = Conn::new(stream, input);
+        conn.buffers.output = output;
+        entry.insert(conn);
+        if has_output {
+            self.mark_dirty(key);
+        }
         if has_input {
             self.process_input(key);
         }
@@ -301,7 +335,11 @@ impl<H: Handler> Shard<H> {
     fn read_bus(&mut self) -> bool {
         while let Ok(message) = self.inbox.try_recv() {
             match message {
-                BusMessage::HandOff { stream, input } => self.adopt(stream, input),
+                BusMessage::HandOff {
+                    stream,
+                    input,
+                    output,
+                } => self.adopt(stream, input, output),
                 BusMessage::Broadcast(broadcast) => {
                     self.deliver_local(&broadcast.nsp, &broadcast.room, &broadcast.frames, None)
                 }

@@ -105,6 +105,17 @@ impl<H: Handler> Shard<H> {
                 }
             }
             let Some(&session_key) = self.by_sid.get(&sid) else {
+                if !websocket && head.method == Method::Get && self.take_client_closed(&sid) {
+                    // A GET sent before the client's close POST but arriving after it (on
+                    // another connection, maybe via another shard) is the "pending GET" that
+                    // answers `6`.
+                    self.consume(key, head.head_len);
+                    let keep_alive = head.keep_alive;
+                    self.reply(key, keep_alive, |out| {
+                        write_polling_response(out, &[NOOP], &cors, keep_alive)
+                    });
+                    return Next::Continue;
+                }
                 return self.eio_error(key, &head, EioErrorCode::UnknownSid, &cors);
             };
             let session = SessionRef {
@@ -521,9 +532,11 @@ impl<H: Handler> Shard<H> {
         if detach(&self.poll, &mut conn.stream).is_err() {
             return;
         }
+        let output = conn.unwritten_output();
         let message = BusMessage::HandOff {
             stream: conn.stream,
             input: std::mem::take(&mut conn.buffers.input),
+            output,
         };
         if self.peers.send(owner, message).is_ok() {
             if let Some(wake) = self.to_wake.get_mut(owner) {

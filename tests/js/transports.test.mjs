@@ -15,6 +15,7 @@ import {
   startServer,
   toBuffer,
   waitFor,
+  waitUntil,
   withTimeout,
 } from "./helpers.mjs";
 
@@ -92,28 +93,34 @@ for (const config of CONFIGS) {
         upgraded.catch(() => {});
         const received = [];
         socket.on("echo", (n) => received.push(n));
-        await ready(socket, { ...config, upgrades: false });
-        // Emit a steady stream while the probe/upgrade is in flight.
+        // Emit from the very start (buffered until CONNECT, then flushed over polling), a burst
+        // when the connect event fires, and a burst while the engine pauses polling to upgrade.
         let n = 0;
-        const pump = setInterval(() => socket.emit("echo", n++), 2);
+        const burst = (count) => {
+          for (let i = 0; i < count; i++) socket.emit("echo", n++);
+        };
+        const pump = setInterval(() => burst(1), 1);
+        socket.once("connect", () => burst(20));
+        let duringUpgrade = 0;
+        engine.once("upgrading", () => {
+          duringUpgrade = 20;
+          burst(20);
+        });
         try {
+          await ready(socket, { ...config, upgrades: false });
           const [transport] = await upgraded;
           assert.equal(transport.name, "websocket");
           assert.equal(socket.io.engine.transport.name, "websocket");
         } finally {
           clearInterval(pump);
         }
-        socket.emit("echo", n++);
+        assert.equal(duringUpgrade, 20, "the engine went through the upgrading phase");
+        burst(1);
         const total = n;
-        await withTimeout(
-          (async () => {
-            while (received.length < total) await sleep(10);
-          })(),
-          WAIT_MS,
-          `${total} echoes (got ${received.length})`,
-        ).catch((e) => {
+        await waitUntil(() => received.length >= total, WAIT_MS, `${total} echoes`).catch((e) => {
           throw new Error(`${e.message}; received ${received.length}/${total}`);
         });
+        await sleep(100);
         assert.deepEqual(
           received,
           Array.from({ length: total }, (_, i) => i),
