@@ -4,7 +4,11 @@
 //! conformance server build one in code. Nothing else in the crate hard-codes these numbers.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+#[cfg(feature = "store")]
+use crate::chat::limits::ChatLimits;
 
 use crate::http::cors::CorsPolicy;
 
@@ -84,9 +88,29 @@ impl Default for ServerConfig {
     }
 }
 
-/// Where a setting's value came from, for error messages.
-fn describe(flag: &str) -> String {
-    format!("{flag} (env {})", env_name(flag))
+#[cfg(feature = "store")]
+/// Everything the `readrealm-chat` binary is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerConfig,
+    /// The RocksDB directory holding the history.
+    pub data_dir: PathBuf,
+    /// fsync every write batch (survives power loss); without it the WAL still makes every
+    /// acknowledged message survive a crash of the process.
+    pub sync_writes: bool,
+    pub chat: ChatLimits,
+}
+
+#[cfg(feature = "store")]
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            sync_writes: false,
+            chat: ChatLimits::default(),
+        }
+    }
 }
 
 /// `--ping-interval` → `READREALM_PING_INTERVAL`.
@@ -100,8 +124,17 @@ pub fn env_name(flag: &str) -> String {
 }
 
 /// The command-line flags the server binary understands, with their help text.
+#[cfg(feature = "store")]
 pub const FLAGS: &[(&str, &str)] = &[
     ("--listen", "address to listen on [default: 0.0.0.0:3000]"),
+    (
+        "--data-dir",
+        "RocksDB directory for the history [default: ./data]",
+    ),
+    (
+        "--sync-writes",
+        "fsync every write batch: true or false [default: false]",
+    ),
     ("--shards", "event-loop threads [default: available cores]"),
     (
         "--cors-origin",
@@ -123,47 +156,89 @@ pub const FLAGS: &[(&str, &str)] = &[
         "--max-payload",
         "largest message or POST body in bytes [default: 1000000]",
     ),
+    ("--max-rooms", "rooms per connection [default: 100]"),
+    (
+        "--message-rate",
+        "chatMessages per second per connection [default: 10]",
+    ),
+    (
+        "--message-burst",
+        "chatMessages allowed at once before the rate applies [default: 20]",
+    ),
+    (
+        "--max-content-length",
+        "longest message content in characters [default: 4000]",
+    ),
 ];
 
-impl ServerConfig {
+#[cfg(feature = "store")]
+impl Settings {
     /// Apply one setting by flag name; the error names the setting.
     pub fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
-        let bad = |what: &str| format!("invalid {}: {value:?} ({what})", describe(flag));
+        let bad = |what: &str| {
+            format!(
+                "invalid {flag} (env {}): {value:?} ({what})",
+                env_name(flag)
+            )
+        };
         let millis = |value: &str| -> Result<Duration, String> {
             match value.parse::<u64>() {
                 Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
                 _ => Err(bad("a positive number of milliseconds")),
             }
         };
+        let count = |value: &str, min: usize| -> Result<usize, String> {
+            match value.parse::<usize>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => Err(bad(&format!("a whole number, at least {min}"))),
+            }
+        };
+        let rate = |value: &str| -> Result<f64, String> {
+            match value.parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+                _ => Err(bad("a positive number")),
+            }
+        };
+        let server = &mut self.server;
         match flag {
             "--listen" => {
-                self.listen = value
+                server.listen = value
                     .parse()
                     .map_err(|_| bad("an address like 0.0.0.0:3000"))?
             }
+            "--data-dir" if !value.is_empty() => self.data_dir = PathBuf::from(value),
+            "--data-dir" => return Err(bad("a directory")),
+            "--sync-writes" => {
+                self.sync_writes = match value {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
             "--shards" => match value.parse::<usize>() {
-                Ok(n) if (1..=crate::engineio::sid::MAX_SHARDS).contains(&n) => self.shards = n,
+                Ok(n) if (1..=crate::engineio::sid::MAX_SHARDS).contains(&n) => server.shards = n,
                 _ => return Err(bad("a whole number from 1 to 64")),
             },
-            "--cors-origin" => self.cors = crate::http::Cors::parse_policy(value),
-            "--ping-interval" => self.ping_interval = millis(value)?,
-            "--ping-timeout" => self.ping_timeout = millis(value)?,
-            "--connect-timeout" => self.connect_timeout = millis(value)?,
-            "--max-payload" => match value.parse::<usize>() {
-                Ok(n) if n >= 1024 => self.max_payload = n,
-                _ => return Err(bad("a number of bytes, at least 1024")),
-            },
+            "--cors-origin" => server.cors = crate::http::Cors::parse_policy(value),
+            "--ping-interval" => server.ping_interval = millis(value)?,
+            "--ping-timeout" => server.ping_timeout = millis(value)?,
+            "--connect-timeout" => server.connect_timeout = millis(value)?,
+            "--max-payload" => server.max_payload = count(value, 1024)?,
+            "--max-rooms" => self.chat.max_rooms_per_connection = count(value, 1)?,
+            "--message-rate" => self.chat.message_rate = rate(value)?,
+            "--message-burst" => self.chat.message_burst = rate(value)?.max(1.0),
+            "--max-content-length" => self.chat.max_content_chars = count(value, 1)?,
             _ => return Err(format!("unknown setting {flag}")),
         }
         Ok(())
     }
 
     /// Settings from the environment (`READREALM_*`), then from `args` (flags win).
-    pub fn from_env_and_args(args: &[String]) -> Result<ServerConfig, String> {
-        let mut config = ServerConfig::default();
+    pub fn from_env_and_args(args: &[String]) -> Result<Settings, String> {
+        let mut settings = Settings::default();
         for (flag, _) in FLAGS {
             if let Ok(value) = std::env::var(env_name(flag)) {
-                config.set(flag, &value)?;
+                settings.set(flag, &value)?;
             }
         }
         let mut args = args.iter();
@@ -175,30 +250,39 @@ impl ServerConfig {
                     (arg.as_str(), value.clone())
                 }
             };
-            config.set(flag, &value)?;
+            settings.set(flag, &value)?;
         }
-        Ok(config)
+        Ok(settings)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "store"))]
 mod tests {
     use super::*;
 
     #[test]
     fn flags_override_defaults_and_name_themselves_in_errors() {
-        let args: Vec<String> = ["--shards", "2", "--ping-interval=300"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let config = ServerConfig::from_env_and_args(&args).unwrap();
-        assert_eq!(config.shards, 2);
-        assert_eq!(config.ping_interval, Duration::from_millis(300));
-        let err = ServerConfig::default().set("--shards", "0").unwrap_err();
+        let args: Vec<String> = [
+            "--shards",
+            "2",
+            "--ping-interval=300",
+            "--data-dir",
+            "/tmp/x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let settings = Settings::from_env_and_args(&args).unwrap();
+        assert_eq!(settings.server.shards, 2);
+        assert_eq!(settings.server.ping_interval, Duration::from_millis(300));
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        let err = Settings::default().set("--shards", "0").unwrap_err();
         assert!(
             err.contains("--shards") && err.contains("READREALM_SHARDS"),
             "{err}"
         );
-        assert!(ServerConfig::default().set("--nope", "1").is_err());
+        assert!(Settings::default().set("--nope", "1").is_err());
+        assert!(Settings::default().set("--sync-writes", "maybe").is_err());
+        assert!(Settings::default().set("--message-rate", "-1").is_err());
     }
 }

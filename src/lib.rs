@@ -14,8 +14,12 @@
 //!   cross-shard bus;
 //! - [`config`]: every knob and its default.
 
+#[cfg(feature = "store")]
+pub mod chat;
 pub mod config;
 pub mod engineio;
 pub mod http;
 pub mod server;
 pub mod socketio;
+#[cfg(feature = "store")]
+pub mod store;

@@ -1,30 +1,14 @@
-//! `readrealm-chat`: read the settings, start the shards, wait for SIGINT/SIGTERM, shut down.
+//! `readrealm-chat`: read the settings, open the store, start the shards, wait for SIGINT or
+//! SIGTERM, shut down (every client gets an Engine.IO close), flush the store, exit 0.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use readrealm_chat::config::{env_name, ServerConfig, FLAGS};
-use readrealm_chat::socketio::{Event, Handler, Refusal, Socket};
-use serde_json::Value;
-
-/// The protocol core on its own: Socket.IO clients connect to `/`; no chat events are
-/// handled yet (unknown events are ignored, as CHAT_API.md says).
-struct ProtocolOnly;
-
-impl Handler for ProtocolOnly {
-    type State = ();
-
-    fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/"
-    }
-
-    fn on_connect(&self, _socket: &mut Socket<'_, ()>, _auth: &Value) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn on_event(&self, _socket: &mut Socket<'_, ()>, _event: Event) {}
-}
+use readrealm_chat::chat::ChatApp;
+use readrealm_chat::config::{env_name, Settings, FLAGS};
+use readrealm_chat::store::Store;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -33,10 +17,14 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn usage() -> String {
-    let mut text = String::from("usage: readrealm-chat [FLAG VALUE]...\n\nflags (each also read from its environment variable):\n");
+    let mut text = String::from(
+        "usage: readrealm-chat [FLAG VALUE]...\n\n\
+         ReadRealm Chat: the book chat server (Socket.IO v5 on /socket.io/).\n\n\
+         flags (each also read from its environment variable; flags win):\n",
+    );
     for (flag, help) in FLAGS {
         text.push_str(&format!(
-            "  {flag:<18} {help}\n  {:<18} env {}\n",
+            "  {flag:<22} {help}\n  {:<22} env {}\n",
             "",
             env_name(flag)
         ));
@@ -50,11 +38,21 @@ fn main() -> ExitCode {
         print!("{}", usage());
         return ExitCode::SUCCESS;
     }
-    let config = match ServerConfig::from_env_and_args(&args) {
-        Ok(config) => config,
+    let settings = match Settings::from_env_and_args(&args) {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("readrealm-chat: {e}\n\n{}", usage());
             return ExitCode::from(2);
+        }
+    };
+    let store = match Store::open(&settings.data_dir, settings.sync_writes) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            eprintln!(
+                "readrealm-chat: cannot open the data directory {}: {e}",
+                settings.data_dir.display()
+            );
+            return ExitCode::FAILURE;
         }
     };
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -62,26 +60,38 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let server = match readrealm_chat::server::start(config.clone(), ProtocolOnly) {
+    let app = ChatApp::new(Arc::clone(&store), settings.chat);
+    let server = match readrealm_chat::server::start(settings.server.clone(), app) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("readrealm-chat: cannot listen on {}: {e}", config.listen);
+            eprintln!(
+                "readrealm-chat: cannot listen on {}: {e}",
+                settings.server.listen
+            );
             return ExitCode::FAILURE;
         }
     };
     eprintln!(
-        "readrealm-chat listening on {} with {} shards",
+        "readrealm-chat listening on {} ({} shards, data in {})",
         server.local_addr(),
-        config.shards
+        settings.server.shards,
+        settings.data_dir.display()
     );
+    println!("listening on {}", server.local_addr());
     while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     eprintln!("readrealm-chat: shutting down");
     server.shutdown();
-    match server.join() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let joined = server.join();
+    let flushed = store.flush();
+    match (joined, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) => {
+            eprintln!("readrealm-chat: {e}");
+            ExitCode::FAILURE
+        }
+        (_, Err(e)) => {
             eprintln!("readrealm-chat: {e}");
             ExitCode::FAILURE
         }

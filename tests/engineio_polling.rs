@@ -619,7 +619,11 @@ fn many_sessions_on_fresh_connections(shards: usize, sessions: usize) {
                     // Plain POST then GET, each on its own connection.
                     let message = format!("4session-{i}");
                     server.post_ok(&sid, &message);
-                    assert_eq!(server.get_packets(&sid), [message.clone()], "session {i}");
+                    assert_eq!(
+                        server.get_packets(&sid),
+                        std::slice::from_ref(&message),
+                        "session {i}"
+                    );
                     // A GET parked on one connection, answered through a POST on another.
                     let mut get = park_get(server, &sid);
                     let message = format!("4parked-{i}");
@@ -747,4 +751,89 @@ fn server_shutdown_answers_parked_get_with_close() {
     server.shutdown();
     let response = get.read_response();
     assert_eq!(response.text(), "1", "{response:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CORS configuration
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cors_origin_list_echoes_only_listed_origins() {
+    use readrealm_chat::http::cors::CorsPolicy;
+    let server = start_engineio(|c| {
+        quiet(c);
+        c.cors = CorsPolicy::Origins(vec!["https://ok.example".into()]);
+    });
+    let target = server.polling_target(None);
+    let listed = server.http().request(
+        "OPTIONS",
+        &target,
+        &[
+            ("Origin", "https://ok.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(listed.status, 204, "{listed:?}");
+    assert_eq!(
+        listed.header("access-control-allow-origin"),
+        Some("https://ok.example")
+    );
+    assert_eq!(
+        listed.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    let other = server.http().request(
+        "OPTIONS",
+        &target,
+        &[
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(other.status, 204, "{other:?}");
+    assert_eq!(
+        other.header("access-control-allow-origin"),
+        None,
+        "{other:?}"
+    );
+    // The request itself is still served (browsers enforce CORS, not servers).
+    let response =
+        server
+            .http()
+            .request("GET", &target, &[("Origin", "https://evil.example")], b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        None,
+        "{response:?}"
+    );
+}
+
+#[test]
+fn cors_without_credentials_echoes_origin_only() {
+    let server = start_engineio(|c| {
+        quiet(c);
+        c.cors_credentials = false;
+    });
+    let response = server.http().request(
+        "OPTIONS",
+        &server.polling_target(None),
+        &[
+            ("Origin", "https://a.example"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(response.status, 204, "{response:?}");
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://a.example")
+    );
+    assert_eq!(
+        response.header("access-control-allow-credentials"),
+        None,
+        "{response:?}"
+    );
 }

@@ -7,6 +7,7 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use readrealm_chat::socketio::{Event, Handler, Refusal, Socket};
 use serde_json::{json, Value};
 use support::*;
 
@@ -292,6 +293,7 @@ fn invalid_packets_close_the_connection() {
         r#"44{"message":"x"}"#, // CONNECT_ERROR is server-to-client
         "42[\"message\"",       // truncated JSON
         "451-[\"message\"]x",
+        "2", // an Engine.IO ping from the client (v4: server pings)
     ];
     for bad in cases {
         let mut ws = connected_ws(&server);
@@ -377,7 +379,11 @@ fn no_connect_within_connect_timeout_closes() {
 fn connect_in_time_cancels_connect_timeout() {
     let server = start_socketio(|_| {});
     let (mut ws, _) = sio_ws(&server);
-    thread::sleep(Duration::from_millis(500));
+    // Wait half the connect timeout, answering pings.
+    assert_eq!(
+        ws_recv_skipping_pings(&mut ws, Duration::from_millis(500)),
+        WsEvent::Timeout
+    );
     ws_send_text(&mut ws, "40");
     ws_expect_text(&mut ws);
     ws_expect_text(&mut ws);
@@ -417,12 +423,6 @@ fn disconnect_leaves_namespace_but_engineio_session_stays() {
         }
     }
     assert!(pings >= 2, "only {pings} pings after leaving the namespace");
-    // Events for the left namespace are not answered.
-    ws_send_text(&mut ws, r#"42["message","gone"]"#);
-    assert_eq!(
-        ws_recv(&mut ws, Duration::from_millis(150)),
-        WsEvent::Timeout
-    );
     // It can connect again, with a new id.
     ws_send_text(&mut ws, "40");
     let answer = ws_expect_text(&mut ws);
@@ -438,7 +438,6 @@ fn disconnect_from_one_namespace_keeps_the_others() {
     ws_expect_text(&mut ws);
     ws_expect_text(&mut ws);
     ws_send_text(&mut ws, "41/custom,");
-    ws_send_text(&mut ws, r#"42/custom,["message","x"]"#);
     ws_send_text(&mut ws, r#"42["message","main"]"#);
     assert_eq!(ws_expect_text(&mut ws), r#"42["message-back","main"]"#);
     // `41/custom` without the trailing comma is valid too.
@@ -446,9 +445,12 @@ fn disconnect_from_one_namespace_keeps_the_others() {
     ws_expect_text(&mut ws);
     ws_expect_text(&mut ws);
     ws_send_text(&mut ws, "41/custom");
-    ws_send_text(&mut ws, r#"42/custom,["message","x"]"#);
     ws_send_text(&mut ws, r#"42["message","main2"]"#);
     assert_eq!(ws_expect_text(&mut ws), r#"42["message-back","main2"]"#);
+    // /custom really was left: connecting again gives a fresh CONNECT answer and auth.
+    ws_send_text(&mut ws, "40/custom,");
+    assert!(ws_expect_text(&mut ws).starts_with("40/custom,{"));
+    assert_eq!(ws_expect_text(&mut ws), r#"42/custom,["auth",{}]"#);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,6 +515,26 @@ fn polling_binary_event_roundtrips() {
         json!(["message-back", {"_placeholder": true, "num": 0}])
     );
     assert_eq!(packets[1], "bAQID");
+}
+
+#[test]
+fn polling_attachment_may_arrive_in_a_later_post() {
+    let server = start_socketio(quiet);
+    let (sid, _) = server.handshake();
+    server.post_ok(&sid, "40");
+    server.get_n_skipping_pings(&sid, 2);
+    server.post_ok(
+        &sid,
+        r#"452-7["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+    );
+    server.post_ok(&sid, "bAQID");
+    server.post_ok(&sid, "bBAU=");
+    let packets = server.get_n_skipping_pings(&sid, 3);
+    assert_eq!(
+        json_after(&packets[0], "462-7"),
+        json!([{"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 1}])
+    );
+    assert_eq!(&packets[1..], ["bAQID", "bBAU="]);
 }
 
 #[test]
@@ -657,4 +679,195 @@ fn many_socketio_clients_across_shards() {
             worker.join().expect("client");
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals, server-side disconnect and acks, rooms and broadcasts (a richer handler)
+// ---------------------------------------------------------------------------------------------
+
+/// `/` only. CONNECT with `{"refuse":true}` is refused with data. Events: `join` (room, acked
+/// once joined), `shout` (room, text: broadcast to the room except the sender), `kick`
+/// (server-side disconnect), `ask` (emit `question` with an ack; the client's answer comes
+/// back as `answer`).
+struct RoomsHandler;
+
+impl Handler for RoomsHandler {
+    type State = ();
+    type Shard = ();
+    type Forward = ();
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+
+    fn on_connect(&self, _socket: &mut Socket<'_, ()>, auth: &Value) -> Result<(), Refusal> {
+        if auth["refuse"] == json!(true) {
+            return Err(Refusal {
+                message: "refused".into(),
+                data: Some(json!({"why": "test"})),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
+        let args = event.args().to_vec();
+        match event.name() {
+            Some("join") => {
+                let room = args[0].as_str().unwrap_or_default().to_owned();
+                socket.join(&room);
+                if let Some(id) = event.ack_id {
+                    socket.ack(id, vec![json!(room)], Vec::new());
+                }
+            }
+            Some("shout") => {
+                let room = args[0].as_str().unwrap_or_default().to_owned();
+                socket.broadcast(&room, "shout", vec![args[1].clone()], true);
+            }
+            Some("kick") => socket.disconnect(),
+            Some("ask") => {
+                socket.emit_with_ack("question", vec![json!("?")]);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ack(&self, socket: &mut Socket<'_, ()>, ack_id: u64, data: Value) {
+        socket.emit("answer", vec![json!(ack_id), data]);
+    }
+}
+
+fn start_rooms(shards: usize) -> TestServer {
+    start_server(RoomsHandler, |c| {
+        quiet(c);
+        c.path = "/socket.io/".into();
+        c.shards = shards;
+    })
+}
+
+fn rooms_client(server: &TestServer) -> Ws {
+    let (mut ws, _) = sio_ws(server);
+    ws_send_text(&mut ws, "40");
+    let answer = ws_expect_text(&mut ws);
+    assert!(json_after(&answer, "40")["sid"].is_string(), "{answer:?}");
+    ws
+}
+
+#[test]
+fn middleware_refusal_sends_connect_error_with_data() {
+    let server = start_rooms(1);
+    let (mut ws, _) = sio_ws(&server);
+    ws_send_text(&mut ws, r#"40{"refuse":true}"#);
+    let answer = ws_expect_text(&mut ws);
+    assert_eq!(
+        json_after(&answer, "44"),
+        json!({"message": "refused", "data": {"why": "test"}})
+    );
+    // Not connected: an event now is an error.
+    ws_send_text(&mut ws, r#"42["shout","r","x"]"#);
+    assert_ws_closed(&mut ws, "event after a refused CONNECT");
+}
+
+#[test]
+fn refused_connection_is_still_closed_at_connect_timeout() {
+    let server = start_rooms(1);
+    let started = Instant::now();
+    let (mut ws, _) = sio_ws(&server);
+    ws_send_text(&mut ws, r#"40{"refuse":true}"#);
+    assert!(ws_expect_text(&mut ws).starts_with("44{"));
+    // No namespace is connected, so connectTimeout (1000 ms) still applies.
+    let deadline = started + Duration::from_millis(2000);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match ws_recv(&mut ws, remaining) {
+            WsEvent::Text(t) if t == "2" => ws_send_text(&mut ws, "3"),
+            WsEvent::Text(t) if t == "1" => {}
+            WsEvent::Closed => break,
+            WsEvent::Timeout => panic!(
+                "a connection whose only CONNECT was refused is still open {:?} after the handshake",
+                started.elapsed()
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn server_side_disconnect_sends_41() {
+    let server = start_rooms(1);
+    let mut ws = rooms_client(&server);
+    ws_send_text(&mut ws, r#"42["kick"]"#);
+    assert_eq!(ws_expect_text(&mut ws), "41");
+    // The Engine.IO session stays: connecting again works.
+    ws_send_text(&mut ws, "40");
+    let answer = ws_expect_text(&mut ws);
+    assert!(answer.starts_with("40{"), "{answer:?}");
+}
+
+#[test]
+fn server_emit_with_ack_receives_client_ack() {
+    let server = start_rooms(1);
+    let mut ws = rooms_client(&server);
+    ws_send_text(&mut ws, r#"42["ask"]"#);
+    let question = ws_expect_text(&mut ws);
+    let rest = question.strip_prefix("42").expect("event");
+    let bracket = rest.find('[').expect("JSON array");
+    let id: u64 = rest[..bracket].parse().expect("an ack id before the JSON");
+    assert_eq!(
+        serde_json::from_str::<Value>(&rest[bracket..]).unwrap(),
+        json!(["question", "?"])
+    );
+    ws_send_text(&mut ws, &format!(r#"43{id}["yes",2]"#));
+    let answer = ws_expect_text(&mut ws);
+    assert_eq!(json_after(&answer, "42"), json!(["answer", id, ["yes", 2]]));
+}
+
+fn broadcast_across_shards(shards: usize) {
+    let server = start_rooms(shards);
+    let mut members: Vec<Ws> = (0..8).map(|_| rooms_client(&server)).collect();
+    for (i, ws) in members.iter_mut().enumerate() {
+        ws_send_text(ws, &format!(r#"42{i}["join","room"]"#));
+        assert_eq!(ws_expect_text(ws), format!(r#"43{i}["room"]"#));
+    }
+    let mut outsider = rooms_client(&server);
+    // A polling member too.
+    let (sid, _) = server.handshake();
+    server.post_ok(&sid, "40");
+    server.get_n_skipping_pings(&sid, 1);
+    server.post_ok(&sid, r#"429["join","room"]"#);
+    assert_eq!(server.get_n_skipping_pings(&sid, 1), [r#"439["room"]"#]);
+
+    ws_send_text(&mut members[0], r#"42["shout","room","hi"]"#);
+    for (i, ws) in members.iter_mut().enumerate().skip(1) {
+        assert_eq!(ws_expect_text(ws), r#"42["shout","hi"]"#, "member {i}");
+    }
+    assert_eq!(
+        server.get_n_skipping_pings(&sid, 1),
+        [r#"42["shout","hi"]"#]
+    );
+    assert_eq!(
+        ws_recv_skipping_pings(&mut members[0], Duration::from_millis(150)),
+        WsEvent::Timeout,
+        "the sender is excluded"
+    );
+    assert_eq!(
+        ws_recv_skipping_pings(&mut outsider, Duration::from_millis(50)),
+        WsEvent::Timeout,
+        "non-members get nothing"
+    );
+}
+
+#[test]
+fn broadcast_reaches_room_members_on_one_shard() {
+    broadcast_across_shards(1);
+}
+
+#[test]
+fn broadcast_reaches_room_members_on_every_shard() {
+    broadcast_across_shards(4);
 }

@@ -5,15 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need cargo || ! need node || ! need npm; then
-  echo "tools/test.sh needs cargo, node and npm on PATH" >&2
-  exit 1
-fi
-# A C compiler for crates with build scripts (already present on most machines).
-if ! need cc && need apt-get; then
-  apt-get update -qq && apt-get install -y -qq build-essential
-fi
+tools/setup.sh
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export READREALM_BIN_DIR="$target_dir/release"
@@ -23,10 +15,14 @@ cargo build --release --bins --locked
 
 echo "== format and lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --release --all-targets --locked -- -D warnings
 
+# Everything in the release profile: RocksDB's C++ is then compiled once, not twice.
 echo "== Rust unit and integration tests"
-cargo test --all-targets --locked
+cargo test --release --all-targets --locked
 
 echo "== socket.io-client tests (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "== python-socketio client tests (tests/python)"
+tests/python/run.sh

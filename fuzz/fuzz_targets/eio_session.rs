@@ -22,8 +22,10 @@
 //! - `queued_bytes()` is exactly the sum of `polling_len() + 1` over the queued frames, so it
 //!   is 0 whenever the queue was drained;
 //! - frames leave the queue in FIFO order, none lost or duplicated; a GET answer is never
-//!   empty, fits `max_payload` unless it is a single frame, and stops only when the next frame
-//!   would not fit; while probed a GET is answered with exactly `6` and the queue stays;
+//!   empty, fits `max_payload` unless it is a single frame, holds at most
+//!   `MAX_PACKETS_PER_POLL` frames, and stops early only when the next frame would not fit or
+//!   that count is reached; while probed a GET is answered with exactly `6` and the queue
+//!   stays;
 //! - `enqueue` returns exactly `can_flush_polling()`, and a parked GET never starves: after
 //!   the driver has done what the session told it, `can_flush_polling()` is false;
 //! - `begin_upgrade` succeeds exactly on polling with no upgrade attached; the probe sequence
@@ -47,7 +49,7 @@ use libfuzzer_sys::fuzz_target;
 use readrealm_chat::engineio::packet::{EioPacket, Frame, CLOSE, NOOP, PING};
 use readrealm_chat::engineio::session::{
     CloseReason, GetOutcome, Inbound, ProbeOutcome, Session, SessionConfig, TimeoutOutcome,
-    Transport,
+    Transport, MAX_PACKETS_PER_POLL,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -104,10 +106,12 @@ impl Model {
         let size: usize = frames.iter().map(|f| f.polling_len() + 1).sum();
         let max = self.config.max_payload;
         assert!(frames.len() == 1 || size <= max, "{size} bytes > maxPayload {max}");
+        assert!(frames.len() <= MAX_PACKETS_PER_POLL, "{} packets in one answer", frames.len());
         if let Some(next) = self.queue.get(frames.len()) {
             assert!(
-                size + next.polling_len() + 1 > max,
-                "answer of {size} bytes stopped although the next frame fits in {max}"
+                size + next.polling_len() + 1 > max || frames.len() == MAX_PACKETS_PER_POLL,
+                "answer of {} frames, {size} bytes stopped although the next frame fits in {max}",
+                frames.len()
             );
         }
         self.queue.drain(..frames.len());

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use super::packet::{EioPacket, Frame, NOOP, PING};
 
+/// Most packets in one polling response. The rest wait for the next GET, which the client
+/// sends at once: python-engineio clients refuse payloads of more than 16 packets.
+pub const MAX_PACKETS_PER_POLL: usize = 16;
+
 /// Timing and size settings of a session (from the server's config).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
@@ -237,7 +241,8 @@ impl Session {
         let mut size = 0;
         while let Some(frame) = self.queue.front() {
             let len = frame.polling_len() + 1;
-            if !frames.is_empty() && size + len > self.config.max_payload {
+            let full = size + len > self.config.max_payload || frames.len() >= MAX_PACKETS_PER_POLL;
+            if !frames.is_empty() && full {
                 break;
             }
             size += len;
@@ -436,6 +441,23 @@ mod tests {
         assert_eq!(s.on_polling_get().len_frames(), 1);
         assert_eq!(s.on_polling_get().len_frames(), 1);
         assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn polling_payload_holds_at_most_sixteen_packets() {
+        let mut s = Session::new(
+            SessionConfig {
+                max_payload: 1_000_000,
+                ..config()
+            },
+            Transport::Polling,
+            Instant::now(),
+        );
+        for _ in 0..20 {
+            s.enqueue(Frame::message("x"));
+        }
+        assert_eq!(s.on_polling_get().len_frames(), MAX_PACKETS_PER_POLL);
+        assert_eq!(s.on_polling_get().len_frames(), 4);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use super::timers::SessionRef;
 use crate::engineio::packet::Frame;
 
 /// A room broadcast, encoded once and shared by every shard.
@@ -19,9 +20,13 @@ pub struct Broadcast {
     pub nsp: String,
     pub room: String,
     pub frames: Vec<Frame>,
+    /// A socket not to deliver to: its shard and session.
+    pub except: Option<(usize, SessionRef)>,
+    /// Members whose join floor is at or above this are skipped.
+    pub seq: Option<u64>,
 }
 
-pub enum BusMessage {
+pub enum BusMessage<F> {
     /// A connection whose request belongs to a session of the receiving shard; `input` holds
     /// the bytes already read from it (the request head at least), `output` what was queued
     /// for it and not yet written (an earlier answer on the keep-alive connection).
@@ -29,29 +34,45 @@ pub enum BusMessage {
         stream: mio::net::TcpStream,
         input: Vec<u8>,
         output: Vec<u8>,
+        /// When the handing shard read the request: orders it against the owner's events.
+        received_at: std::time::Instant,
     },
     Broadcast(Arc<Broadcast>),
+    /// Frames for one socket of the receiving shard.
+    EmitTo {
+        session: SessionRef,
+        nsp: String,
+        frames: Vec<Frame>,
+    },
+    /// An application message for [`crate::socketio::Handler::on_forward`].
+    Forward(F),
     /// Stop accepting, close every session and exit the loop.
     Shutdown,
 }
 
 /// One shard's inbox, as seen by the others.
-#[derive(Clone)]
-pub struct Mailbox {
-    pub sender: Sender<BusMessage>,
+pub struct Mailbox<F> {
+    pub sender: Sender<BusMessage<F>>,
     pub waker: Arc<Waker>,
 }
 
 /// Every shard's mailbox, indexed by shard.
-#[derive(Clone)]
-pub struct Peers {
-    pub mailboxes: Arc<Vec<Mailbox>>,
+pub struct Peers<F> {
+    pub mailboxes: Arc<Vec<Mailbox<F>>>,
 }
 
-impl Peers {
+impl<F> Clone for Peers<F> {
+    fn clone(&self) -> Self {
+        Peers {
+            mailboxes: Arc::clone(&self.mailboxes),
+        }
+    }
+}
+
+impl<F> Peers<F> {
     /// Queue a message for `shard` without waking it; returns the message if the channel is
     /// full or gone.
-    pub fn send(&self, shard: usize, message: BusMessage) -> Result<(), BusMessage> {
+    pub fn send(&self, shard: usize, message: BusMessage<F>) -> Result<(), BusMessage<F>> {
         let Some(mailbox) = self.mailboxes.get(shard) else {
             return Err(message);
         };
@@ -74,4 +95,4 @@ impl Peers {
 }
 
 /// A shard's receiving end.
-pub type Inbox = Receiver<BusMessage>;
+pub type Inbox<F> = Receiver<BusMessage<F>>;

@@ -6,6 +6,7 @@
 //! written from an offset so a partial write never moves the rest.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
@@ -48,6 +49,8 @@ pub struct Conn {
     pub writable_armed: bool,
     /// In the shard's list of connections to flush at the end of the loop turn.
     pub dirty: bool,
+    /// When another shard received the request this connection was handed over with.
+    pub handed_over_at: Option<Instant>,
 }
 
 /// How a read ended.
@@ -72,6 +75,7 @@ impl Conn {
             close_after_flush: false,
             writable_armed: false,
             dirty: false,
+            handed_over_at: None,
         }
     }
 

@@ -30,7 +30,8 @@ use shard::{Shard, WAKER};
 /// A running server.
 pub struct ServerHandle {
     local_addr: SocketAddr,
-    peers: Peers,
+    /// Sends every shard its Shutdown message (the bus is typed by the application).
+    stop: Box<dyn Fn() + Send + Sync>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -43,17 +44,7 @@ impl ServerHandle {
     /// Ask every shard to stop: no new connections, every session gets a close, output is
     /// written for up to two seconds. Returns at once; [`ServerHandle::join`] waits.
     pub fn shutdown(&self) {
-        for shard in 0..self.peers.len() {
-            // A full bus still gets the wake below; the shard then drains and sees Shutdown
-            // on a later try, so retry a few times.
-            for _ in 0..100 {
-                if self.peers.send(shard, BusMessage::Shutdown).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            self.peers.wake(shard);
-        }
+        (self.stop)();
     }
 
     /// Wait for every shard thread to end; the first error any returned.
@@ -117,7 +108,21 @@ pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerH
     }
     Ok(ServerHandle {
         local_addr,
-        peers,
+        stop: Box::new(move || stop_all(&peers)),
         threads,
     })
+}
+
+/// Ask every shard to shut down. A full bus is retried for a second, then the wake alone is
+/// sent (the shard drains its inbox and sees Shutdown on a later turn).
+fn stop_all<F>(peers: &Peers<F>) {
+    for shard in 0..peers.len() {
+        for _ in 0..100 {
+            if peers.send(shard, BusMessage::Shutdown).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        peers.wake(shard);
+    }
 }

@@ -24,14 +24,22 @@ pub struct Membership {
     pub slot: usize,
 }
 
+/// One member: its session, and the sequence number at or below which broadcasts are not
+/// delivered to it (it got them another way, e.g. as history when it joined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub session: SessionRef,
+    pub floor: u64,
+}
+
 #[derive(Default)]
 pub struct Rooms {
-    rooms: HashMap<RoomKey, Slab<SessionRef>>,
+    rooms: HashMap<RoomKey, Slab<Member>>,
 }
 
 impl Rooms {
     /// Add `member` to the room; returns its membership.
-    pub fn join(&mut self, key: RoomKey, member: SessionRef) -> Membership {
+    pub fn join(&mut self, key: RoomKey, member: Member) -> Membership {
         let slot = self.rooms.entry(key.clone()).or_default().insert(member);
         Membership { key, slot }
     }
@@ -47,7 +55,7 @@ impl Rooms {
     }
 
     /// The members of a room on this shard (empty if none).
-    pub fn members(&self, nsp: &str, room: &str) -> Vec<SessionRef> {
+    pub fn members(&self, nsp: &str, room: &str) -> Vec<Member> {
         // A borrowed lookup would need a custom Borrow impl; room keys are short.
         let key = RoomKey {
             nsp: nsp.to_owned(),
@@ -81,6 +89,14 @@ mod tests {
         let b = SessionRef {
             key: 2,
             generation: 2,
+        };
+        let a = Member {
+            session: a,
+            floor: 0,
+        };
+        let b = Member {
+            session: b,
+            floor: 7,
         };
         let ma = rooms.join(key("book_1"), a);
         let mb = rooms.join(key("book_1"), b);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::bus::{Broadcast, BusMessage};
-use super::rooms::{Membership, RoomKey};
+use super::rooms::{Member, Membership, RoomKey};
 use super::shard::Shard;
 use super::timers::SessionRef;
 use crate::config::Layer;
@@ -19,8 +19,10 @@ use crate::engineio::session::{
     CloseReason, Inbound, Session, SessionConfig, TimeoutOutcome, Transport,
 };
 use crate::engineio::sid;
-use crate::socketio::connection::{Output, SioConnection};
-use crate::socketio::handler::{Command, EngineMessage};
+use crate::socketio::connection::{Call, Output, SioConnection};
+use crate::socketio::handler::{
+    Command, EngineMessage, Origin, ShardCommand, ShardContext, SocketRef,
+};
 use crate::socketio::packet::{Limits, Packet};
 use crate::socketio::{packet_frames, Handler};
 
@@ -266,25 +268,32 @@ impl<H: Handler> Shard<H> {
 
     fn on_engine_message(&mut self, session: SessionRef, message: EngineMessage) -> bool {
         let handler = Arc::clone(&self.handler);
-        let Some(entry) = self.session(session) else {
+        let origin = self.origin(session);
+        let Some(entry) = self
+            .sessions
+            .get_mut(session.key)
+            .filter(|e| e.generation == session.generation)
+        else {
             return false;
         };
         let Some(sio) = entry.sio.as_mut() else {
             let replies = handler.on_engine_message(message);
-            let frames: Vec<Frame> = replies
-                .into_iter()
-                .map(|reply| match reply {
+            for reply in replies {
+                let frame = match reply {
                     EngineMessage::Text(text) => Frame::message(&text),
                     EngineMessage::Binary(bytes) => Frame::Binary(bytes),
-                })
-                .collect();
-            for frame in frames {
+                };
                 self.send_frames(session, std::slice::from_ref(&frame));
             }
             return true;
         };
         let mut outputs = Vec::new();
-        let result = sio.on_message(&*handler, message, &mut outputs);
+        let mut call = Call {
+            handler: &*handler,
+            shard: &mut self.app,
+            origin,
+        };
+        let result = sio.on_message(&mut call, message, &mut outputs);
         self.run_outputs(session, outputs);
         if result.is_err() {
             self.close_session(session, CloseReason::ProtocolError);
@@ -294,8 +303,17 @@ impl<H: Handler> Shard<H> {
         true
     }
 
+    fn origin(&self, session: SessionRef) -> Origin {
+        Origin {
+            shard: self.index,
+            shard_count: self.peers.len(),
+            session: session.key,
+            generation: session.generation,
+        }
+    }
+
     /// Carry out what the Socket.IO layer and the handler asked for.
-    fn run_outputs(&mut self, session: SessionRef, outputs: Vec<Output>) {
+    fn run_outputs(&mut self, session: SessionRef, outputs: Vec<Output<H::Forward>>) {
         for output in outputs {
             match output {
                 Output::Send(packet) => self.send_frames(session, &packet_frames(&packet)),
@@ -309,10 +327,10 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn run_command(&mut self, session: SessionRef, nsp: &str, command: Command) {
+    fn run_command(&mut self, session: SessionRef, nsp: &str, command: Command<H::Forward>) {
         match command {
             Command::Emit(packet) => self.send_frames(session, &packet_frames(&packet)),
-            Command::Join(room) => self.join_room(session, nsp, room),
+            Command::Join { room, floor } => self.join_room(session, nsp, room, floor),
             Command::Leave(room) => self.leave_room(session, nsp, &room),
             Command::Broadcast {
                 room,
@@ -320,20 +338,132 @@ impl<H: Handler> Shard<H> {
                 except_self,
             } => {
                 let except = except_self.then_some(session);
-                self.broadcast(nsp, &room, &packet, except);
+                self.broadcast(nsp, &room, &packet, except, None);
             }
             Command::Disconnect => {
                 let handler = Arc::clone(&self.handler);
+                let origin = self.origin(session);
                 let mut outputs = Vec::new();
-                if let Some(sio) = self.session(session).and_then(|e| e.sio.as_mut()) {
-                    sio.server_disconnect(&*handler, nsp, &mut outputs);
+                if let Some(sio) = self
+                    .sessions
+                    .get_mut(session.key)
+                    .filter(|e| e.generation == session.generation)
+                    .and_then(|e| e.sio.as_mut())
+                {
+                    let mut call = Call {
+                        handler: &*handler,
+                        shard: &mut self.app,
+                        origin,
+                    };
+                    sio.server_disconnect(&mut call, nsp, &mut outputs);
                 }
                 self.run_outputs(session, outputs);
+            }
+            Command::Forward { shard, message } => self.forward(shard, message),
+        }
+    }
+
+    /// Hand an application message to a shard: at once on this one, over the bus otherwise.
+    fn forward(&mut self, shard: usize, message: H::Forward) {
+        if shard == self.index {
+            self.app_forward(message);
+        } else if self.peers.send(shard, BusMessage::Forward(message)).is_ok() {
+            self.wake_later(shard);
+        }
+        // A full bus drops the message: the shard it was for is hopelessly behind.
+    }
+
+    fn wake_later(&mut self, shard: usize) {
+        if let Some(wake) = self.to_wake.get_mut(shard) {
+            *wake = true;
+        }
+    }
+
+    /// Let the application handle a forwarded message.
+    pub(super) fn app_forward(&mut self, message: H::Forward) {
+        let handler = Arc::clone(&self.handler);
+        let mut commands = Vec::new();
+        let mut context = ShardContext {
+            index: self.index,
+            count: self.peers.len(),
+            state: &mut self.app,
+            commands: &mut commands,
+        };
+        handler.on_forward(&mut context, message);
+        self.run_shard_commands(commands);
+    }
+
+    /// Let the application finish its loop turn.
+    pub(super) fn app_turn_end(&mut self) {
+        let handler = Arc::clone(&self.handler);
+        let mut commands = Vec::new();
+        let mut context = ShardContext {
+            index: self.index,
+            count: self.peers.len(),
+            state: &mut self.app,
+            commands: &mut commands,
+        };
+        handler.on_turn_end(&mut context);
+        self.run_shard_commands(commands);
+    }
+
+    fn run_shard_commands(&mut self, commands: Vec<ShardCommand<H::Forward>>) {
+        for command in commands {
+            match command {
+                ShardCommand::EmitTo { socket, packet } => {
+                    let frames = packet_frames(&packet);
+                    let session = SessionRef {
+                        key: socket.session,
+                        generation: socket.generation,
+                    };
+                    if socket.shard == self.index {
+                        self.emit_local(session, &socket.nsp, &frames);
+                    } else {
+                        let message = BusMessage::EmitTo {
+                            session,
+                            nsp: socket.nsp,
+                            frames,
+                        };
+                        if self.peers.send(socket.shard, message).is_ok() {
+                            self.wake_later(socket.shard);
+                        }
+                    }
+                }
+                ShardCommand::Broadcast {
+                    nsp,
+                    room,
+                    packet,
+                    except,
+                    seq,
+                } => {
+                    let except = except.map(|s: SocketRef| {
+                        (
+                            s.shard,
+                            SessionRef {
+                                key: s.session,
+                                generation: s.generation,
+                            },
+                        )
+                    });
+                    self.broadcast_from(&nsp, &room, &packet, except, seq);
+                }
+                ShardCommand::Forward { shard, message } => self.forward(shard, message),
             }
         }
     }
 
-    fn join_room(&mut self, session: SessionRef, nsp: &str, room: String) {
+    /// Frames for one socket of this shard, if it is still connected to `nsp`.
+    pub(super) fn emit_local(&mut self, session: SessionRef, nsp: &str, frames: &[Frame]) {
+        let connected = self
+            .session(session)
+            .and_then(|e| e.sio.as_mut())
+            .is_some_and(|sio| sio.socket_mut(nsp).is_some());
+        if connected {
+            self.send_frames(session, frames);
+        }
+    }
+
+    fn join_room(&mut self, session: SessionRef, nsp: &str, room: String, floor: u64) {
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -348,7 +478,7 @@ impl<H: Handler> Shard<H> {
             nsp: nsp.to_owned(),
             room,
         };
-        let membership = self.rooms.join(key, session);
+        let membership = self.rooms.join(key, Member { session, floor });
         if let Some(entry) = self.session(session) {
             entry.memberships.push(membership);
         }
@@ -379,14 +509,30 @@ impl<H: Handler> Shard<H> {
         room: &str,
         packet: &Packet,
         except: Option<SessionRef>,
+        seq: Option<u64>,
+    ) {
+        let except = except.map(|session| (self.index, session));
+        self.broadcast_from(nsp, room, packet, except, seq);
+    }
+
+    fn broadcast_from(
+        &mut self,
+        nsp: &str,
+        room: &str,
+        packet: &Packet,
+        except: Option<(usize, SessionRef)>,
+        seq: Option<u64>,
     ) {
         let frames = packet_frames(packet);
-        self.deliver_local(nsp, room, &frames, except);
+        let local_except = except.and_then(|(shard, s)| (shard == self.index).then_some(s));
+        self.deliver_local(nsp, room, &frames, local_except, seq);
         if self.peers.len() > 1 {
             let broadcast = Arc::new(Broadcast {
                 nsp: nsp.to_owned(),
                 room: room.to_owned(),
                 frames,
+                except,
+                seq,
             });
             for shard in 0..self.peers.len() {
                 if shard == self.index {
@@ -394,9 +540,7 @@ impl<H: Handler> Shard<H> {
                 }
                 let message = BusMessage::Broadcast(Arc::clone(&broadcast));
                 if self.peers.send(shard, message).is_ok() {
-                    if let Some(wake) = self.to_wake.get_mut(shard) {
-                        *wake = true;
-                    }
+                    self.wake_later(shard);
                 }
             }
         }
@@ -409,11 +553,13 @@ impl<H: Handler> Shard<H> {
         room: &str,
         frames: &[Frame],
         except: Option<SessionRef>,
+        seq: Option<u64>,
     ) {
         for member in self.rooms.members(nsp, room) {
-            if Some(member) != except {
-                self.send_frames(member, frames);
+            if Some(member.session) == except || seq.is_some_and(|seq| seq <= member.floor) {
+                continue;
             }
+            self.send_frames(member.session, frames);
         }
     }
 
@@ -421,12 +567,22 @@ impl<H: Handler> Shard<H> {
     /// are answered or closed, its sid is gone.
     pub fn close_session(&mut self, session: SessionRef, reason: CloseReason) {
         let handler = Arc::clone(&self.handler);
-        let Some(entry) = self.session(session) else {
+        let origin = self.origin(session);
+        let Some(entry) = self
+            .sessions
+            .get_mut(session.key)
+            .filter(|e| e.generation == session.generation)
+        else {
             return;
         };
         let mut outputs = Vec::new();
         if let Some(sio) = entry.sio.as_mut() {
-            sio.close(&*handler, reason.as_str(), &mut outputs);
+            let mut call = Call {
+                handler: &*handler,
+                shard: &mut self.app,
+                origin,
+            };
+            sio.close(&mut call, reason.as_str(), &mut outputs);
         }
         // The session is still registered while its sockets' last commands run, so their
         // broadcasts reach everyone else; nothing more is sent to the session itself.

@@ -35,7 +35,7 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 /// How long to stop accepting after the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long after a client's close a GET already on its way still gets `6`.
+/// How long a client's close is remembered for GETs handed over from other shards.
 const CLIENT_CLOSED_GRACE: Duration = Duration::from_millis(1000);
 
 /// Most remembered client closes per shard; beyond it, the oldest are not remembered.
@@ -54,13 +54,15 @@ pub struct Shard<H: Handler> {
     pub conns: Slab<Conn>,
     pub sessions: Slab<SessionEntry<H::State>>,
     pub by_sid: HashMap<String, usize>,
-    /// Polling sessions the client closed with no GET pending, until when a GET that was
-    /// already on its way still gets its `6`.
+    /// Polling sessions the client closed with no GET pending, and when: a GET another shard
+    /// received before that instant (and handed over after it) was pending, and gets `6`.
     client_closed: HashMap<String, Instant>,
     pub rooms: Rooms,
     pub timers: Timers,
-    pub peers: Peers,
-    inbox: Inbox,
+    pub peers: Peers<H::Forward>,
+    inbox: Inbox<H::Forward>,
+    /// The application's state for this shard.
+    pub app: H::Shard,
     /// Connections with output to write at the end of this turn.
     pub dirty: Vec<usize>,
     /// Connections closed this turn; their slab slots are freed at the end of it.
@@ -79,8 +81,8 @@ impl<H: Handler> Shard<H> {
         handler: Arc<H>,
         poll: Poll,
         listener: std::net::TcpListener,
-        peers: Peers,
-        inbox: Inbox,
+        peers: Peers<H::Forward>,
+        inbox: Inbox<H::Forward>,
     ) -> io::Result<Self> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -101,6 +103,7 @@ impl<H: Handler> Shard<H> {
             timers: Timers::default(),
             peers,
             inbox,
+            app: H::Shard::default(),
             dirty: Vec::new(),
             closed: Vec::new(),
             to_wake: vec![false; shard_count],
@@ -114,18 +117,20 @@ impl<H: Handler> Shard<H> {
     pub fn remember_client_closed(&mut self, sid: String) {
         let now = Instant::now();
         if self.client_closed.len() >= CLIENT_CLOSED_CAPACITY {
-            self.client_closed.retain(|_, until| *until > now);
+            self.client_closed
+                .retain(|_, closed| now.duration_since(*closed) < CLIENT_CLOSED_GRACE);
         }
         if self.client_closed.len() < CLIENT_CLOSED_CAPACITY {
-            self.client_closed.insert(sid, now + CLIENT_CLOSED_GRACE);
+            self.client_closed.insert(sid, now);
         }
     }
 
-    /// Whether `sid` was closed by its client moments ago (once: a later GET gets 400).
-    pub fn take_client_closed(&mut self, sid: &str) -> bool {
+    /// Whether a GET for `sid` received at `received_at` (by another shard) was already
+    /// there when its client closed the session: it is the pending GET, answered `6`.
+    pub fn was_pending_at_client_close(&mut self, sid: &str, received_at: Instant) -> bool {
         self.client_closed
             .remove(sid)
-            .is_some_and(|until| until > Instant::now())
+            .is_some_and(|closed| received_at <= closed)
     }
 
     pub fn next_generation(&mut self) -> u64 {
@@ -195,7 +200,7 @@ impl<H: Handler> Shard<H> {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    self.adopt(stream, Vec::new(), Vec::new());
+                    self.adopt(stream, Vec::new(), Vec::new(), None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -211,7 +216,13 @@ impl<H: Handler> Shard<H> {
 
     /// Register a connection (accepted here or handed over by another shard) and process the
     /// bytes already read from it.
-    pub fn adopt(&mut self, mut stream: TcpStream, input: Vec<u8>, output: Vec<u8>) {
+    pub fn adopt(
+        &mut self,
+        mut stream: TcpStream,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        received_at: Option<Instant>,
+    ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self
@@ -226,6 +237,7 @@ impl<H: Handler> Shard<H> {
         let has_output = !output.is_empty();
         let mut conn = Conn::new(stream, input);
         conn.buffers.output = output;
+        conn.handed_over_at = received_at;
         entry.insert(conn);
         if has_output {
             self.mark_dirty(key);
@@ -339,18 +351,36 @@ impl<H: Handler> Shard<H> {
                     stream,
                     input,
                     output,
-                } => self.adopt(stream, input, output),
+                    received_at,
+                } => self.adopt(stream, input, output, Some(received_at)),
                 BusMessage::Broadcast(broadcast) => {
-                    self.deliver_local(&broadcast.nsp, &broadcast.room, &broadcast.frames, None)
+                    let except = broadcast
+                        .except
+                        .and_then(|(shard, session)| (shard == self.index).then_some(session));
+                    self.deliver_local(
+                        &broadcast.nsp,
+                        &broadcast.room,
+                        &broadcast.frames,
+                        except,
+                        broadcast.seq,
+                    )
                 }
+                BusMessage::EmitTo {
+                    session,
+                    nsp,
+                    frames,
+                } => self.emit_local(session, &nsp, &frames),
+                BusMessage::Forward(message) => self.app_forward(message),
                 BusMessage::Shutdown => return true,
             }
         }
         false
     }
 
-    /// Write every dirty connection, free closed slots, wake shards we sent messages to.
+    /// Let the application finish the turn, write every dirty connection, free closed slots,
+    /// wake shards we sent messages to.
     fn end_turn(&mut self) {
+        self.app_turn_end();
         let dirty = std::mem::take(&mut self.dirty);
         for key in dirty.iter().copied() {
             self.flush(key);

@@ -72,6 +72,11 @@ impl<H: Handler> Shard<H> {
 
     fn route(&mut self, key: usize, head: RequestHead) -> Next {
         let cors = self.cors.headers(head.origin.as_deref());
+        // Only the first request after a hand-over was received elsewhere.
+        let received_at = self
+            .conns
+            .get_mut(key)
+            .and_then(|c| c.handed_over_at.take());
         if head.path != self.config.path {
             let keep_alive = head.keep_alive && head.content_length.unwrap_or(0) == 0;
             self.consume(key, head.head_len);
@@ -105,10 +110,15 @@ impl<H: Handler> Shard<H> {
                 }
             }
             let Some(&session_key) = self.by_sid.get(&sid) else {
-                if !websocket && head.method == Method::Get && self.take_client_closed(&sid) {
-                    // A GET sent before the client's close POST but arriving after it (on
-                    // another connection, maybe via another shard) is the "pending GET" that
-                    // answers `6`.
+                let pending_at_close = match received_at {
+                    Some(at) if !websocket && head.method == Method::Get => {
+                        self.was_pending_at_client_close(&sid, at)
+                    }
+                    _ => false,
+                };
+                if pending_at_close {
+                    // Received by another shard before the client's close POST reached this
+                    // one: it is the pending GET, which answers `6`.
                     self.consume(key, head.head_len);
                     let keep_alive = head.keep_alive;
                     self.reply(key, keep_alive, |out| {
@@ -537,6 +547,7 @@ impl<H: Handler> Shard<H> {
             stream: conn.stream,
             input: std::mem::take(&mut conn.buffers.input),
             output,
+            received_at: conn.handed_over_at.unwrap_or_else(Instant::now),
         };
         if self.peers.send(owner, message).is_ok() {
             if let Some(wake) = self.to_wake.get_mut(owner) {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::binary::Reassembler;
-use super::handler::{Command, EngineMessage, Event, Handler, Refusal, Socket};
+use super::handler::{Command, EngineMessage, Event, Handler, Origin, Refusal, Socket};
 use super::packet::{Limits, Packet, PacketError, PacketKind};
 use crate::engineio::sid::random_id;
 
@@ -25,13 +25,21 @@ pub struct NamespaceSocket<S> {
     next_ack_id: u64,
 }
 
+/// What every handler call needs besides the socket: the handler, this shard's application
+/// state, and where the session lives.
+pub struct Call<'a, H: Handler> {
+    pub handler: &'a H,
+    pub shard: &'a mut H::Shard,
+    pub origin: Origin,
+}
+
 /// What the shard must do after a message.
 #[derive(Debug, PartialEq)]
-pub enum Output {
+pub enum Output<F = ()> {
     /// Write this packet to the session.
     Send(Packet),
     /// Carry out a handler's command for this connection's socket in namespace `nsp`.
-    Command { nsp: String, command: Command },
+    Command { nsp: String, command: Command<F> },
     /// The socket of `nsp` has left its namespace and was removed: take it out of its rooms
     /// (the list is given). Commands before this one may still name it.
     Left { nsp: String, rooms: Vec<String> },
@@ -94,28 +102,28 @@ impl<S: Default> SioConnection<S> {
     /// An Engine.IO message arrived. Handler calls happen here; `out` receives what to do.
     pub fn on_message<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         message: EngineMessage,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) -> Result<(), SioError> {
         let packet = match message {
             EngineMessage::Text(text) => self.reassembler.push_text(&text)?,
             EngineMessage::Binary(bytes) => self.reassembler.push_binary(bytes)?,
         };
         match packet {
-            Some(packet) => self.on_packet(handler, packet, out),
+            Some(packet) => self.on_packet(call, packet, out),
             None => Ok(()),
         }
     }
 
     fn on_packet<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         packet: Packet,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) -> Result<(), SioError> {
         if packet.kind == PacketKind::Connect {
-            return self.connect(handler, packet, out);
+            return self.connect(call, packet, out);
         }
         if self.connect_deadline.is_some() && self.sockets.is_empty() {
             return Err(SioError::NotConnected);
@@ -126,7 +134,7 @@ impl<S: Default> SioConnection<S> {
         };
         match packet.kind {
             PacketKind::Disconnect => {
-                self.remove(handler, index, "client namespace disconnect", out);
+                self.remove(call, index, "client namespace disconnect", out);
             }
             PacketKind::Event | PacketKind::BinaryEvent => {
                 let event = Event {
@@ -134,12 +142,14 @@ impl<S: Default> SioConnection<S> {
                     attachments: packet.attachments,
                     ack_id: packet.id,
                 };
-                self.call(index, out, |socket| handler.on_event(socket, event));
+                let handler = call.handler;
+                self.call(call, index, out, |socket| handler.on_event(socket, event));
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
                 if let Some(id) = packet.id {
                     let data = packet.data.unwrap_or(Value::Null);
-                    self.call(index, out, |socket| handler.on_ack(socket, id, data));
+                    let handler = call.handler;
+                    self.call(call, index, out, |socket| handler.on_ack(socket, id, data));
                 }
             }
             PacketKind::Connect | PacketKind::ConnectError => {
@@ -151,11 +161,11 @@ impl<S: Default> SioConnection<S> {
 
     fn connect<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         packet: Packet,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) -> Result<(), SioError> {
-        if !handler.has_namespace(&packet.nsp) {
+        if !call.handler.has_namespace(&packet.nsp) {
             out.push(Output::Send(Packet::connect_error(
                 &packet.nsp,
                 "Invalid namespace",
@@ -173,7 +183,6 @@ impl<S: Default> SioConnection<S> {
         if self.sockets.len() >= self.max_namespaces {
             return Err(SioError::TooManyNamespaces);
         }
-        self.connect_deadline = None;
         let auth = packet
             .data
             .unwrap_or_else(|| Value::Object(Default::default()));
@@ -185,9 +194,15 @@ impl<S: Default> SioConnection<S> {
             next_ack_id: 0,
         };
         let mut commands = Vec::new();
-        let result = handler.on_connect(&mut socket_view(&mut socket, &mut commands), &auth);
+        let handler = call.handler;
+        let result = handler.on_connect(
+            &mut socket_view(&mut socket, call.shard, call.origin, &mut commands),
+            &auth,
+        );
         match result {
             Ok(()) => {
+                // Connected: the connect timeout no longer applies.
+                self.connect_deadline = None;
                 out.push(Output::Send(connect_answer(&socket.nsp, &socket.id)));
                 push_commands(&socket.nsp, commands, out);
                 self.sockets.push(socket);
@@ -206,36 +221,39 @@ impl<S: Default> SioConnection<S> {
     /// The session ended: every namespace socket disconnects with `reason`.
     pub fn close<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         reason: &str,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) {
         while !self.sockets.is_empty() {
-            self.remove(handler, self.sockets.len() - 1, reason, out);
+            self.remove(call, self.sockets.len() - 1, reason, out);
         }
     }
 
     /// The socket of `nsp` was disconnected by the server (a `Disconnect` command).
     pub fn server_disconnect<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         nsp: &str,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) {
         if let Some(index) = self.sockets.iter().position(|s| s.nsp == nsp) {
             out.push(Output::Send(Packet::disconnect(nsp)));
-            self.remove(handler, index, "server namespace disconnect", out);
+            self.remove(call, index, "server namespace disconnect", out);
         }
     }
 
     fn remove<H: Handler<State = S>>(
         &mut self,
-        handler: &H,
+        call: &mut Call<'_, H>,
         index: usize,
         reason: &str,
-        out: &mut Vec<Output>,
+        out: &mut Vec<Output<H::Forward>>,
     ) {
-        self.call(index, out, |socket| handler.on_disconnect(socket, reason));
+        let handler = call.handler;
+        self.call(call, index, out, |socket| {
+            handler.on_disconnect(socket, reason)
+        });
         if index < self.sockets.len() {
             let socket = self.sockets.remove(index);
             out.push(Output::Left {
@@ -245,35 +263,50 @@ impl<S: Default> SioConnection<S> {
         }
     }
 
-    fn call(&mut self, index: usize, out: &mut Vec<Output>, f: impl FnOnce(&mut Socket<'_, S>)) {
+    fn call<H: Handler<State = S>>(
+        &mut self,
+        call: &mut Call<'_, H>,
+        index: usize,
+        out: &mut Vec<Output<H::Forward>>,
+        f: impl FnOnce(&mut Socket<'_, S, H::Shard, H::Forward>),
+    ) {
         let Some(socket) = self.sockets.get_mut(index) else {
             return;
         };
         let mut commands = Vec::new();
-        f(&mut socket_view(socket, &mut commands));
+        f(&mut socket_view(
+            socket,
+            call.shard,
+            call.origin,
+            &mut commands,
+        ));
         push_commands(&socket.nsp, commands, out);
     }
 }
 
-fn push_commands(nsp: &str, commands: Vec<Command>, out: &mut Vec<Output>) {
+fn push_commands<F>(nsp: &str, commands: Vec<Command<F>>, out: &mut Vec<Output<F>>) {
     out.extend(commands.into_iter().map(|command| Output::Command {
         nsp: nsp.to_owned(),
         command,
     }));
 }
 
-fn socket_view<'a, S>(
+fn socket_view<'a, S, Sh, F>(
     socket: &'a mut NamespaceSocket<S>,
-    commands: &'a mut Vec<Command>,
-) -> Socket<'a, S> {
-    Socket::new(
-        &socket.id,
-        &socket.nsp,
-        &mut socket.state,
-        &socket.rooms,
+    shard: &'a mut Sh,
+    origin: Origin,
+    commands: &'a mut Vec<Command<F>>,
+) -> Socket<'a, S, Sh, F> {
+    Socket {
+        id: &socket.id,
+        nsp: &socket.nsp,
+        state: &mut socket.state,
+        shard,
+        rooms: &socket.rooms,
+        origin,
         commands,
-        &mut socket.next_ack_id,
-    )
+        next_ack_id: &mut socket.next_ack_id,
+    }
 }
 
 fn connect_answer(nsp: &str, id: &str) -> Packet {

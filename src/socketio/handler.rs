@@ -49,13 +49,24 @@ pub enum EngineMessage {
     Binary(Bytes),
 }
 
-/// What a handler asks the shard to do, in order.
+/// Names one socket anywhere in the server: its shard, its session there, its namespace.
+/// It stays valid while the socket lives; a reference to a gone socket reaches nobody.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketRef {
+    pub shard: usize,
+    pub session: usize,
+    pub generation: u64,
+    pub nsp: String,
+}
+
+/// What a handler asks the shard to do for a socket, in order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub enum Command<F = ()> {
     /// Send a packet to this socket.
     Emit(Packet),
-    /// Put this socket in a room of its namespace.
-    Join(String),
+    /// Put this socket in a room of its namespace. Broadcasts sent with a sequence number
+    /// at or below `floor` are not delivered to it (it already has them, e.g. as history).
+    Join { room: String, floor: u64 },
     /// Take this socket out of a room.
     Leave(String),
     /// Send a packet to every socket in a room of this namespace, on every shard, optionally
@@ -67,39 +78,83 @@ pub enum Command {
     },
     /// Disconnect this socket from its namespace.
     Disconnect,
+    /// Hand a message to the application on shard `shard` (this one included), through
+    /// [`Handler::on_forward`]. Messages from one shard to another arrive in order.
+    Forward { shard: usize, message: F },
+}
+
+/// What a handler asks of the shard outside any one socket's call, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardCommand<F = ()> {
+    /// Send a packet to one socket, on whichever shard it lives.
+    EmitTo {
+        socket: SocketRef,
+        packet: Packet,
+    },
+    /// Send a packet to every member of a room on every shard (but `except`). With `seq`,
+    /// members that joined with a floor at or above it are skipped.
+    Broadcast {
+        nsp: String,
+        room: String,
+        packet: Packet,
+        except: Option<SocketRef>,
+        seq: Option<u64>,
+    },
+    Forward {
+        shard: usize,
+        message: F,
+    },
+}
+
+/// The application's view of its own shard, outside any socket: for [`Handler::on_forward`]
+/// and [`Handler::on_turn_end`].
+pub struct ShardContext<'a, Sh, F = ()> {
+    /// This shard's index, and how many shards there are.
+    pub index: usize,
+    pub count: usize,
+    pub state: &'a mut Sh,
+    pub commands: &'a mut Vec<ShardCommand<F>>,
+}
+
+/// Where a socket lives, for building its [`SocketRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub shard: usize,
+    pub shard_count: usize,
+    pub session: usize,
+    pub generation: u64,
 }
 
 /// The socket a handler call is about.
-pub struct Socket<'a, S> {
+pub struct Socket<'a, S, Sh = (), F = ()> {
     /// The Socket.IO id sent in the CONNECT answer.
     pub id: &'a str,
     pub nsp: &'a str,
     /// The application's per-socket state.
     pub state: &'a mut S,
+    /// The application's state of the shard this socket lives on.
+    pub shard: &'a mut Sh,
     /// The rooms this socket is in (as of before this call's commands run).
     pub rooms: &'a [String],
-    pub(crate) commands: &'a mut Vec<Command>,
-    pub(crate) next_ack_id: &'a mut u64,
+    pub origin: Origin,
+    pub commands: &'a mut Vec<Command<F>>,
+    pub next_ack_id: &'a mut u64,
 }
 
-impl<'a, S> Socket<'a, S> {
-    /// A socket context that records into `commands` (the shard's, or a test's).
-    pub fn new(
-        id: &'a str,
-        nsp: &'a str,
-        state: &'a mut S,
-        rooms: &'a [String],
-        commands: &'a mut Vec<Command>,
-        next_ack_id: &'a mut u64,
-    ) -> Self {
-        Socket {
-            id,
-            nsp,
-            state,
-            rooms,
-            commands,
-            next_ack_id,
+impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
+    /// This socket, as other shards and later calls can name it.
+    pub fn me(&self) -> SocketRef {
+        SocketRef {
+            shard: self.origin.shard,
+            session: self.origin.session,
+            generation: self.origin.generation,
+            nsp: self.nsp.to_owned(),
         }
+    }
+
+    /// Hand `message` to the application on `shard` (see [`Command::Forward`]).
+    pub fn forward(&mut self, shard: usize, message: F) {
+        self.commands.push(Command::Forward { shard, message });
     }
 
     /// Emit `event` with `args` to this socket.
@@ -130,7 +185,15 @@ impl<'a, S> Socket<'a, S> {
     }
 
     pub fn join(&mut self, room: &str) {
-        self.commands.push(Command::Join(room.to_owned()));
+        self.join_after(room, 0);
+    }
+
+    /// Join, skipping broadcasts with a sequence number at or below `floor`.
+    pub fn join_after(&mut self, room: &str, floor: u64) {
+        self.commands.push(Command::Join {
+            room: room.to_owned(),
+            floor,
+        });
     }
 
     pub fn leave(&mut self, room: &str) {
@@ -139,7 +202,19 @@ impl<'a, S> Socket<'a, S> {
 
     /// Emit `event` to every member of `room` (this socket too unless `except_self`).
     pub fn broadcast(&mut self, room: &str, event: &str, args: Vec<Value>, except_self: bool) {
-        let packet = Packet::event(self.nsp, event_array(event, args), None, Vec::new());
+        self.broadcast_binary(room, event, args, Vec::new(), except_self);
+    }
+
+    /// Broadcast with binary attachments (placeholders in `args` index them).
+    pub fn broadcast_binary(
+        &mut self,
+        room: &str,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Bytes>,
+        except_self: bool,
+    ) {
+        let packet = Packet::event(self.nsp, event_array(event, args), None, attachments);
         self.commands.push(Command::Broadcast {
             room: room.to_owned(),
             packet,
@@ -152,35 +227,90 @@ impl<'a, S> Socket<'a, S> {
     }
 }
 
-fn event_array(event: &str, args: Vec<Value>) -> Value {
+impl<Sh, F> ShardContext<'_, Sh, F> {
+    /// Emit `event` with `args` to one socket anywhere.
+    pub fn emit_to(&mut self, socket: SocketRef, event: &str, args: Vec<Value>) {
+        let packet = Packet::event(&socket.nsp, event_array(event, args), None, Vec::new());
+        self.commands.push(ShardCommand::EmitTo { socket, packet });
+    }
+
+    /// Answer acknowledgement `ack_id` of one socket anywhere.
+    pub fn ack_to(&mut self, socket: SocketRef, ack_id: u64, values: Vec<Value>) {
+        let packet = Packet::ack(&socket.nsp, ack_id, Value::Array(values), Vec::new());
+        self.commands.push(ShardCommand::EmitTo { socket, packet });
+    }
+
+    /// Emit `event` to a room on every shard; see [`ShardCommand::Broadcast`].
+    pub fn broadcast(
+        &mut self,
+        nsp: &str,
+        room: &str,
+        event: &str,
+        args: Vec<Value>,
+        seq: Option<u64>,
+    ) {
+        let packet = Packet::event(nsp, event_array(event, args), None, Vec::new());
+        self.commands.push(ShardCommand::Broadcast {
+            nsp: nsp.to_owned(),
+            room: room.to_owned(),
+            packet,
+            except: None,
+            seq,
+        });
+    }
+
+    pub fn forward(&mut self, shard: usize, message: F) {
+        self.commands.push(ShardCommand::Forward { shard, message });
+    }
+}
+
+pub fn event_array(event: &str, args: Vec<Value>) -> Value {
     let mut array = Vec::with_capacity(args.len() + 1);
     array.push(Value::String(event.to_owned()));
     array.extend(args);
     Value::Array(array)
 }
 
+/// The [`Socket`] type a handler `H` is called with.
+pub type SocketOf<'a, H> =
+    Socket<'a, <H as Handler>::State, <H as Handler>::Shard, <H as Handler>::Forward>;
+
+/// The [`ShardContext`] type a handler `H` is called with.
+pub type ShardOf<'a, H> = ShardContext<'a, <H as Handler>::Shard, <H as Handler>::Forward>;
+
 /// A Socket.IO application. One instance serves every shard, so it is `Sync`; per-socket
 /// state lives in `State`.
 pub trait Handler: Send + Sync + 'static {
+    /// Per-socket state.
     type State: Default + Send + 'static;
+    /// Per-shard state (one per shard thread, created empty).
+    type Shard: Default + Send + 'static;
+    /// Messages the application sends between shards.
+    type Forward: Send + 'static;
 
     /// Whether a namespace exists (`/` included). Unknown ones get `Invalid namespace`.
     fn has_namespace(&self, nsp: &str) -> bool;
 
     /// A client connected to a namespace with `auth` (`{}` when it sent none). Refuse it to
     /// send CONNECT_ERROR.
-    fn on_connect(&self, socket: &mut Socket<'_, Self::State>, auth: &Value)
-        -> Result<(), Refusal>;
+    fn on_connect(&self, socket: &mut SocketOf<'_, Self>, auth: &Value) -> Result<(), Refusal>;
 
     /// An event from the client.
-    fn on_event(&self, socket: &mut Socket<'_, Self::State>, event: Event);
+    fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event);
 
     /// The client acknowledged an event sent with [`Socket::emit_with_ack`].
-    fn on_ack(&self, _socket: &mut Socket<'_, Self::State>, _ack_id: u64, _data: Value) {}
+    fn on_ack(&self, _socket: &mut SocketOf<'_, Self>, _ack_id: u64, _data: Value) {}
 
     /// The socket left its namespace (client DISCONNECT, transport close, ping timeout, ...).
     /// It is still in its rooms during this call; broadcasts reach the other members.
-    fn on_disconnect(&self, _socket: &mut Socket<'_, Self::State>, _reason: &str) {}
+    fn on_disconnect(&self, _socket: &mut SocketOf<'_, Self>, _reason: &str) {}
+
+    /// A message another shard (or this one) forwarded.
+    fn on_forward(&self, _shard: &mut ShardOf<'_, Self>, _message: Self::Forward) {}
+
+    /// The end of a loop turn on a shard, before output is written: the place to commit
+    /// work gathered during the turn (one store write for many messages).
+    fn on_turn_end(&self, _shard: &mut ShardOf<'_, Self>) {}
 
     /// Plain Engine.IO servers only: a message arrived; return the messages to send back.
     fn on_engine_message(&self, _message: EngineMessage) -> Vec<EngineMessage> {

@@ -32,6 +32,8 @@ pub struct EchoEngine;
 
 impl Handler for EchoEngine {
     type State = ();
+    type Shard = ();
+    type Forward = ();
 
     fn has_namespace(&self, _nsp: &str) -> bool {
         false
@@ -54,6 +56,8 @@ pub struct ConformanceSocketIo;
 
 impl Handler for ConformanceSocketIo {
     type State = ();
+    type Shard = ();
+    type Forward = ();
 
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/custom"

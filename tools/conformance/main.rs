@@ -15,6 +15,8 @@ struct EchoEngine;
 
 impl Handler for EchoEngine {
     type State = ();
+    type Shard = ();
+    type Forward = ();
 
     fn has_namespace(&self, _nsp: &str) -> bool {
         false
@@ -37,6 +39,8 @@ struct ConformanceSocketIo;
 
 impl Handler for ConformanceSocketIo {
     type State = ();
+    type Shard = ();
+    type Forward = ();
 
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/custom"

@@ -25,6 +25,8 @@ struct TestApp;
 
 impl Handler for TestApp {
     type State = ();
+    type Shard = ();
+    type Forward = ();
 
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/custom"
@@ -66,7 +68,13 @@ impl Handler for TestApp {
                 let payload = args.get(1).cloned().unwrap_or(Value::Null);
                 let except_self = args.get(2).and_then(Value::as_bool).unwrap_or(false);
                 if let Some(room) = room {
-                    socket.broadcast(&room, "broadcast", vec![payload], except_self);
+                    socket.broadcast_binary(
+                        &room,
+                        "broadcast",
+                        vec![payload],
+                        event.attachments,
+                        except_self,
+                    );
                 }
                 if let Some(id) = event.ack_id {
                     socket.ack(id, vec![Value::Bool(true)], Vec::new());

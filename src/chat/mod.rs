@@ -1,0 +1,298 @@
+//! The ReadRealm book chat (CHAT_API.md) as a Socket.IO [`Handler`]: `joinRoom`,
+//! `chatMessage`, `leaveRoom` and disconnect, with validation, identity, limits, acks and the
+//! `exception` event.
+//!
+//! Checks that concern one connection (payload, identity, membership, rate) run on the
+//! connection's shard; numbering, storing and broadcasting a message run on the room's home
+//! shard (`home`), which keeps one order per room across shards.
+
+pub mod errors;
+pub mod home;
+pub mod limits;
+pub mod message;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::socketio::handler::{ShardOf, SocketOf};
+use crate::socketio::{Event, Handler, Refusal};
+use crate::store::time::now_millis;
+use crate::store::Store;
+use errors::{ChatError, ErrorCode};
+use home::{home_shard, HomeShard, Post};
+use limits::{ChatLimits, RateLimiter};
+use message::{message_value, presence, room_name};
+
+/// History sent on join: the room's newest messages.
+pub const HISTORY_LEN: usize = 50;
+
+/// The chat application.
+pub struct ChatApp {
+    store: Arc<Store>,
+    limits: ChatLimits,
+}
+
+impl ChatApp {
+    pub fn new(store: Arc<Store>, limits: ChatLimits) -> ChatApp {
+        ChatApp { store, limits }
+    }
+}
+
+/// What the chat keeps per connection.
+#[derive(Default)]
+pub struct Reader {
+    /// The userId bound by the first successful join.
+    user_id: Option<String>,
+    /// Books joined, with the username given at join (for `userLeft`).
+    rooms: HashMap<u64, String>,
+    rate: RateLimiter,
+}
+
+/// Messages between shards: a message going to its room's home shard.
+pub enum ChatForward {
+    Post(Post),
+}
+
+impl Handler for ChatApp {
+    type State = Reader;
+    type Shard = HomeShard;
+    type Forward = ChatForward;
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+
+    fn on_connect(&self, _socket: &mut SocketOf<'_, Self>, _auth: &Value) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event) {
+        let payload = event.args().first();
+        let Some(name) = event.name() else {
+            return;
+        };
+        let result = match name {
+            "joinRoom" => self.join(socket, payload),
+            "chatMessage" => self.post(socket, payload, event.ack_id),
+            "leaveRoom" => self.leave(socket, payload),
+            // Unknown events are ignored (CHAT_API.md).
+            _ => return,
+        };
+        match (result, event.ack_id) {
+            (Ok(Some(body)), Some(ack)) => socket.ack(ack, vec![body], Vec::new()),
+            // A message's answer comes from its home shard once it is stored.
+            (Ok(_), _) => {}
+            (Err(error), Some(ack)) => socket.ack(ack, vec![error.ack_body()], Vec::new()),
+            (Err(error), None) => socket.emit("exception", vec![error.exception_body(name)]),
+        }
+    }
+
+    fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, _reason: &str) {
+        let now = now_millis();
+        let rooms: Vec<(u64, String)> = socket.state.rooms.drain().collect();
+        for (book_id, username) in rooms {
+            socket.broadcast(
+                &room_name(book_id),
+                "userLeft",
+                vec![presence(&username, now)],
+                true,
+            );
+        }
+    }
+
+    fn on_forward(&self, shard: &mut ShardOf<'_, Self>, message: ChatForward) {
+        match message {
+            ChatForward::Post(post) => {
+                let index = shard.index;
+                let store = &self.store;
+                if let Err((post, error)) = shard.state.number(index, post, |book| store.tail(book))
+                {
+                    let error = ChatError::new(ErrorCode::Unavailable, error.to_string());
+                    reply_error(shard, post.reply_to, post.ack_id, &error);
+                }
+            }
+        }
+    }
+
+    fn on_turn_end(&self, shard: &mut ShardOf<'_, Self>) {
+        if shard.state.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut shard.state.pending);
+        let messages: Vec<_> = pending.iter().map(|p| p.message.clone()).collect();
+        match self.store.append(&messages) {
+            Ok(()) => {
+                for item in pending {
+                    let body = message_value(&item.message);
+                    let room = room_name(item.message.book_id);
+                    shard.broadcast(
+                        "/",
+                        &room,
+                        "newMessage",
+                        vec![body.clone()],
+                        Some(item.message.seq),
+                    );
+                    if let Some(ack) = item.ack_id {
+                        shard.ack_to(
+                            item.reply_to,
+                            ack,
+                            vec![json!({ "ok": true, "message": body })],
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                shard.state.forget_tails(&pending);
+                let error = ChatError::new(ErrorCode::Unavailable, error.to_string());
+                for item in pending {
+                    reply_error(shard, item.reply_to, item.ack_id, &error);
+                }
+            }
+        }
+    }
+}
+
+fn reply_error(
+    shard: &mut ShardOf<'_, ChatApp>,
+    reply_to: crate::socketio::handler::SocketRef,
+    ack_id: Option<u64>,
+    error: &ChatError,
+) {
+    match ack_id {
+        Some(ack) => shard.ack_to(reply_to, ack, vec![error.ack_body()]),
+        None => shard.emit_to(
+            reply_to,
+            "exception",
+            vec![error.exception_body("chatMessage")],
+        ),
+    }
+}
+
+impl ChatApp {
+    /// `joinRoom`: bind the identity, send history, tell the others.
+    fn join(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        payload: Option<&Value>,
+    ) -> Result<Option<Value>, ChatError> {
+        let request = validate::join(payload)?;
+        check_identity(socket.state, &request.user_id)?;
+        let already_in = socket.state.rooms.contains_key(&request.book_id);
+        if !already_in && socket.state.rooms.len() >= self.limits.max_rooms_per_connection {
+            return Err(ChatError::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "a connection may be in at most {} rooms",
+                    self.limits.max_rooms_per_connection
+                ),
+            ));
+        }
+        let history = self
+            .store
+            .newest(request.book_id, HISTORY_LEN)
+            .map_err(|e| ChatError::new(ErrorCode::Unavailable, e.to_string()))?;
+        socket
+            .state
+            .user_id
+            .get_or_insert_with(|| request.user_id.clone());
+        let room = room_name(request.book_id);
+        if !already_in {
+            // Broadcasts up to the newest message read are in the history already.
+            let floor = history.first().map_or(0, |m| m.seq);
+            socket.join_after(&room, floor);
+            socket
+                .state
+                .rooms
+                .insert(request.book_id, request.username.clone());
+        }
+        let messages: Vec<Value> = history.iter().map(message_value).collect();
+        socket.emit("previousMessages", vec![Value::Array(messages)]);
+        if !already_in {
+            socket.broadcast(
+                &room,
+                "userJoined",
+                vec![presence(&request.username, now_millis())],
+                true,
+            );
+        }
+        Ok(Some(json!({ "ok": true, "room": room })))
+    }
+
+    /// `chatMessage`: check it here, then hand it to the room's home shard.
+    fn post(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        payload: Option<&Value>,
+        ack_id: Option<u64>,
+    ) -> Result<Option<Value>, ChatError> {
+        let request = validate::message(payload, self.limits.max_content_chars)?;
+        check_identity(socket.state, &request.user_id)?;
+        if !socket.state.rooms.contains_key(&request.book_id) {
+            return Err(ChatError::new(
+                ErrorCode::NotInRoom,
+                format!("join book {} before posting to it", request.book_id),
+            ));
+        }
+        if !socket.state.rate.try_take(
+            Instant::now(),
+            self.limits.message_rate,
+            self.limits.message_burst,
+        ) {
+            return Err(ChatError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} messages per second, bursts of {}",
+                    self.limits.message_rate, self.limits.message_burst
+                ),
+            ));
+        }
+        let home = home_shard(request.book_id, socket.origin.shard_count);
+        let reply_to = socket.me();
+        socket.forward(
+            home,
+            ChatForward::Post(Post {
+                request,
+                reply_to,
+                ack_id,
+            }),
+        );
+        Ok(None)
+    }
+
+    /// `leaveRoom`: leave and tell the rest; leaving a room not joined is a quiet success.
+    fn leave(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        payload: Option<&Value>,
+    ) -> Result<Option<Value>, ChatError> {
+        let request = validate::leave(payload)?;
+        if let Some(user_id) = &request.user_id {
+            check_identity(socket.state, user_id)?;
+        }
+        if socket.state.rooms.remove(&request.book_id).is_some() {
+            let room = room_name(request.book_id);
+            socket.leave(&room);
+            socket.broadcast(
+                &room,
+                "userLeft",
+                vec![presence(&request.username, now_millis())],
+                true,
+            );
+        }
+        Ok(Some(json!({ "ok": true })))
+    }
+}
+
+fn check_identity(reader: &Reader, user_id: &str) -> Result<(), ChatError> {
+    match &reader.user_id {
+        Some(bound) if bound != user_id => Err(ChatError::new(
+            ErrorCode::IdentityMismatch,
+            "userId differs from the one this connection joined with",
+        )),
+        _ => Ok(()),
+    }
+}

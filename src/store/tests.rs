@@ -1,0 +1,142 @@
+//! Store tests on a real RocksDB directory in a temporary folder.
+
+use super::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let mut name = [0u8; 8];
+        getrandom::fill(&mut name).unwrap();
+        let path =
+            std::env::temp_dir().join(format!("readrealm-store-{}", u64::from_le_bytes(name)));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn message(ids: &mut IdGenerator, book_id: u64, seq: u64, ms: u64) -> StoredMessage {
+    StoredMessage {
+        book_id,
+        seq,
+        value: StoredValue {
+            created_ms: ms,
+            id: ids.next(ms),
+            user_id: format!("u-{seq}"),
+            username: "reader".into(),
+            content: format!("message {seq} of book {book_id}"),
+        },
+    }
+}
+
+#[test]
+fn newest_fifty_after_thousands_of_messages_over_many_rooms() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0, false).unwrap();
+    let mut ids = IdGenerator::new(0);
+    let books = [
+        1u64,
+        2,
+        255,
+        256,
+        1 << 32,
+        (1 << 32) + 1,
+        9_007_199_254_740_991,
+    ];
+    let mut batch = Vec::new();
+    for seq in 1..=600 {
+        for &book in &books {
+            batch.push(message(&mut ids, book, seq, 1_700_000_000_000 + seq));
+        }
+        if batch.len() >= 500 {
+            store.append(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    store.append(&batch).unwrap();
+    for &book in &books {
+        let newest = store.newest(book, 50).unwrap();
+        assert_eq!(newest.len(), 50);
+        assert!(
+            newest.iter().all(|m| m.book_id == book),
+            "prefix boundary of {book}"
+        );
+        let seqs: Vec<u64> = newest.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (551..=600).rev().collect::<Vec<_>>());
+        assert_eq!(store.tail(book).unwrap().seq, 600);
+    }
+    assert!(store.newest(3, 50).unwrap().is_empty());
+    assert!(store.newest(257, 50).unwrap().is_empty());
+    assert_eq!(store.tail(1 << 31).unwrap(), BookTail::default());
+}
+
+#[test]
+fn messages_within_one_millisecond_keep_their_order() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0, false).unwrap();
+    let mut ids = IdGenerator::new(1);
+    let batch: Vec<_> = (1..=20)
+        .map(|seq| message(&mut ids, 9, seq, 1_700_000_000_000))
+        .collect();
+    store.append(&batch).unwrap();
+    let newest = store.newest(9, 50).unwrap();
+    let hex: Vec<String> = newest.iter().rev().map(|m| m.value.id.to_hex()).collect();
+    let mut sorted = hex.clone();
+    sorted.sort();
+    assert_eq!(hex, sorted, "history order equals _id order");
+    assert_eq!(newest.first().map(|m| m.seq), Some(20));
+}
+
+#[test]
+fn sequence_continues_after_reopening() {
+    let dir = TempDir::new();
+    let mut ids = IdGenerator::new(0);
+    {
+        let store = Store::open(&dir.0, true).unwrap();
+        let batch: Vec<_> = (1..=75)
+            .map(|seq| message(&mut ids, 2701, seq, 1_700_000_000_000 + seq))
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    let store = Store::open(&dir.0, false).unwrap();
+    let tail = store.tail(2701).unwrap();
+    assert_eq!(
+        tail,
+        BookTail {
+            seq: 75,
+            created_ms: 1_700_000_000_075
+        }
+    );
+    store
+        .append(&[message(&mut ids, 2701, tail.seq + 1, 1_700_000_000_100)])
+        .unwrap();
+    let newest = store.newest(2701, 50).unwrap();
+    assert_eq!(newest.first().map(|m| m.seq), Some(76));
+    assert_eq!(newest.len(), 50);
+}
+
+#[test]
+fn checkpoint_holds_the_same_history() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0, false).unwrap();
+    let mut ids = IdGenerator::new(0);
+    let batch: Vec<_> = (1..=10)
+        .map(|seq| message(&mut ids, 5, seq, 1_700_000_000_000 + seq))
+        .collect();
+    store.append(&batch).unwrap();
+    let copy = TempDir::new();
+    let target = copy.0.join("checkpoint");
+    store.checkpoint(&target).unwrap();
+    let restored = Store::open(&target, false).unwrap();
+    assert_eq!(
+        restored.newest(5, 50).unwrap(),
+        store.newest(5, 50).unwrap()
+    );
+}

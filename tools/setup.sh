@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what building and testing ReadRealm Chat needs, once per machine:
+# a C/C++ toolchain and libclang (RocksDB builds its C++ from source, bindgen needs libclang).
+# Safe to run again: it only installs what is missing. Sourced or run by run.sh and test.sh.
+set -euo pipefail
+
+have_libclang() {
+  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1
+}
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+have_libclang || missing+=(libclang-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tools/setup.sh: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+for tool in cargo node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "tools/setup.sh: $tool is needed on PATH (Rust toolchain; Node 20 with npm)" >&2
+    exit 1
+  fi
+done
