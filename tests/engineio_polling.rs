@@ -837,3 +837,15 @@ fn cors_without_credentials_echoes_origin_only() {
         "{response:?}"
     );
 }
+
+#[test]
+fn dropped_parked_get_ends_the_session() {
+    let server = engineio_quiet();
+    let (sid, _) = server.handshake();
+    let get = park_get(&server, &sid);
+    drop(get);
+    // engine.io: "poll connection closed prematurely" ends the session. Give the server a
+    // moment to see the close (a GET to a live session would park instead of answering).
+    thread::sleep(Duration::from_millis(200));
+    assert_eio_error(&server.get(&sid), 1);
+}

@@ -871,3 +871,22 @@ fn broadcast_reaches_room_members_on_one_shard() {
 fn broadcast_reaches_room_members_on_every_shard() {
     broadcast_across_shards(4);
 }
+
+#[test]
+fn event_for_a_namespace_left_closes_the_connection() {
+    let server = start_socketio(quiet);
+    let mut ws = connected_ws(&server);
+    ws_send_text(&mut ws, "41");
+    // socket.io's client.ts treats a packet for a namespace it has no socket for as an
+    // invalid state and closes the connection.
+    ws_send_text(&mut ws, r#"42["message","after leaving"]"#);
+    assert_ws_closed(&mut ws, "event after 41");
+}
+
+#[test]
+fn second_connect_to_a_joined_namespace_closes_the_connection() {
+    let server = start_socketio(quiet);
+    let mut ws = connected_ws(&server);
+    ws_send_text(&mut ws, "40");
+    assert_ws_closed(&mut ws, "second 40");
+}

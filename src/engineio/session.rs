@@ -23,6 +23,11 @@ use super::packet::{EioPacket, Frame, NOOP, PING};
 /// sends at once: python-engineio clients refuse payloads of more than 16 packets.
 pub const MAX_PACKETS_PER_POLL: usize = 16;
 
+/// The event loop sleeps in whole milliseconds (epoll), so timers run up to this much early
+/// rather than late: a ping timeout then closes at its deadline, not a millisecond after it,
+/// and a ping goes out on time.
+pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Timing and size settings of a session (from the server's config).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
@@ -339,7 +344,14 @@ impl Session {
                 TimeoutOutcome::Close(CloseReason::PingTimeout)
             }
             Heartbeat::PingAt(at) if now >= at => {
-                self.heartbeat = Heartbeat::PongBy(now + self.config.ping_timeout);
+                // Count the timeout from when the ping was due if it goes out about on time,
+                // so loop latency does not stretch the heartbeat.
+                let sent = if now.saturating_duration_since(at) <= TIMER_SLACK {
+                    at
+                } else {
+                    now
+                };
+                self.heartbeat = Heartbeat::PongBy(sent + self.config.ping_timeout);
                 if self.transport == Transport::Polling {
                     // During an upgrade the ping waits in the queue and goes out on the
                     // WebSocket once the upgrade completes (never over polling meanwhile).

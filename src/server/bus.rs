@@ -34,8 +34,8 @@ pub enum BusMessage<F> {
         stream: mio::net::TcpStream,
         input: Vec<u8>,
         output: Vec<u8>,
-        /// When the handing shard read the request: orders it against the owner's events.
-        received_at: std::time::Instant,
+        /// When the connection was accepted.
+        opened_at: std::time::Instant,
     },
     Broadcast(Arc<Broadcast>),
     /// Frames for one socket of the receiving shard.

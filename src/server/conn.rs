@@ -49,8 +49,8 @@ pub struct Conn {
     pub writable_armed: bool,
     /// In the shard's list of connections to flush at the end of the loop turn.
     pub dirty: bool,
-    /// When another shard received the request this connection was handed over with.
-    pub handed_over_at: Option<Instant>,
+    /// When the connection was accepted (kept across hand-overs).
+    pub opened_at: Instant,
 }
 
 /// How a read ended.
@@ -75,7 +75,7 @@ impl Conn {
             close_after_flush: false,
             writable_armed: false,
             dirty: false,
-            handed_over_at: None,
+            opened_at: Instant::now(),
         }
     }
 

@@ -210,11 +210,13 @@ impl<H: Handler> Shard<H> {
         self.answer_get_conn(conn, frames);
     }
 
-    /// The connection of a parked GET closed.
+    /// The connection of a parked GET closed before it was answered: the client is gone
+    /// (engine.io: "poll connection closed prematurely"), so the session ends.
     pub(super) fn on_get_conn_closed(&mut self, session: SessionRef) {
         if let Some(entry) = self.session(session) {
             entry.get_conn = None;
             entry.eio.release_get();
+            self.close_session(session, CloseReason::TransportClose);
         }
     }
 
@@ -267,18 +269,12 @@ impl<H: Handler> Shard<H> {
     }
 
     fn on_engine_message(&mut self, session: SessionRef, message: EngineMessage) -> bool {
-        let handler = Arc::clone(&self.handler);
-        let origin = self.origin(session);
-        let Some(entry) = self
-            .sessions
-            .get_mut(session.key)
-            .filter(|e| e.generation == session.generation)
-        else {
+        let Some(entry) = self.session(session) else {
             return false;
         };
-        let Some(sio) = entry.sio.as_mut() else {
-            let replies = handler.on_engine_message(message);
-            for reply in replies {
+        if entry.sio.is_none() {
+            // A plain Engine.IO server: the handler answers messages directly.
+            for reply in self.handler.on_engine_message(message) {
                 let frame = match reply {
                     EngineMessage::Text(text) => Frame::message(&text),
                     EngineMessage::Binary(bytes) => Frame::Binary(bytes),
@@ -286,14 +282,12 @@ impl<H: Handler> Shard<H> {
                 self.send_frames(session, std::slice::from_ref(&frame));
             }
             return true;
+        }
+        let Some((result, outputs)) =
+            self.with_sio(session, |sio, call, out| sio.on_message(call, message, out))
+        else {
+            return false;
         };
-        let mut outputs = Vec::new();
-        let mut call = Call {
-            handler: &*handler,
-            shard: &mut self.app,
-            origin,
-        };
-        let result = sio.on_message(&mut call, message, &mut outputs);
         self.run_outputs(session, outputs);
         if result.is_err() {
             self.close_session(session, CloseReason::ProtocolError);
@@ -301,6 +295,36 @@ impl<H: Handler> Shard<H> {
         }
         self.schedule(session);
         true
+    }
+
+    /// Run `f` on a session's Socket.IO state with what handler calls need (the handler, this
+    /// shard's application state, the session's origin); returns its result and the outputs
+    /// to carry out. None when the session is gone or has no Socket.IO layer.
+    fn with_sio<R>(
+        &mut self,
+        session: SessionRef,
+        f: impl FnOnce(
+            &mut SioConnection<H::State>,
+            &mut Call<'_, H>,
+            &mut Vec<Output<H::Forward>>,
+        ) -> R,
+    ) -> Option<(R, Vec<Output<H::Forward>>)> {
+        let handler = Arc::clone(&self.handler);
+        let origin = self.origin(session);
+        let sio = self
+            .sessions
+            .get_mut(session.key)
+            .filter(|e| e.generation == session.generation)?
+            .sio
+            .as_mut()?;
+        let mut call = Call {
+            handler: &*handler,
+            shard: &mut self.app,
+            origin,
+        };
+        let mut outputs = Vec::new();
+        let result = f(sio, &mut call, &mut outputs);
+        Some((result, outputs))
     }
 
     fn origin(&self, session: SessionRef) -> Origin {
@@ -341,23 +365,11 @@ impl<H: Handler> Shard<H> {
                 self.broadcast(nsp, &room, &packet, except, None);
             }
             Command::Disconnect => {
-                let handler = Arc::clone(&self.handler);
-                let origin = self.origin(session);
-                let mut outputs = Vec::new();
-                if let Some(sio) = self
-                    .sessions
-                    .get_mut(session.key)
-                    .filter(|e| e.generation == session.generation)
-                    .and_then(|e| e.sio.as_mut())
-                {
-                    let mut call = Call {
-                        handler: &*handler,
-                        shard: &mut self.app,
-                        origin,
-                    };
-                    sio.server_disconnect(&mut call, nsp, &mut outputs);
+                if let Some(((), outputs)) = self.with_sio(session, |sio, call, out| {
+                    sio.server_disconnect(call, nsp, out)
+                }) {
+                    self.run_outputs(session, outputs);
                 }
-                self.run_outputs(session, outputs);
             }
             Command::Forward { shard, message } => self.forward(shard, message),
         }
@@ -566,24 +578,15 @@ impl<H: Handler> Shard<H> {
     /// End a session: the application hears of it, its rooms forget it, its connections
     /// are answered or closed, its sid is gone.
     pub fn close_session(&mut self, session: SessionRef, reason: CloseReason) {
-        let handler = Arc::clone(&self.handler);
-        let origin = self.origin(session);
-        let Some(entry) = self
-            .sessions
-            .get_mut(session.key)
-            .filter(|e| e.generation == session.generation)
-        else {
+        if self.session(session).is_none() {
             return;
-        };
-        let mut outputs = Vec::new();
-        if let Some(sio) = entry.sio.as_mut() {
-            let mut call = Call {
-                handler: &*handler,
-                shard: &mut self.app,
-                origin,
-            };
-            sio.close(&mut call, reason.as_str(), &mut outputs);
         }
+        let outputs = self
+            .with_sio(session, |sio, call, out| {
+                sio.close(call, reason.as_str(), out)
+            })
+            .map(|((), outputs)| outputs)
+            .unwrap_or_default();
         // The session is still registered while its sockets' last commands run, so their
         // broadcasts reach everyone else; nothing more is sent to the session itself.
         let outputs = outputs

@@ -25,7 +25,7 @@ use super::rooms::Rooms;
 use super::sessions::SessionEntry;
 use super::timers::{SessionRef, Timers};
 use crate::config::ServerConfig;
-use crate::engineio::session::CloseReason;
+use crate::engineio::session::{CloseReason, TIMER_SLACK};
 use crate::http::Cors;
 use crate::socketio::Handler;
 
@@ -35,8 +35,8 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 /// How long to stop accepting after the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a client's close is remembered for GETs handed over from other shards.
-const CLIENT_CLOSED_GRACE: Duration = Duration::from_millis(1000);
+/// How long after a client's close a GET that was on its way may still arrive.
+const CLIENT_CLOSED_GRACE: Duration = Duration::from_millis(100);
 
 /// Most remembered client closes per shard; beyond it, the oldest are not remembered.
 const CLIENT_CLOSED_CAPACITY: usize = 4096;
@@ -54,8 +54,10 @@ pub struct Shard<H: Handler> {
     pub conns: Slab<Conn>,
     pub sessions: Slab<SessionEntry<H::State>>,
     pub by_sid: HashMap<String, usize>,
-    /// Polling sessions the client closed with no GET pending, and when: a GET another shard
-    /// received before that instant (and handed over after it) was pending, and gets `6`.
+    /// Polling sessions the client closed with no GET pending, and when. A GET that arrives
+    /// just after, on a connection that was already open at the close, was on its way before
+    /// it (sent before the close POST, overtaken by it on another connection or shard): it is
+    /// the pending GET and gets `6`, once.
     client_closed: HashMap<String, Instant>,
     pub rooms: Rooms,
     pub timers: Timers,
@@ -125,12 +127,13 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Whether a GET for `sid` received at `received_at` (by another shard) was already
-    /// there when its client closed the session: it is the pending GET, answered `6`.
-    pub fn was_pending_at_client_close(&mut self, sid: &str, received_at: Instant) -> bool {
-        self.client_closed
-            .remove(sid)
-            .is_some_and(|closed| received_at <= closed)
+    /// Whether a GET for `sid` on a connection opened at `opened_at` is the pending GET of a
+    /// session its client just closed (see `client_closed`). Answers true at most once.
+    pub fn was_pending_at_client_close(&mut self, sid: &str, opened_at: Instant) -> bool {
+        let now = Instant::now();
+        self.client_closed.remove(sid).is_some_and(|closed| {
+            opened_at <= closed && now.duration_since(closed) < CLIENT_CLOSED_GRACE
+        })
     }
 
     pub fn next_generation(&mut self) -> u64 {
@@ -177,12 +180,14 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// How long to sleep: until the earliest deadline less [`TIMER_SLACK`], since epoll
+    /// rounds the sleep up to whole milliseconds and a deadline must not be overslept.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut next = self.timers.next();
         if let Some(until) = self.accept_paused_until {
             next = Some(next.map_or(until, |n| n.min(until)));
         }
-        next.map(|at| at.saturating_duration_since(now))
+        next.map(|at| at.saturating_duration_since(now + TIMER_SLACK))
     }
 
     fn accept(&mut self) {
@@ -221,7 +226,7 @@ impl<H: Handler> Shard<H> {
         mut stream: TcpStream,
         input: Vec<u8>,
         output: Vec<u8>,
-        received_at: Option<Instant>,
+        opened_at: Option<Instant>,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -237,7 +242,9 @@ impl<H: Handler> Shard<H> {
         let has_output = !output.is_empty();
         let mut conn = Conn::new(stream, input);
         conn.buffers.output = output;
-        conn.handed_over_at = received_at;
+        if let Some(opened_at) = opened_at {
+            conn.opened_at = opened_at;
+        }
         entry.insert(conn);
         if has_output {
             self.mark_dirty(key);
@@ -338,6 +345,7 @@ impl<H: Handler> Shard<H> {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        let now = now + TIMER_SLACK;
         while let Some((at, session)) = self.timers.pop_due(now) {
             self.on_session_timer(session, at, now);
         }
@@ -351,8 +359,8 @@ impl<H: Handler> Shard<H> {
                     stream,
                     input,
                     output,
-                    received_at,
-                } => self.adopt(stream, input, output, Some(received_at)),
+                    opened_at,
+                } => self.adopt(stream, input, output, Some(opened_at)),
                 BusMessage::Broadcast(broadcast) => {
                     let except = broadcast
                         .except

@@ -72,11 +72,6 @@ impl<H: Handler> Shard<H> {
 
     fn route(&mut self, key: usize, head: RequestHead) -> Next {
         let cors = self.cors.headers(head.origin.as_deref());
-        // Only the first request after a hand-over was received elsewhere.
-        let received_at = self
-            .conns
-            .get_mut(key)
-            .and_then(|c| c.handed_over_at.take());
         if head.path != self.config.path {
             let keep_alive = head.keep_alive && head.content_length.unwrap_or(0) == 0;
             self.consume(key, head.head_len);
@@ -110,15 +105,16 @@ impl<H: Handler> Shard<H> {
                 }
             }
             let Some(&session_key) = self.by_sid.get(&sid) else {
-                let pending_at_close = match received_at {
+                let opened_at = self.conns.get(key).map(|c| c.opened_at);
+                let pending_at_close = match opened_at {
                     Some(at) if !websocket && head.method == Method::Get => {
                         self.was_pending_at_client_close(&sid, at)
                     }
                     _ => false,
                 };
                 if pending_at_close {
-                    // Received by another shard before the client's close POST reached this
-                    // one: it is the pending GET, which answers `6`.
+                    // Sent before the client's close POST but overtaken by it: it is the
+                    // pending GET, which answers `6`.
                     self.consume(key, head.head_len);
                     let keep_alive = head.keep_alive;
                     self.reply(key, keep_alive, |out| {
@@ -547,7 +543,7 @@ impl<H: Handler> Shard<H> {
             stream: conn.stream,
             input: std::mem::take(&mut conn.buffers.input),
             output,
-            received_at: conn.handed_over_at.unwrap_or_else(Instant::now),
+            opened_at: conn.opened_at,
         };
         if self.peers.send(owner, message).is_ok() {
             if let Some(wake) = self.to_wake.get_mut(owner) {

@@ -49,8 +49,10 @@ pub enum Output<F = ()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SioError {
     Packet(PacketError),
-    /// A packet other than CONNECT before any namespace was joined.
+    /// A packet other than CONNECT for a namespace this connection is not in.
     NotConnected,
+    /// CONNECT to a namespace this connection is already in.
+    AlreadyConnected,
     /// CONNECT_ERROR is server-to-client only.
     UnexpectedPacket,
     /// More namespaces than allowed on one connection.
@@ -125,12 +127,10 @@ impl<S: Default> SioConnection<S> {
         if packet.kind == PacketKind::Connect {
             return self.connect(call, packet, out);
         }
-        if self.connect_deadline.is_some() && self.sockets.is_empty() {
-            return Err(SioError::NotConnected);
-        }
-        // Packets for a namespace this connection is not in are ignored, as socket.io does.
+        // A packet for a namespace this connection is not in (never joined, refused, or
+        // left) is an invalid state that closes the connection, as socket.io does.
         let Some(index) = self.sockets.iter().position(|s| s.nsp == packet.nsp) else {
-            return Ok(());
+            return Err(SioError::NotConnected);
         };
         match packet.kind {
             PacketKind::Disconnect => {
@@ -174,11 +174,8 @@ impl<S: Default> SioConnection<S> {
             return Ok(());
         }
         if self.sockets.iter().any(|s| s.nsp == packet.nsp) {
-            // Already connected: socket.io answers again with the same id.
-            if let Some(socket) = self.sockets.iter().find(|s| s.nsp == packet.nsp) {
-                out.push(Output::Send(connect_answer(&packet.nsp, &socket.id)));
-            }
-            return Ok(());
+            // A second CONNECT to a namespace already joined: socket.io closes.
+            return Err(SioError::AlreadyConnected);
         }
         if self.sockets.len() >= self.max_namespaces {
             return Err(SioError::TooManyNamespaces);
