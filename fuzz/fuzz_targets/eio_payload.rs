@@ -30,8 +30,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use readrealm_chat::engineio::packet::{
-    decode_payload, decode_text, encode_payload, EioDecodeError, EioPacket, Frame,
-    RECORD_SEPARATOR,
+    decode_payload, decode_text, encode_payload, EioDecodeError, EioPacket, Frame, RECORD_SEPARATOR,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -60,7 +59,11 @@ fn encode(frames: &[Frame]) -> Vec<u8> {
     encode_payload(frames, &mut out);
     let expected: usize =
         frames.iter().map(Frame::polling_len).sum::<usize>() + frames.len().saturating_sub(1);
-    assert_eq!(out.len(), expected, "encoded length vs polling_len: {frames:?}");
+    assert_eq!(
+        out.len(),
+        expected,
+        "encoded length vs polling_len: {frames:?}"
+    );
     out
 }
 

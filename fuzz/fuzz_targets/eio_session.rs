@@ -49,7 +49,7 @@ use libfuzzer_sys::fuzz_target;
 use readrealm_chat::engineio::packet::{EioPacket, Frame, CLOSE, NOOP, PING};
 use readrealm_chat::engineio::session::{
     CloseReason, GetOutcome, Inbound, ProbeOutcome, Session, SessionConfig, TimeoutOutcome,
-    Transport, MAX_PACKETS_PER_POLL,
+    Transport, MAX_PACKETS_PER_POLL, TIMER_SLACK,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -99,14 +99,29 @@ impl Model {
     /// Check a polling answer against the queue and take its frames off the model's queue.
     fn take_answer(&mut self, frames: &[Frame]) {
         assert!(!frames.is_empty(), "a GET was answered with no frame");
-        assert!(frames.len() <= self.queue.len(), "{frames:?} vs {:?}", self.queue);
+        assert!(
+            frames.len() <= self.queue.len(),
+            "{frames:?} vs {:?}",
+            self.queue
+        );
         for (i, frame) in frames.iter().enumerate() {
-            assert_eq!(Some(frame), self.queue.get(i), "frame {i} out of FIFO order");
+            assert_eq!(
+                Some(frame),
+                self.queue.get(i),
+                "frame {i} out of FIFO order"
+            );
         }
         let size: usize = frames.iter().map(|f| f.polling_len() + 1).sum();
         let max = self.config.max_payload;
-        assert!(frames.len() == 1 || size <= max, "{size} bytes > maxPayload {max}");
-        assert!(frames.len() <= MAX_PACKETS_PER_POLL, "{} packets in one answer", frames.len());
+        assert!(
+            frames.len() == 1 || size <= max,
+            "{size} bytes > maxPayload {max}"
+        );
+        assert!(
+            frames.len() <= MAX_PACKETS_PER_POLL,
+            "{} packets in one answer",
+            frames.len()
+        );
         if let Some(next) = self.queue.get(frames.len()) {
             assert!(
                 size + next.polling_len() + 1 > max || frames.len() == MAX_PACKETS_PER_POLL,
@@ -261,7 +276,10 @@ impl Driver {
                 }
             }
             GetOutcome::Hold => {
-                assert!(!matches!(m.upgrade, Upgrade::Probed(_)), "GET held while probed");
+                assert!(
+                    !matches!(m.upgrade, Upgrade::Probed(_)),
+                    "GET held while probed"
+                );
                 assert!(m.queue.is_empty(), "GET held with frames queued");
                 m.get_parked = true;
             }
@@ -348,7 +366,10 @@ impl Driver {
                 m.upgrade = Upgrade::None;
                 m.transport = Transport::WebSocket;
                 m.get_parked = false;
-                assert!(!self.session.get_parked(), "GET still parked after the upgrade");
+                assert!(
+                    !self.session.get_parked(),
+                    "GET still parked after the upgrade"
+                );
                 let drained = self.session.drain_queue();
                 assert_eq!(drained, Vec::from(std::mem::take(&mut m.queue)));
                 assert_eq!(self.session.queued_bytes(), 0);
@@ -366,7 +387,10 @@ impl Driver {
                     (m.upgrade, packet),
                     (Upgrade::Probed(_), EioPacket::Upgrade | EioPacket::Noop)
                 );
-                assert!(!ok_first && !ok_probed, "{packet:?} aborted the upgrade in {m:?}");
+                assert!(
+                    !ok_first && !ok_probed,
+                    "{packet:?} aborted the upgrade in {m:?}"
+                );
                 m.upgrade = Upgrade::None;
                 assert_eq!(self.session.transport(), Transport::Polling);
             }
@@ -387,9 +411,18 @@ impl Driver {
                 m.upgrade = Upgrade::None;
                 TimeoutOutcome::UpgradeExpired
             }
-            (_, Heartbeat::PongBy(d)) if now >= d => TimeoutOutcome::Close(CloseReason::PingTimeout),
+            (_, Heartbeat::PongBy(d)) if now >= d => {
+                TimeoutOutcome::Close(CloseReason::PingTimeout)
+            }
             (_, Heartbeat::PingAt(at)) if now >= at => {
-                m.heartbeat = Heartbeat::PongBy(now + m.config.ping_timeout);
+                // The timeout counts from when the ping was due if it goes out within
+                // TIMER_SLACK of that, else from now.
+                let sent = if now.saturating_duration_since(at) <= TIMER_SLACK {
+                    at
+                } else {
+                    now
+                };
+                m.heartbeat = Heartbeat::PongBy(sent + m.config.ping_timeout);
                 if m.transport == Transport::Polling {
                     m.queue.push_back(PING);
                 }
@@ -398,7 +431,11 @@ impl Driver {
             _ => TimeoutOutcome::Nothing,
         };
         assert_eq!(outcome, expected, "on_timeout at {now:?} in {m:?}");
-        assert_eq!(due, outcome != TimeoutOutcome::Nothing, "due vs {outcome:?}");
+        assert_eq!(
+            due,
+            outcome != TimeoutOutcome::Nothing,
+            "due vs {outcome:?}"
+        );
         match outcome {
             TimeoutOutcome::Close(_) => Err(Ended),
             TimeoutOutcome::Ping => {
@@ -420,7 +457,10 @@ impl Driver {
             self.timeout()?;
             self.check();
         }
-        panic!("the timer loop does not settle at one instant: {:?}", self.model);
+        panic!(
+            "the timer loop does not settle at one instant: {:?}",
+            self.model
+        );
     }
 }
 
@@ -439,7 +479,10 @@ fn arbitrary_frame(u: &mut Unstructured) -> Result<Frame> {
         2 => PING,
         3 => NOOP,
         4 => CLOSE,
-        _ => Frame::text(b'0' + u.int_in_range(0..=6u8)?, arbitrary_text(u)?.as_bytes()),
+        _ => Frame::text(
+            b'0' + u.int_in_range(0..=6u8)?,
+            arbitrary_text(u)?.as_bytes(),
+        ),
     })
 }
 

@@ -123,8 +123,7 @@ impl Handler for ChatApp {
             return;
         }
         let pending = std::mem::take(&mut shard.state.pending);
-        let messages: Vec<_> = pending.iter().map(|p| p.message.clone()).collect();
-        match self.store.append(&messages) {
+        match self.store.append(pending.iter().map(|p| &p.message)) {
             Ok(()) => {
                 for item in pending {
                     let body = message_value(&item.message);

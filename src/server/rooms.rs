@@ -32,39 +32,55 @@ pub struct Member {
     pub floor: u64,
 }
 
+/// Namespace → room name → members; nested so a lookup borrows `&str`s without building a
+/// key (a broadcast's hot path).
 #[derive(Default)]
 pub struct Rooms {
-    rooms: HashMap<RoomKey, Slab<Member>>,
+    rooms: HashMap<String, HashMap<String, Slab<Member>>>,
 }
 
 impl Rooms {
     /// Add `member` to the room; returns its membership.
     pub fn join(&mut self, key: RoomKey, member: Member) -> Membership {
-        let slot = self.rooms.entry(key.clone()).or_default().insert(member);
+        let slot = self
+            .rooms
+            .entry(key.nsp.clone())
+            .or_default()
+            .entry(key.room.clone())
+            .or_default()
+            .insert(member);
         Membership { key, slot }
     }
 
     /// Remove a membership returned by [`Rooms::join`].
     pub fn leave(&mut self, membership: &Membership) {
-        if let Some(members) = self.rooms.get_mut(&membership.key) {
+        let Some(rooms) = self.rooms.get_mut(&membership.key.nsp) else {
+            return;
+        };
+        if let Some(members) = rooms.get_mut(&membership.key.room) {
             members.try_remove(membership.slot);
             if members.is_empty() {
-                self.rooms.remove(&membership.key);
+                rooms.remove(&membership.key.room);
             }
+        }
+        if rooms.is_empty() {
+            self.rooms.remove(&membership.key.nsp);
         }
     }
 
     /// The members of a room on this shard (empty if none).
     pub fn members(&self, nsp: &str, room: &str) -> Vec<Member> {
-        // A borrowed lookup would need a custom Borrow impl; room keys are short.
-        let key = RoomKey {
-            nsp: nsp.to_owned(),
-            room: room.to_owned(),
-        };
         self.rooms
-            .get(&key)
+            .get(nsp)
+            .and_then(|rooms| rooms.get(room))
             .map(|members| members.iter().map(|(_, m)| *m).collect())
             .unwrap_or_default()
+    }
+
+    /// Rooms with at least one member on this shard.
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
+        self.rooms.values().map(HashMap::len).sum()
     }
 }
 
@@ -105,6 +121,7 @@ mod tests {
         assert_eq!(rooms.members("/", "book_1"), vec![b]);
         rooms.leave(&mb);
         assert!(rooms.members("/", "book_1").is_empty());
+        assert_eq!(rooms.count(), 0, "empty rooms are dropped");
         assert!(rooms.members("/custom", "book_1").is_empty());
     }
 }

@@ -79,7 +79,10 @@ impl Store {
     }
 
     /// Write messages as one batch: all or none are stored.
-    pub fn append(&self, messages: &[StoredMessage]) -> Result<(), StoreError> {
+    pub fn append<'a>(
+        &self,
+        messages: impl IntoIterator<Item = &'a StoredMessage>,
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         let mut value = Vec::with_capacity(256);
         for message in messages {
