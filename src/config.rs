@@ -4,6 +4,7 @@
 //! conformance server build one in code. Nothing else in the crate hard-codes these numbers.
 
 use std::net::SocketAddr;
+#[cfg(feature = "store")]
 use std::path::PathBuf;
 use std::time::Duration;
 
