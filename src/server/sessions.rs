@@ -393,20 +393,19 @@ impl<H: Handler> Shard<H> {
 
     /// Let the application handle a forwarded message.
     pub(super) fn app_forward(&mut self, message: H::Forward) {
-        let handler = Arc::clone(&self.handler);
-        let mut commands = Vec::new();
-        let mut context = ShardContext {
-            index: self.index,
-            count: self.peers.len(),
-            state: &mut self.app,
-            commands: &mut commands,
-        };
-        handler.on_forward(&mut context, message);
-        self.run_shard_commands(commands);
+        self.with_shard_context(|handler, context| handler.on_forward(context, message));
     }
 
     /// Let the application finish its loop turn.
     pub(super) fn app_turn_end(&mut self) {
+        self.with_shard_context(|handler, context| handler.on_turn_end(context));
+    }
+
+    /// Call the application with this shard's context, then carry out what it asked for.
+    fn with_shard_context(
+        &mut self,
+        f: impl FnOnce(&H, &mut ShardContext<'_, H::Shard, H::Forward>),
+    ) {
         let handler = Arc::clone(&self.handler);
         let mut commands = Vec::new();
         let mut context = ShardContext {
@@ -415,7 +414,7 @@ impl<H: Handler> Shard<H> {
             state: &mut self.app,
             commands: &mut commands,
         };
-        handler.on_turn_end(&mut context);
+        f(&handler, &mut context);
         self.run_shard_commands(commands);
     }
 

@@ -5,6 +5,7 @@
 //! then one binary frame per attachment, always sent together.
 
 pub mod binary;
+pub mod conformance;
 pub mod connection;
 pub mod handler;
 pub mod packet;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use readrealm_chat::config::{Layer, ServerConfig};
 use readrealm_chat::server::ServerHandle;
-use readrealm_chat::socketio::{EngineMessage, Event, Handler, Refusal, Socket};
+pub use readrealm_chat::socketio::conformance::{ConformanceSocketIo, EchoEngine};
+use readrealm_chat::socketio::Handler;
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
@@ -22,61 +23,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// The record separator between packets of a polling payload.
 pub const SEP: char = '\x1e';
-
-// ---------------------------------------------------------------------------------------------
-// Handlers (the conformance server's two, PROTOCOL.md "The conformance test server")
-// ---------------------------------------------------------------------------------------------
-
-/// Engine.IO mode: every message is sent straight back on its session.
-pub struct EchoEngine;
-
-impl Handler for EchoEngine {
-    type State = ();
-    type Shard = ();
-    type Forward = ();
-
-    fn has_namespace(&self, _nsp: &str) -> bool {
-        false
-    }
-
-    fn on_connect(&self, _socket: &mut Socket<'_, ()>, _auth: &Value) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn on_event(&self, _socket: &mut Socket<'_, ()>, _event: Event) {}
-
-    fn on_engine_message(&self, message: EngineMessage) -> Vec<EngineMessage> {
-        vec![message]
-    }
-}
-
-/// Socket.IO mode: `auth` on connect, `message` → `message-back`, `message-with-ack` acked
-/// with its own arguments; namespaces `/` and `/custom`.
-pub struct ConformanceSocketIo;
-
-impl Handler for ConformanceSocketIo {
-    type State = ();
-    type Shard = ();
-    type Forward = ();
-
-    fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/custom"
-    }
-
-    fn on_connect(&self, socket: &mut Socket<'_, ()>, auth: &Value) -> Result<(), Refusal> {
-        socket.emit("auth", vec![auth.clone()]);
-        Ok(())
-    }
-
-    fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
-        let args = event.args().to_vec();
-        match (event.name(), event.ack_id) {
-            (Some("message"), _) => socket.emit_binary("message-back", args, event.attachments),
-            (Some("message-with-ack"), Some(id)) => socket.ack(id, args, event.attachments),
-            _ => {}
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The server

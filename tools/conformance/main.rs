@@ -7,59 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use readrealm_chat::config::{Layer, ServerConfig};
-use readrealm_chat::socketio::{EngineMessage, Event, Handler, Refusal, Socket};
-use serde_json::Value;
-
-/// Engine.IO mode: every message is sent straight back on its session.
-struct EchoEngine;
-
-impl Handler for EchoEngine {
-    type State = ();
-    type Shard = ();
-    type Forward = ();
-
-    fn has_namespace(&self, _nsp: &str) -> bool {
-        false
-    }
-
-    fn on_connect(&self, _socket: &mut Socket<'_, ()>, _auth: &Value) -> Result<(), Refusal> {
-        Ok(())
-    }
-
-    fn on_event(&self, _socket: &mut Socket<'_, ()>, _event: Event) {}
-
-    fn on_engine_message(&self, message: EngineMessage) -> Vec<EngineMessage> {
-        vec![message]
-    }
-}
-
-/// Socket.IO mode: `auth` on connect, `message` → `message-back`, `message-with-ack` acked
-/// with its own arguments; namespaces `/` and `/custom`.
-struct ConformanceSocketIo;
-
-impl Handler for ConformanceSocketIo {
-    type State = ();
-    type Shard = ();
-    type Forward = ();
-
-    fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/custom"
-    }
-
-    fn on_connect(&self, socket: &mut Socket<'_, ()>, auth: &Value) -> Result<(), Refusal> {
-        socket.emit("auth", vec![auth.clone()]);
-        Ok(())
-    }
-
-    fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
-        let args = event.args().to_vec();
-        match (event.name(), event.ack_id) {
-            (Some("message"), _) => socket.emit_binary("message-back", args, event.attachments),
-            (Some("message-with-ack"), Some(id)) => socket.ack(id, args, event.attachments),
-            _ => {}
-        }
-    }
-}
+use readrealm_chat::socketio::conformance::{ConformanceSocketIo, EchoEngine};
 
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
