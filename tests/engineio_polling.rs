@@ -9,23 +9,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const PARK_CHECK: Duration = Duration::from_millis(150);
-
-fn engineio_quiet() -> TestServer {
-    start_engineio(quiet)
-}
-
-/// Send a GET for `sid` on a new connection and check it is parked (no answer yet).
-fn park_get(server: &TestServer, sid: &str) -> Http {
-    let mut conn = server.http();
-    conn.send("GET", &server.polling_target(Some(sid)), &[], b"");
-    let early = conn
-        .try_read_response(PARK_CHECK)
-        .expect("connection stays up");
-    assert!(early.is_none(), "GET should be parked, got {early:?}");
-    conn
-}
-
 // ---------------------------------------------------------------------------------------------
 // Handshake
 // ---------------------------------------------------------------------------------------------

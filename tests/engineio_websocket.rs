@@ -8,23 +8,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const PARK_CHECK: Duration = Duration::from_millis(150);
 /// How fast "at once" must be.
 const PROMPT: Duration = Duration::from_millis(500);
-
-fn engineio_quiet() -> TestServer {
-    start_engineio(quiet)
-}
-
-fn park_get(server: &TestServer, sid: &str) -> Http {
-    let mut conn = server.http();
-    conn.send("GET", &server.polling_target(Some(sid)), &[], b"");
-    let early = conn
-        .try_read_response(PARK_CHECK)
-        .expect("connection stays up");
-    assert!(early.is_none(), "GET should be parked, got {early:?}");
-    conn
-}
 
 /// Polling handshake, WebSocket with the sid, `2probe` → `3probe`.
 fn probed(server: &TestServer) -> (String, Ws) {

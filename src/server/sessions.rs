@@ -342,11 +342,7 @@ impl<H: Handler> Shard<H> {
             match output {
                 Output::Send(packet) => self.send_frames(session, &packet_frames(&packet)),
                 Output::Command { nsp, command } => self.run_command(session, &nsp, command),
-                Output::Left { nsp, rooms } => {
-                    for room in rooms {
-                        self.leave_room(session, &nsp, &room);
-                    }
-                }
+                Output::Left { nsp } => self.leave_rooms(session, &nsp, |_| true),
             }
         }
     }
@@ -355,7 +351,7 @@ impl<H: Handler> Shard<H> {
         match command {
             Command::Emit(packet) => self.send_frames(session, &packet_frames(&packet)),
             Command::Join { room, floor } => self.join_room(session, nsp, room, floor),
-            Command::Leave(room) => self.leave_room(session, nsp, &room),
+            Command::Leave(room) => self.leave_rooms(session, nsp, |r| r == room),
             Command::Broadcast {
                 room,
                 packet,
@@ -474,17 +470,23 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// Put the session's socket of `nsp` in a room (once; a socket no longer connected to
+    /// `nsp` joins nothing).
     fn join_room(&mut self, session: SessionRef, nsp: &str, room: String, floor: u64) {
         let Some(entry) = self.session(session) else {
             return;
         };
-        let Some(socket) = entry.sio.as_mut().and_then(|s| s.socket_mut(nsp)) else {
-            return;
-        };
-        if socket.rooms.contains(&room) {
+        let connected = entry
+            .sio
+            .as_mut()
+            .is_some_and(|s| s.socket_mut(nsp).is_some());
+        let already_in = entry
+            .memberships
+            .iter()
+            .any(|m| m.key.nsp == nsp && m.key.room == room);
+        if !connected || already_in {
             return;
         }
-        socket.rooms.push(room.clone());
         let key = RoomKey {
             nsp: nsp.to_owned(),
             room,
@@ -495,22 +497,19 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn leave_room(&mut self, session: SessionRef, nsp: &str, room: &str) {
+    /// Take the session's socket of `nsp` out of the rooms `leaves` selects.
+    fn leave_rooms(&mut self, session: SessionRef, nsp: &str, leaves: impl Fn(&str) -> bool) {
         let Some(entry) = self.session(session) else {
             return;
         };
-        if let Some(socket) = entry.sio.as_mut().and_then(|s| s.socket_mut(nsp)) {
-            socket.rooms.retain(|r| r != room);
+        let (left, kept) = std::mem::take(&mut entry.memberships)
+            .into_iter()
+            .partition(|m| m.key.nsp == nsp && leaves(&m.key.room));
+        entry.memberships = kept;
+        let left: Vec<Membership> = left;
+        for membership in &left {
+            self.rooms.leave(membership);
         }
-        let Some(position) = entry
-            .memberships
-            .iter()
-            .position(|m| m.key.nsp == nsp && m.key.room == room)
-        else {
-            return;
-        };
-        let membership = entry.memberships.swap_remove(position);
-        self.rooms.leave(&membership);
     }
 
     /// Send a packet to every member of a room on every shard, encoded once.

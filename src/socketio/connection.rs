@@ -21,7 +21,6 @@ pub struct NamespaceSocket<S> {
     pub nsp: String,
     pub id: String,
     pub state: S,
-    pub rooms: Vec<String>,
     next_ack_id: u64,
 }
 
@@ -40,9 +39,9 @@ pub enum Output<F = ()> {
     Send(Packet),
     /// Carry out a handler's command for this connection's socket in namespace `nsp`.
     Command { nsp: String, command: Command<F> },
-    /// The socket of `nsp` has left its namespace and was removed: take it out of its rooms
-    /// (the list is given). Commands before this one may still name it.
-    Left { nsp: String, rooms: Vec<String> },
+    /// The socket of `nsp` has left its namespace and was removed: take it out of all its
+    /// rooms. Commands before this one may still name it.
+    Left { nsp: String },
 }
 
 /// Why the connection must close.
@@ -187,7 +186,6 @@ impl<S: Default> SioConnection<S> {
             nsp: packet.nsp,
             id: random_id(),
             state: S::default(),
-            rooms: Vec::new(),
             next_ack_id: 0,
         };
         let mut commands = Vec::new();
@@ -253,10 +251,7 @@ impl<S: Default> SioConnection<S> {
         });
         if index < self.sockets.len() {
             let socket = self.sockets.remove(index);
-            out.push(Output::Left {
-                nsp: socket.nsp,
-                rooms: socket.rooms,
-            });
+            out.push(Output::Left { nsp: socket.nsp });
         }
     }
 
@@ -299,7 +294,6 @@ fn socket_view<'a, S, Sh, F>(
         nsp: &socket.nsp,
         state: &mut socket.state,
         shard,
-        rooms: &socket.rooms,
         origin,
         commands,
         next_ack_id: &mut socket.next_ack_id,

@@ -134,8 +134,6 @@ pub struct Socket<'a, S, Sh = (), F = ()> {
     pub state: &'a mut S,
     /// The application's state of the shard this socket lives on.
     pub shard: &'a mut Sh,
-    /// The rooms this socket is in (as of before this call's commands run).
-    pub rooms: &'a [String],
     pub origin: Origin,
     pub commands: &'a mut Vec<Command<F>>,
     pub next_ack_id: &'a mut u64,

@@ -12,7 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { io } from "socket.io-client";
 
-import { CONFIGS, WAIT_MS, ready, sleep, waitFor, waitUntil, withTimeout } from "./helpers.mjs";
+import { CONFIGS, WAIT_MS, ready, sleep, waitFor, waitForListeningPort, waitUntil, withTimeout } from "./helpers.mjs";
 
 export { CONFIGS, WAIT_MS, sleep, waitFor, waitUntil, withTimeout };
 
@@ -119,37 +119,7 @@ export async function startChatServer({ shards = 2, dataDir, flags = {}, fileSiz
 
   let port;
   try {
-    port = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`readrealm-chat did not print its address within 20 s; stdout=${stdout} stderr=${stderr}`));
-      }, 20_000);
-      const onData = (chunk) => {
-        stdout += chunk;
-        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stdout);
-        if (m) {
-          cleanup();
-          resolve(Number(m[1]));
-        }
-      };
-      const onExit = (code, signal) => {
-        cleanup();
-        reject(new Error(`readrealm-chat exited early (code=${code} signal=${signal}); stderr=${stderr}`));
-      };
-      const onError = (err) => {
-        cleanup();
-        reject(err);
-      };
-      function cleanup() {
-        clearTimeout(timer);
-        proc.stdout.off("data", onData);
-        proc.off("exit", onExit);
-        proc.off("error", onError);
-      }
-      proc.stdout.on("data", onData);
-      proc.on("exit", onExit);
-      proc.on("error", onError);
-    });
+    port = await waitForListeningPort(proc, "readrealm-chat", 20_000, () => stderr);
   } catch (e) {
     if (!exited) {
       proc.kill("SIGKILL");

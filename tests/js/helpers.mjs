@@ -40,7 +40,6 @@ export async function startServer({ shards = 2, pingInterval, pingTimeout } = {}
   if (pingInterval !== undefined) args.push("--ping-interval", String(pingInterval));
   if (pingTimeout !== undefined) args.push("--ping-timeout", String(pingTimeout));
   const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
   let stderr = "";
   proc.stderr.setEncoding("utf8");
   proc.stderr.on("data", (chunk) => {
@@ -49,38 +48,13 @@ export async function startServer({ shards = 2, pingInterval, pingTimeout } = {}
   });
   proc.stdout.setEncoding("utf8");
 
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      proc.kill("SIGKILL");
-      reject(new Error(`server did not print its address within 10 s; stdout=${stdout} stderr=${stderr}`));
-    }, 10_000);
-    const onData = (chunk) => {
-      stdout += chunk;
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stdout);
-      if (m) {
-        cleanup();
-        resolve(Number(m[1]));
-      }
-    };
-    const onExit = (code, signal) => {
-      cleanup();
-      reject(new Error(`server exited early (code=${code} signal=${signal}); stderr=${stderr}`));
-    };
-    const onError = (err) => {
-      cleanup();
-      reject(err);
-    };
-    function cleanup() {
-      clearTimeout(timer);
-      proc.stdout.off("data", onData);
-      proc.off("exit", onExit);
-      proc.off("error", onError);
-    }
-    proc.stdout.on("data", onData);
-    proc.on("exit", onExit);
-    proc.on("error", onError);
-  });
+  let port;
+  try {
+    port = await waitForListeningPort(proc, "server", 10_000, () => stderr);
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw e;
+  }
   // Keep draining stdout so the server never blocks on a full pipe.
   proc.stdout.on("data", () => {});
 
@@ -236,4 +210,43 @@ export function allBytes(length = 256) {
   const buf = Buffer.alloc(length);
   for (let i = 0; i < length; i++) buf[i] = i % 256;
   return buf;
+}
+
+/**
+ * Resolve with the port a server prints as `listening on 127.0.0.1:PORT` on stdout; reject
+ * if it exits or fails to spawn first, or prints nothing of the kind within `timeoutMs`.
+ */
+export function waitForListeningPort(proc, name, timeoutMs, stderr) {
+  let stdout = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${name} did not print its address within ${timeoutMs} ms; stdout=${stdout} stderr=${stderr()}`));
+    }, timeoutMs);
+    const onData = (chunk) => {
+      stdout += chunk;
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stdout);
+      if (m) {
+        cleanup();
+        resolve(Number(m[1]));
+      }
+    };
+    const onExit = (code, signal) => {
+      cleanup();
+      reject(new Error(`${name} exited early (code=${code} signal=${signal}); stderr=${stderr()}`));
+    };
+    const onError = (err) => {
+      cleanup();
+      reject(err);
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      proc.stdout.off("data", onData);
+      proc.off("exit", onExit);
+      proc.off("error", onError);
+    }
+    proc.stdout.on("data", onData);
+    proc.on("exit", onExit);
+    proc.on("error", onError);
+  });
 }

@@ -28,6 +28,27 @@ pub const SEP: char = '\x1e';
 // The server
 // ---------------------------------------------------------------------------------------------
 
+/// How long a GET must stay unanswered to count as parked.
+pub const PARK_CHECK: Duration = Duration::from_millis(150);
+
+/// An Engine.IO echo server whose heartbeat stays out of the way.
+pub fn engineio_quiet() -> TestServer {
+    start_engineio(quiet)
+}
+
+/// Send a GET for `sid` on a new connection and check it is parked (no answer yet).
+pub fn park_get(server: &TestServer, sid: &str) -> Http {
+    let mut conn = server.http();
+    conn.send("GET", &server.polling_target(Some(sid)), &[], b"");
+    let early = conn
+        .try_read_response(PARK_CHECK)
+        .expect("connection stays up");
+    assert!(early.is_none(), "GET should be parked, got {early:?}");
+    conn
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /// The conformance settings (pingInterval 300 ms, pingTimeout 200 ms, connectTimeout
 /// 1000 ms, maxPayload 1,000,000) on 127.0.0.1:0 with one shard.
 pub fn base_config() -> ServerConfig {
