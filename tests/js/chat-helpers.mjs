@@ -2,6 +2,14 @@
 // `readrealm-chat` binary on a fresh temporary data dir, socket.io-client factories for the three
 // transport configurations, an event recorder per client, and timeout-bounded waits.
 //
+// CHAT_SERVER_START="tools/baselines/node/start.sh" (a command, relative to the repository root or
+// absolute, with optional leading arguments) runs the same tests against another server that
+// implements CHAT_API.md (the baselines in tools/baselines/): it is started as
+// `COMMAND --listen 127.0.0.1:0 [chat flags]` and must print `listening on 127.0.0.1:PORT`.
+// Our own flags it cannot honour (--data-dir, --shards) are not passed; tests that need features
+// only readrealm-chat has (a store that can fail, restarts on the same data dir) are skipped,
+// each with `skipUnlessOwnServer(reason)`.
+//
 // Nothing here may hang: every wait is bounded (WAIT_MS unless told otherwise).
 
 import { spawn } from "node:child_process";
@@ -27,6 +35,24 @@ export const OBJECT_ID = /^[0-9a-f]{24}$/;
 export const MESSAGE_KEYS = ["_id", "bookId", "content", "createdAt", "updatedAt", "userId", "username"];
 /** How long to keep listening for duplicates / strays after everything expected has arrived. */
 export const GRACE_MS = 300;
+
+/** The external server command (CHAT_SERVER_START), or null when testing readrealm-chat. */
+export const EXTERNAL_SERVER = process.env.CHAT_SERVER_START?.trim() || null;
+
+/**
+ * Test options that skip a test (or suite) when the tests target an external server: for
+ * behaviour only readrealm-chat has. `reason` says which feature it needs.
+ */
+export function skipUnlessOwnServer(reason) {
+  return EXTERNAL_SERVER ? { skip: `needs readrealm-chat itself: ${reason} (CHAT_SERVER_START=${EXTERNAL_SERVER})` } : {};
+}
+
+/** The argv of CHAT_SERVER_START: the first word resolved against the repository root. */
+function externalCommand() {
+  const [cmd, ...pre] = EXTERNAL_SERVER.split(/\s+/);
+  const resolved = path.isAbsolute(cmd) || !cmd.includes("/") ? cmd : path.join(repoRoot, cmd);
+  return [resolved, ...pre];
+}
 
 export function chatBinary() {
   const dir = process.env.READREALM_BIN_DIR || path.join(repoRoot, "target", "release");
@@ -66,6 +92,12 @@ function flagArgs(flags) {
  * Returns `{ url, port, dataDir, pid, stdout(), stderr(), exited, stop(), kill9() }`.
  */
 export async function startChatServer({ shards = 2, dataDir, flags = {}, fileSizeLimit } = {}) {
+  if (EXTERNAL_SERVER) {
+    if (dataDir !== undefined || fileSizeLimit !== undefined) {
+      throw new Error(`CHAT_SERVER_START=${EXTERNAL_SERVER}: dataDir and fileSizeLimit need readrealm-chat (skip this test)`);
+    }
+    return startExternalServer(flags);
+  }
   const bin = chatBinary();
   if (!existsSync(bin)) {
     throw new Error(`${bin} not found: build it (cargo build --release) or set READREALM_BIN_DIR`);
@@ -169,6 +201,79 @@ export async function startChatServer({ shards = 2, dataDir, flags = {}, fileSiz
     async cleanup() {
       if (!exited) await this.stop();
       if (ownsDir) await removeDir(dir);
+    },
+  };
+}
+
+/**
+ * Starts CHAT_SERVER_START with `--listen 127.0.0.1:0` and the chat flags; the same handle as
+ * startChatServer (dataDir null). A start script may build or install first: up to 10 minutes.
+ */
+async function startExternalServer(flags) {
+  const [bin, ...pre] = externalCommand();
+  const args = [...pre, "--listen", "127.0.0.1:0", ...flagArgs(flags)];
+  const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], cwd: repoRoot });
+  let stdout = "";
+  let stderr = "";
+  let exited = false;
+  let exitInfo = null;
+  const exitPromise = new Promise((resolve) =>
+    proc.once("exit", (code, signal) => {
+      exited = true;
+      exitInfo = { code, signal };
+      resolve(exitInfo);
+    }),
+  );
+  proc.stderr.setEncoding("utf8");
+  proc.stderr.on("data", (chunk) => {
+    stderr += chunk;
+    if (process.env.SERVER_LOG) process.stderr.write(`[external-server] ${chunk}`);
+  });
+  proc.stdout.setEncoding("utf8");
+  let port;
+  try {
+    port = await waitForListeningPort(proc, EXTERNAL_SERVER, 600_000, () => stderr);
+  } catch (e) {
+    if (!exited) {
+      proc.kill("SIGKILL");
+      await exitPromise;
+    }
+    throw e;
+  }
+  proc.stdout.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    dataDir: null,
+    pid: proc.pid,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    get exited() {
+      return exited;
+    },
+    get exitInfo() {
+      return exitInfo;
+    },
+    async stop() {
+      if (!exited) {
+        proc.kill("SIGTERM");
+        const timer = setTimeout(() => {
+          if (!exited) proc.kill("SIGKILL");
+        }, 5000);
+        await exitPromise;
+        clearTimeout(timer);
+      }
+      return exitInfo;
+    },
+    async kill9() {
+      if (!exited) proc.kill("SIGKILL");
+      await withTimeout(exitPromise, 5000, "the server process to exit after SIGKILL");
+      return exitInfo;
+    },
+    async cleanup() {
+      if (!exited) await this.stop();
     },
   };
 }
