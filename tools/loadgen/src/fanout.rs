@@ -1,0 +1,467 @@
+//! The `fanout` and `polling` scenarios: R rooms × M members, the first S members of each room
+//! also sending at a fixed rate each (below the server's per-connection limit). Every content
+//! carries its send time, so each receiver measures end-to-end latency; each receiver tracks
+//! every sender's sequence numbers, so after a drain period a message acknowledged to its
+//! sender but missing at a member counts as lost, and one seen twice as duplicated. The server's
+//! CPU seconds and RSS are read over the counted window that follows the warm-up.
+
+use crate::args::Args;
+use crate::net::Target;
+use crate::procfs::{self, ServerSample};
+use crate::proto;
+use crate::report::{self, ShardedHistogram};
+use crate::setup::{self, JoinSlot, Spec};
+use crate::transport::{Conn, Transport};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The scenario's parameters.
+struct Params {
+    rooms: usize,
+    members: usize,
+    senders: usize,
+    rate: f64,
+    warmup: f64,
+    duration: f64,
+    drain: f64,
+}
+
+/// Counters shared by every connection's handler.
+struct Shared {
+    run: u32,
+    senders: usize,
+    /// Counted window in CLOCK_REALTIME ns; 0 while not (yet) set.
+    window_start: AtomicU64,
+    window_end: AtomicU64,
+    latency: ShardedHistogram,
+    ack_latency: ShardedHistogram,
+    delivered_window: AtomicU64,
+    delivered_total: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    misrouted: AtomicU64,
+    foreign: AtomicU64,
+    ack_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    fn in_window(&self, t: u64) -> bool {
+        let start = self.window_start.load(Relaxed);
+        let end = self.window_end.load(Relaxed);
+        start != 0 && t >= start && (end == 0 || t <= end)
+    }
+}
+
+/// What one member has received: per sender of its room, a bit per sequence number.
+#[derive(Default)]
+struct Received {
+    seen: Vec<Vec<u64>>,
+    last: Vec<Option<u32>>,
+}
+
+/// What one sender has sent: send times and acknowledgement outcomes by sequence number.
+#[derive(Default)]
+struct Sent {
+    sent_at: Vec<u64>,
+    acked: Vec<bool>,
+}
+
+struct Member {
+    index: usize,
+    room: usize,
+    received: Mutex<Received>,
+    sent: Mutex<Sent>,
+    slot: JoinSlot,
+}
+
+fn bit_set(bits: &mut Vec<u64>, i: u32) -> bool {
+    let (w, b) = ((i / 64) as usize, i % 64);
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    let was = bits[w] >> b & 1 == 1;
+    bits[w] |= 1 << b;
+    was
+}
+
+fn bit_get(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+}
+
+/// Handles one packet arriving at `member`.
+fn on_packet(shared: &Shared, member: &Member, packet: &str) {
+    if let Some(st) = proto::parse_new_message(packet) {
+        let now = proto::now_ns();
+        if st.run != shared.run {
+            shared.foreign.fetch_add(1, Relaxed);
+            return;
+        }
+        let s = st.sender as usize;
+        if s / shared.senders != member.room {
+            shared.misrouted.fetch_add(1, Relaxed);
+            return;
+        }
+        let local = s % shared.senders;
+        let Ok(mut r) = member.received.lock() else {
+            return;
+        };
+        if r.seen.len() < shared.senders {
+            r.seen.resize(shared.senders, Vec::new());
+            r.last.resize(shared.senders, None);
+        }
+        if bit_set(&mut r.seen[local], st.seq) {
+            shared.duplicated.fetch_add(1, Relaxed);
+            return;
+        }
+        if r.last[local].is_some_and(|l| st.seq < l) {
+            shared.reordered.fetch_add(1, Relaxed);
+        }
+        r.last[local] = Some(st.seq.max(r.last[local].unwrap_or(0)));
+        drop(r);
+        shared.delivered_total.fetch_add(1, Relaxed);
+        if shared.in_window(now) {
+            shared.delivered_window.fetch_add(1, Relaxed);
+            shared
+                .latency
+                .record(member.index, now.saturating_sub(st.t_ns) / 1000);
+        }
+    } else if packet.starts_with('3') && !setup::on_join_ack(packet, &member.slot) {
+        let Some((id, ok)) = proto::parse_ack(packet) else {
+            return;
+        };
+        let now = proto::now_ns();
+        let seq = id.saturating_sub(1) as usize;
+        let Ok(mut s) = member.sent.lock() else {
+            return;
+        };
+        if ok {
+            if let Some(a) = s.acked.get_mut(seq) {
+                *a = true;
+            }
+            if let Some(&t) = s.sent_at.get(seq) {
+                if shared.in_window(now) {
+                    shared
+                        .ack_latency
+                        .record(member.index, now.saturating_sub(t) / 1000);
+                }
+            }
+        } else if let Ok(mut e) = shared.ack_errors.lock() {
+            *e.entry(proto::ack_error_code(packet).to_string())
+                .or_insert(0) += 1;
+        }
+    }
+}
+
+/// What one sender sends: to which book, under which sender id, how fast, from which phase
+/// (a fraction of one period).
+struct Plan {
+    book: u64,
+    sender_id: u32,
+    rate: f64,
+    phase: f64,
+}
+
+/// Sends at `plan.rate` per second from `member` until `stop`, starting after a random phase.
+async fn send_loop(
+    conn: Conn,
+    member: Arc<Member>,
+    shared: Arc<Shared>,
+    plan: Plan,
+    stop: Arc<AtomicBool>,
+) {
+    let Plan {
+        book,
+        sender_id,
+        rate,
+        phase,
+    } = plan;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    tokio::time::sleep(period.mul_f64(phase)).await;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let user = format!("u{}", member.index);
+    let mut seq: u32 = 0;
+    loop {
+        tick.tick().await;
+        if stop.load(Relaxed) {
+            break;
+        }
+        let t = proto::now_ns();
+        let content = proto::stamp(t, seq, sender_id, shared.run);
+        if let Ok(mut s) = member.sent.lock() {
+            s.sent_at.push(t);
+            s.acked.push(false);
+        }
+        if !conn.send(proto::chat_message(
+            seq as u64 + 1,
+            book,
+            &user,
+            &user,
+            &content,
+        )) {
+            break;
+        }
+        seq += 1;
+    }
+}
+
+/// Runs the scenario and prints its result; returns false when `--check` found a problem.
+pub async fn run(args: &Args, default_transport: Transport) -> bool {
+    let target = match Target::parse(args.str("url").unwrap_or("http://127.0.0.1:3000")) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
+    let transport = match args.str("transport").map(Transport::parse) {
+        None => default_transport,
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
+    let p = Params {
+        rooms: args.get("rooms", 20),
+        members: args.get("members", 100),
+        senders: args.get("senders", 4),
+        rate: args.get("rate", 8.0),
+        warmup: args.get("warmup", 3.0),
+        duration: args.get("duration", 10.0),
+        drain: args.get("drain", 3.0),
+    };
+    if p.senders == 0 || p.senders > p.members || p.rate <= 0.0 || p.rooms == 0 {
+        eprintln!("loadgen: need 1 ≤ senders ≤ members, rooms ≥ 1 and rate > 0");
+        return false;
+    }
+    let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
+    let src_ips: usize = args.get("src-ips", 4);
+    let concurrency: usize = args.get("connect-concurrency", 100);
+    crate::net::raise_fd_limit();
+    let (run, base) = setup::run_ids();
+    let shared = Arc::new(Shared {
+        run,
+        senders: p.senders,
+        window_start: AtomicU64::new(0),
+        window_end: AtomicU64::new(0),
+        latency: ShardedHistogram::new(16),
+        ack_latency: ShardedHistogram::new(16),
+        delivered_window: AtomicU64::new(0),
+        delivered_total: AtomicU64::new(0),
+        duplicated: AtomicU64::new(0),
+        reordered: AtomicU64::new(0),
+        misrouted: AtomicU64::new(0),
+        foreign: AtomicU64::new(0),
+        ack_errors: Mutex::new(BTreeMap::new()),
+    });
+    // Member i is in room i / members; the first `senders` of each room send.
+    let total = p.rooms * p.members;
+    let members: Vec<Arc<Member>> = (0..total)
+        .map(|i| {
+            Arc::new(Member {
+                index: i,
+                room: i / p.members,
+                received: Mutex::new(Received::default()),
+                sent: Mutex::new(Sent::default()),
+                slot: Arc::new(Mutex::new(None)),
+            })
+        })
+        .collect();
+    let specs = members
+        .iter()
+        .map(|m| {
+            let (sh, mm) = (shared.clone(), m.clone());
+            Spec {
+                src_index: m.index,
+                book: base + m.room as u64,
+                user: format!("u{}", m.index),
+                slot: m.slot.clone(),
+                handler: move |p: &str| on_packet(&sh, &mm, p),
+            }
+        })
+        .collect();
+    let setup_started = Instant::now();
+    let conns = setup::bring_up(&target, transport, src_ips, concurrency, specs).await;
+    let failures = conns.iter().filter(|c| c.is_none()).count();
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    eprintln!(
+        "fanout: {} of {total} clients joined over {} in {setup_s:.1} s",
+        total - failures,
+        transport.name()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Senders start with random phases so sends spread over each period.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rng = run as u64 | 1;
+    for m in &members {
+        if m.index % p.members >= p.senders {
+            continue;
+        }
+        let Some(conn) = conns[m.index].clone() else {
+            continue;
+        };
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let phase = (rng % 10_000) as f64 / 10_000.0;
+        tokio::spawn(send_loop(
+            conn,
+            m.clone(),
+            shared.clone(),
+            Plan {
+                book: base + m.room as u64,
+                sender_id: (m.room * p.senders + m.index % p.members) as u32,
+                rate: p.rate,
+                phase,
+            },
+            stop.clone(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
+    let before = ServerSample::take(pid);
+    let own_before = procfs::own_cpu_seconds();
+    let started = Instant::now();
+    shared.window_start.store(proto::now_ns(), Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(p.duration)).await;
+    shared.window_end.store(proto::now_ns(), Relaxed);
+    let window = started.elapsed().as_secs_f64();
+    let after = ServerSample::take(pid);
+    let own_cpu = procfs::own_cpu_seconds() - own_before;
+    stop.store(true, Relaxed);
+
+    // Drain: wait until every acknowledged message reached every member, or the drain time.
+    let drain_until = Instant::now() + Duration::from_secs_f64(p.drain);
+    let (mut lost, mut acked, mut sent, mut unacked_delivered);
+    loop {
+        (lost, acked, sent, unacked_delivered) = tally(&members, &p);
+        if (lost == 0 && Instant::now() > started + Duration::from_secs_f64(window + 0.3))
+            || Instant::now() >= drain_until
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let disconnected = conns.iter().flatten().filter(|c| c.is_closed()).count();
+    for c in conns.iter().flatten() {
+        c.close();
+    }
+
+    let latency = shared.latency.merged();
+    let ack_latency = shared.ack_latency.merged();
+    let delivered = shared.delivered_window.load(Relaxed);
+    let duplicated = shared.duplicated.load(Relaxed);
+    let cpu = match (before.cpu, after.cpu) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let per_cpu = cpu.filter(|c| *c > 0.0).map(|c| delivered as f64 / c);
+    let offered = (p.rooms * p.senders) as f64 * p.rate * p.members as f64;
+    let errors = shared
+        .ack_errors
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    let scenario = if transport == Transport::Polling {
+        "polling"
+    } else {
+        "fanout"
+    };
+    let result = json!({
+        "scenario": scenario,
+        "transport": transport.name(),
+        "rooms": p.rooms, "members": p.members, "senders_per_room": p.senders, "rate_per_sender": p.rate,
+        "connections": total, "connect_failures": failures, "setup_s": report::round(setup_s, 2),
+        "warmup_s": p.warmup, "window_s": report::round(window, 3),
+        "offered_deliveries_per_s": offered,
+        "sent": sent, "acked": acked, "ack_errors": errors,
+        "deliveries_window": delivered,
+        "deliveries_per_s": report::round(delivered as f64 / window, 1),
+        "deliveries_total": shared.delivered_total.load(Relaxed),
+        "lost": lost, "duplicated": duplicated, "reordered": shared.reordered.load(Relaxed),
+        "misrouted": shared.misrouted.load(Relaxed), "unacked_delivered": unacked_delivered,
+        "foreign": shared.foreign.load(Relaxed), "disconnected": disconnected,
+        "latency": report::summary(&latency),
+        "ack_latency": report::summary(&ack_latency),
+        "server_pid": pid,
+        "server_cpu_s": cpu.map(|c| report::round(c, 3)),
+        "server_cpu_util": cpu.map(|c| report::round(c / window, 3)),
+        "deliveries_per_server_cpu_s": per_cpu.map(|x| report::round(x, 0)),
+        "server_rss_bytes": after.rss,
+        "loadgen_cpu_s": report::round(own_cpu, 3),
+    });
+    let mut readable = vec![
+        format!(
+            "{scenario}: {} rooms × {} members, {} senders/room at {}/s over {} ({} clients, {failures} failed)",
+            p.rooms, p.members, p.senders, p.rate, transport.name(), total
+        ),
+        format!(
+            "  deliveries: {delivered} in {window:.2} s = {:.0}/s (offered {offered:.0}/s); sent {sent}, acked {acked}, errors {errors:?}",
+            delivered as f64 / window
+        ),
+        format!("  latency send→receive: {}", report::brief(&latency)),
+        format!("  latency send→ack:     {}", report::brief(&ack_latency)),
+        format!(
+            "  lost {lost}, duplicated {duplicated}, reordered {}, unacked-but-delivered {unacked_delivered}, disconnected {disconnected}",
+            shared.reordered.load(Relaxed)
+        ),
+    ];
+    if let Some(c) = cpu {
+        readable.push(format!(
+            "  server CPU {c:.2} s ({:.0}% of one core) → {} deliveries per server CPU-second; RSS {} MiB",
+            c / window * 100.0,
+            per_cpu.map(|x| format!("{x:.0}")).unwrap_or("-".into()),
+            after.rss.unwrap_or(0) / (1 << 20)
+        ));
+    }
+    readable.push(format!("  loadgen CPU {own_cpu:.2} s"));
+    report::emit(&result, &readable, args.flag("quiet"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ok = failures == 0
+        && lost == 0
+        && duplicated == 0
+        && delivered > 0
+        && errors.is_empty()
+        && shared.misrouted.load(Relaxed) == 0;
+    !args.flag("check") || ok
+}
+
+/// (lost, acked, sent, unacked-but-delivered) over all members, from the senders' records.
+fn tally(members: &[Arc<Member>], p: &Params) -> (u64, u64, u64, u64) {
+    let (mut lost, mut acked_total, mut sent_total, mut unacked) = (0, 0, 0, 0);
+    for room in 0..p.rooms {
+        let first = room * p.members;
+        let acks: Vec<Vec<bool>> = (0..p.senders)
+            .map(|s| {
+                members[first + s]
+                    .sent
+                    .lock()
+                    .map(|x| x.acked.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        for a in &acks {
+            acked_total += a.iter().filter(|x| **x).count() as u64;
+            sent_total += a.len() as u64;
+        }
+        for m in &members[first..first + p.members] {
+            let Ok(r) = m.received.lock() else { continue };
+            for (s, a) in acks.iter().enumerate() {
+                let seen = r.seen.get(s).map(Vec::as_slice).unwrap_or(&[]);
+                for (seq, &ok) in a.iter().enumerate() {
+                    let got = bit_get(seen, seq);
+                    if ok && !got {
+                        lost += 1;
+                    } else if !ok && got {
+                        unacked += 1;
+                    }
+                }
+            }
+        }
+    }
+    (lost, acked_total, sent_total, unacked)
+}

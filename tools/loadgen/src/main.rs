@@ -1,0 +1,88 @@
+//! `loadgen`: drives any server that implements ReadRealm's CHAT_API.md over Socket.IO v5 /
+//! Engine.IO v4 (WebSocket or HTTP long-polling) and measures it. Scenarios: `fanout`,
+//! `polling` (fan-out over long-polling), `joins`, `idle`. Each prints one JSON line on stdout
+//! and a readable summary on stderr. `--check` makes the exit status report lost, duplicated
+//! or failed work (the CI smoke).
+
+mod args;
+mod fanout;
+mod idle;
+mod joins;
+mod net;
+mod polling;
+mod procfs;
+mod proto;
+mod report;
+mod setup;
+mod transport;
+mod ws;
+
+use transport::Transport;
+
+const USAGE: &str = "\
+usage: loadgen SCENARIO [--name value ...]
+
+scenarios:
+  fanout   R rooms × M members, S senders per room at RATE msg/s each; end-to-end latency,
+           deliveries/s, lost/duplicated, deliveries per server CPU-second
+           --rooms 20 --members 100 --senders 4 --rate 8 --warmup 3 --duration 10 --drain 3
+  polling  fanout with clients on HTTP long-polling (same options)
+  joins    connect + joinRoom into rooms holding 50 messages at RATE/s; join → history latency
+           --rate 1000 --rooms 10 --history 50 --warmup 2 --duration 10 --max-in-flight 2000
+  idle     N joined, heartbeating connections held T seconds; server RSS per connection
+           --conns 19000 --procs K --per-proc 15000 --members 10 --hold 30 --settle 2
+
+common:
+  --url http://127.0.0.1:3000   server address (path /socket.io/)
+  --transport websocket|polling
+  --server-pid PID              read the server's CPU and RSS from /proc
+  --src-ips N                   spread clients over 127.0.0.1 .. 127.0.0.N
+  --connect-concurrency 100     connections being set up at once
+  --check                       exit 1 on lost/duplicated deliveries or failed clients
+  --quiet                       only the JSON line
+";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(scenario) = argv.first().cloned() else {
+        eprint!("{USAGE}");
+        std::process::exit(2);
+    };
+    let args = match args::Args::parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if args.flag("help") || scenario == "help" || scenario == "--help" {
+        print!("{USAGE}");
+        return;
+    }
+    let threads: usize = args.get("threads", 2);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let ok = runtime.block_on(async {
+        match scenario.as_str() {
+            "fanout" => fanout::run(&args, Transport::WebSocket).await,
+            "polling" => fanout::run(&args, Transport::Polling).await,
+            "joins" => joins::run(&args).await,
+            "idle" => idle::run(&args).await,
+            other => {
+                eprintln!("loadgen: unknown scenario {other:?}\n{USAGE}");
+                false
+            }
+        }
+    });
+    // Connections still open are simply dropped with the process.
+    std::process::exit(if ok { 0 } else { 1 });
+}

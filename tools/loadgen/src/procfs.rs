@@ -1,0 +1,54 @@
+//! What the server process costs, read from /proc: CPU seconds (utime + stime of all its
+//! threads, /proc/PID/stat fields 14 and 15) and resident memory (VmRSS in /proc/PID/status).
+//! Also this process's own CPU time, to show the load generator was not the bottleneck.
+
+use std::fs;
+
+/// CPU seconds (user + system) the process `pid` has used so far, all threads included.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: start after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) / tck)
+}
+
+/// Resident set size of `pid` in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU seconds this process (all threads, children excluded) has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a zeroed struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// A sample of the server's counters at one instant (all `None` without `--server-pid`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerSample {
+    pub cpu: Option<f64>,
+    pub rss: Option<u64>,
+}
+
+impl ServerSample {
+    pub fn take(pid: Option<u32>) -> ServerSample {
+        match pid {
+            None => ServerSample::default(),
+            Some(p) => ServerSample {
+                cpu: cpu_seconds(p),
+                rss: rss_bytes(p),
+            },
+        }
+    }
+}
