@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines tools/compare collected (one per loadgen or rawfloor run) into
+BENCHMARKS.md: the machine, the command, the date and commit, then one table per scenario with
+each server's raw figures and the ratios of ours to each baseline and to the raw floor."""
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+
+NAMES = {"ours": "readrealm-chat", "node": "socket.io 4.8 (Node)", "socketioxide": "socketioxide"}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
+                    break
+    except OSError:
+        pass
+    return "%d cores, %s, %s RAM, Linux %s" % (os.cpu_count() or 0, cpu, mem, platform.release())
+
+
+def versions():
+    out = []
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        with open("tools/baselines/node/node_modules/socket.io/package.json") as f:
+            sio = json.load(f)["version"]
+        out.append("socket.io %s on Node %s" % (sio, node))
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        with open("tools/baselines/socketioxide/Cargo.lock") as f:
+            m = re.search(r'name = "socketioxide"\nversion = "([^"]+)"', f.read())
+        if m:
+            out.append("socketioxide %s" % m.group(1))
+    except OSError:
+        pass
+    return ", ".join(out)
+
+
+def get(d, path):
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    if isinstance(v, float) or digits:
+        return ("{:,.%df}" % digits).format(v)
+    return "{:,}".format(v)
+
+
+def ratio(a, b, lower_better):
+    if a is None or b is None or a == 0 or b == 0:
+        return "–"
+    r = (b / a) if lower_better else (a / b)
+    return "%.2f×" % r
+
+
+def table(rows, by_server, servers):
+    """rows: (label, path, digits, lower_better). Columns: each server, then ours vs each
+    baseline (>1 = ours better), then, where given, the floor column."""
+    baselines = [s for s in servers if s != "ours"]
+    head = ["metric"] + [NAMES.get(s, s) for s in servers]
+    if "ours" in servers:
+        head += ["ours vs %s" % NAMES.get(b, b) for b in baselines]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, path, digits, lower in rows:
+        vals = {}
+        for s in servers:
+            r = by_server.get(s) or {}
+            vals[s] = path(r) if callable(path) else get(r, path)
+        cells = [label] + [fmt(vals[s], digits) for s in servers]
+        if "ours" in servers:
+            for b in baselines:
+                cells.append(ratio(vals["ours"], vals[b], lower) if lower is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def mib(b):
+    return None if b is None else b / 1048576.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results")
+    ap.add_argument("--command")
+    ap.add_argument("--date")
+    ap.add_argument("--elapsed")
+    ap.add_argument("--commit")
+    ap.add_argument("--idle-conns")
+    ap.add_argument("--quick")
+    ap.add_argument("--servers")
+    a = ap.parse_args()
+    servers = a.servers.split()
+    runs = {}
+    with open(a.results) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                r = json.loads(line)
+                runs.setdefault(r.get("case"), {})[r.get("server")] = r
+    missing = [s for s in ("ours", "node", "socketioxide") if s not in servers]
+
+    p = []
+    p.append("# Benchmarks\n")
+    p.append("Written by `tools/compare` (%s run). Every figure below comes from that one run; "
+             "rerun the command to refresh it.\n" % ("quick" if a.quick == "1" else "full"))
+    p.append("- command: `%s`" % a.command)
+    p.append("- date: %s (%s s)" % (a.date, a.elapsed))
+    p.append("- commit: %s" % a.commit)
+    p.append("- machine: %s" % machine())
+    p.append("- servers: %s; %s" % (", ".join(NAMES.get(s, s) for s in servers), versions()))
+    if missing:
+        p.append("- not measured: %s (not available when this ran)" % ", ".join(NAMES[m] for m in missing))
+    p.append("- load generator: `tools/loadgen` on the same machine (the servers and the load "
+             "generator share its cores); each case runs on a freshly started server; ours runs "
+             "with its defaults (RocksDB store, one shard per core, no fsync per write).")
+    p.append("- ratios: `ours vs X` is ours ÷ X for figures where more is better and X ÷ ours "
+             "where less is better, so above 1× means readrealm-chat does better.\n")
+
+    def fanout_rows():
+        return [
+            ("offered deliveries/s", "offered_deliveries_per_s", 0, None),
+            ("deliveries/s", "deliveries_per_s", 0, False),
+            ("**deliveries per server CPU-second**", "deliveries_per_server_cpu_s", 0, False),
+            ("server CPU (cores busy)", "server_cpu_util", 3, True),
+            ("latency p50 (ms)", "latency.p50_ms", 3, True),
+            ("latency p99 (ms)", "latency.p99_ms", 3, True),
+            ("latency p99.9 (ms)", "latency.p999_ms", 3, True),
+            ("latency max (ms)", "latency.max_ms", 3, True),
+            ("ack p99 (ms)", "ack_latency.p99_ms", 3, True),
+            ("lost", "lost", 0, None),
+            ("duplicated", "duplicated", 0, None),
+            ("send errors", lambda r: sum(r.get("ack_errors", {}).values()) if r else None, 0, None),
+            ("connect failures", "connect_failures", 0, None),
+            ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True),
+            ("loadgen CPU (s)", "loadgen_cpu_s", 2, None),
+        ]
+
+    def floor_lines(case, key):
+        f = runs.get("floor-" + key, {}).get("rawfloor")
+        r = runs.get(case, {})
+        if not f:
+            return ""
+        single = get(f, "single.frames_per_cpu_s")
+        batched = get(f, "batched.frames_per_cpu_s")
+        out = ["\n", "Against the raw floor measured in the same run (`rawfloor` paced at this "
+               "case's offered rate, %s frames per CPU-second with one frame per write, %s with "
+               "%s per write): floor ÷ server deliveries per CPU-second (the goal is ≤ 1.25):\n"
+               % (fmt(single), fmt(batched), f.get("batch")),
+               "| server | floor (1/write) ÷ server | floor (4/write) ÷ server |", "|---|---|---|"]
+        for s in servers:
+            d = get(r.get(s, {}), "deliveries_per_server_cpu_s")
+            out.append("| %s | %s | %s |" % (NAMES.get(s, s),
+                                              "%.2f×" % (single / d) if d else "–",
+                                              "%.2f×" % (batched / d) if d else "–"))
+        return "\n".join(out)
+
+    def errors(case):
+        notes = []
+        for s in servers:
+            r = runs.get(case, {}).get(s)
+            if r is None:
+                notes.append("%s: not run" % NAMES.get(s, s))
+            elif "error" in r:
+                notes.append("%s: %s" % (NAMES.get(s, s), r["error"]))
+            elif r.get("exit"):
+                notes.append("%s: loadgen exited %s" % (NAMES.get(s, s), r["exit"]))
+        return ("\n\nNot measured: " + "; ".join(notes)) if notes else ""
+
+    def section(title, case, text, rows, extra=""):
+        by = {s: runs.get(case, {}).get(s, {}) for s in servers}
+        p.append("## %s\n" % title)
+        p.append(text + "\n")
+        p.append(table(rows, by, servers) + errors(case) + extra + "\n")
+
+    section("Fan-out, reference load", "fanout-ref",
+            "`loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8`: 20 rooms × 100 "
+            "members, 4 senders per room at 8 messages/s each (2,000 WebSocket clients, 640 "
+            "messages/s, 64,000 deliveries/s offered). Latency is send → receipt at every member.",
+            fanout_rows(), floor_lines("fanout-ref", "ref"))
+    section("Fan-out, hot rooms", "fanout-hot",
+            "`loadgen fanout --rooms 2 --members 250 --senders 10 --rate 8`: 2 rooms × 250 "
+            "members, 10 senders per room at 8/s (40,000 deliveries/s offered).",
+            fanout_rows(), floor_lines("fanout-hot", "hot"))
+
+    # Offered-load curve: the cases named curve-S plus the reference (S = 4).
+    curve = {}
+    for case, by in runs.items():
+        m = re.fullmatch(r"curve-(\d+)", case or "")
+        if m:
+            curve[int(m.group(1))] = by
+    if "fanout-ref" in runs:
+        curve[4] = runs["fanout-ref"]
+    if curve:
+        p.append("## Offered-load curve\n")
+        p.append("`loadgen fanout --rooms 20 --members 100 --rate 8 --senders S`: more senders, "
+                 "not faster ones (the per-connection limit is 10/s). Deliveries per server "
+                 "CPU-second should rise with load when frames for one connection share a write.\n")
+        head = ["senders/room", "offered/s"]
+        for s in servers:
+            head += ["%s deliv/CPU-s" % NAMES.get(s, s), "%s p99 ms" % NAMES.get(s, s),
+                     "%s CPU" % NAMES.get(s, s)]
+        p.append("| " + " | ".join(head) + " |")
+        p.append("|" + "---|" * len(head))
+        for senders in sorted(curve):
+            by = curve[senders]
+            offered = next((r.get("offered_deliveries_per_s") for r in by.values() if r.get("offered_deliveries_per_s")), None)
+            cells = [str(senders), fmt(offered)]
+            for s in servers:
+                r = by.get(s, {})
+                lossy = (r.get("lost") or 0) + (r.get("duplicated") or 0)
+                cells += [fmt(r.get("deliveries_per_server_cpu_s")) + (" (lost/dup %d)" % lossy if lossy else ""),
+                          fmt(get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
+            p.append("| " + " | ".join(cells) + " |")
+        p.append("")
+
+    section("Joins with history", "joins",
+            "`loadgen joins --rate 1000`: new WebSocket connections arrive at 1,000/s; each "
+            "connects, joins one of 10 rooms that hold 50 messages and waits for "
+            "`previousMessages`, then closes. Latency is joinRoom sent → previousMessages received.",
+            [("joins/s completed", "joins_per_s", 1, False),
+             ("join → history p50 (ms)", "join_to_history.p50_ms", 3, True),
+             ("join → history p99 (ms)", "join_to_history.p99_ms", 3, True),
+             ("join → history max (ms)", "join_to_history.max_ms", 3, True),
+             ("connect p99 (ms)", "connect.p99_ms", 3, True),
+             ("server CPU µs per join", "server_cpu_us_per_join", 1, True),
+             ("failed", "failed", 0, None),
+             ("short history", "short_history", 0, None),
+             ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True)])
+    section("Idle connections", "idle",
+            "`loadgen idle --conns %s`: connected, joined (rooms of 10), heartbeating WebSocket "
+            "clients held for the hold time, spread over several loadgen processes; RSS per "
+            "connection = (server RSS after joining − before connecting) ÷ connections."
+            % a.idle_conns,
+            [("connected", "connected", 0, None),
+             ("alive at the end", "alive_at_end", 0, None),
+             ("hold (s)", "hold_s", 0, None),
+             ("**server RSS per connection (KiB)**", lambda r: (r.get("rss_per_conn_bytes") or 0) / 1024 if r and r.get("rss_per_conn_bytes") is not None else None, 2, True),
+             ("… at the end of the hold (KiB)", lambda r: (r.get("rss_per_conn_end_bytes") or 0) / 1024 if r and r.get("rss_per_conn_end_bytes") is not None else None, 2, True),
+             ("server RSS before (MiB)", lambda r: mib(r.get("server_rss_before_bytes")) if r else None, 1, None),
+             ("server RSS after (MiB)", lambda r: mib(r.get("server_rss_after_bytes")) if r else None, 1, None),
+             ("server CPU during the hold (s)", "server_cpu_hold_s", 3, True)])
+    section("Fan-out over HTTP long-polling", "polling",
+            "`loadgen polling --rooms 10 --members 50 --senders 2 --rate 8`: the fan-out scenario "
+            "with every client on long-polling (two HTTP connections each), 8,000 deliveries/s "
+            "offered.", fanout_rows())
+
+    p.append("## Raw floor\n")
+    p.append("`rawfloor --conns 2000`: one writer thread writes a pre-encoded WebSocket text frame "
+             "holding a `newMessage` to 2,000 loopback TCP sockets whose other ends a reader "
+             "thread drains; the writer's thread CPU time ÷ frames written is what the kernel "
+             "charges per delivered frame. Paced runs write in rounds of one room's members at "
+             "the fan-out case's offered rate, sleeping between rounds as a server does between "
+             "broadcasts (the receivers then sleep too, and waking them is part of the cost).\n")
+    p.append("| run | frame bytes | µs per frame, 1 per write | frames per CPU-s, 1 per write | µs per frame, 4 per write | frames per CPU-s, 4 per write |")
+    p.append("|---|---|---|---|---|---|")
+    for key, label in (("unpaced", "unpaced"), ("ref", "paced 64,000/s, rounds of 100"), ("hot", "paced 40,000/s, rounds of 250")):
+        f = runs.get("floor-" + key, {}).get("rawfloor")
+        if f:
+            p.append("| %s | %s | %.3f | %s | %.3f | %s |" % (
+                label, f.get("frame_bytes"), get(f, "single.us_per_frame"), fmt(get(f, "single.frames_per_cpu_s")),
+                get(f, "batched.us_per_frame"), fmt(get(f, "batched.frames_per_cpu_s"))))
+    p.append("")
+    print("\n".join(p))
+
+
+if __name__ == "__main__":
+    main()
