@@ -35,6 +35,13 @@ def machine():
     return "%d cores, %s, %s RAM, Linux %s" % (os.cpu_count() or 0, cpu, mem, platform.release())
 
 
+def load_note(loadavg):
+    """The load average when the run started: other work on the machine skews every figure."""
+    return "- load average when the run started (1, 5, 15 min): %s%s" % (
+        loadavg, "" if float((loadavg or "0").split()[0]) < 0.5 else
+        " — the machine was not idle; figures are skewed by whatever else ran")
+
+
 def versions():
     out = []
     try:
@@ -112,6 +119,7 @@ def main():
     ap.add_argument("--idle-conns")
     ap.add_argument("--quick")
     ap.add_argument("--servers")
+    ap.add_argument("--loadavg", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     runs = {}
@@ -131,6 +139,8 @@ def main():
     p.append("- date: %s (%s s)" % (a.date, a.elapsed))
     p.append("- commit: %s" % a.commit)
     p.append("- machine: %s" % machine())
+    if a.loadavg:
+        p.append(load_note(a.loadavg))
     p.append("- servers: %s; %s" % (", ".join(NAMES.get(s, s) for s in servers), versions()))
     if missing:
         p.append("- not measured: %s (not available when this ran)" % ", ".join(NAMES[m] for m in missing))
