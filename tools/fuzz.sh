@@ -5,7 +5,8 @@
 #
 # Installs cargo-fuzz if it is missing, builds all targets, then runs each one for SECONDS
 # with a scratch corpus fuzz/corpus/<target>/ (gitignored; seeded from fuzz/seeds/<target>/
-# and kept between runs), and prints per target the number of executions (libFuzzer's
+# and fuzz/regressions/<target>/, kept between runs), and prints per target the number of
+# executions (libFuzzer's
 # stat::number_of_executed_units) and whether it found a crash. Exits 1 if any target found a
 # crash (or a timeout / out-of-memory input), 2 if the build failed.
 #
@@ -77,16 +78,25 @@ for t in "${targets[@]}"; do
         rm -rf "$corpus"
     fi
     mkdir -p "$corpus" "$artifacts"
-    if [ -d "fuzz/seeds/$t" ]; then
-        cp -f fuzz/seeds/"$t"/* "$corpus"/ 2>/dev/null || true
-    fi
+    for dir in "fuzz/seeds/$t" "fuzz/regressions/$t"; do
+        if [ -d "$dir" ]; then
+            cp -f "$dir"/* "$corpus"/ 2>/dev/null || true
+        fi
+    done
+    # The HTTP targets need inputs longer than a whole request head (8 KiB) to reach the
+    # head size limit; libFuzzer's default cap for new inputs is 4 KiB.
+    case "$t" in
+    http_*) max_len=20000 ;;
+    *) max_len=4096 ;;
+    esac
     # Artifacts written by this run only (older ones may be there from earlier runs).
     marker="$(mktemp)"
     log="$logs/$t.log"
     echo "== fuzzing $t for ${seconds}s (corpus $corpus, log $log)"
     rc=0
     cargo fuzz run "${fuzz_flags[@]}" "$t" "$corpus" -- \
-        -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=4096 \
+        -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1 -timeout=20 \
+        -rss_limit_mb=4096 \
         >"$log" 2>&1 || rc=$?
     execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)"
     found="$(find "$artifacts" -maxdepth 1 -type f -newer "$marker" \

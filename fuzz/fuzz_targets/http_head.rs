@@ -1,45 +1,5 @@
-//! Fuzzes the request-head parser (`http::request::parse_head`) with the default limits.
-//!
-//! Invariants checked, beyond "never panics":
-//! - a complete head lies within the input, and parsing exactly its bytes gives the same head
-//!   (what follows the head never changes it);
-//! - "incomplete" is only ever said while the input is within `max_head_bytes`;
-//! - no proper prefix of a complete head is itself a complete head: every prefix is
-//!   incomplete or an error, so a connection that receives the head in pieces never acts
-//!   early on part of it.
+//! Fuzz target `http_head`: the checks are in `readrealm_chat::fuzz_checks::http_head` (its module doc
+//! says what is asserted and how the input is read), shared with `tests/fuzz_regressions.rs`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use readrealm_chat::http::request::{parse_head, HeadLimits};
-
-/// Most prefixes re-parsed per input: each parse is linear in the prefix, so checking all of
-/// them for an 8 KiB head would make one input cost tens of millions of byte visits.
-const MAX_PREFIX_CHECKS: usize = 256;
-
-fuzz_target!(|data: &[u8]| {
-    let limits = HeadLimits::default();
-    match parse_head(data, &limits) {
-        Ok(Some(head)) => {
-            assert!(head.head_len <= data.len());
-            assert!(head.head_len <= limits.max_head_bytes);
-            let exact = &data[..head.head_len];
-            assert_eq!(parse_head(exact, &limits), Ok(Some(head.clone())));
-            // Every prefix of a short head; a sample (always including the last) of a long
-            // one, so the check stays linear-ish in the input size.
-            let stride = (head.head_len / MAX_PREFIX_CHECKS).max(1);
-            let cuts = (0..head.head_len)
-                .step_by(stride)
-                .chain(head.head_len.checked_sub(1));
-            for cut in cuts {
-                match parse_head(&data[..cut], &limits) {
-                    Ok(None) | Err(_) => {}
-                    Ok(Some(early)) => {
-                        panic!("prefix of {cut} bytes parsed as a complete head: {early:?}")
-                    }
-                }
-            }
-        }
-        Ok(None) => assert!(data.len() <= limits.max_head_bytes),
-        Err(_) => {}
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::fuzz_checks::http_head::check(data));

@@ -1,0 +1,204 @@
+//! The `chat_payload` target: chat payload validation (`chat::validate`), on the payloads a
+//! client's `joinRoom`, `chatMessage` and `leaveRoom` events carry.
+//!
+//! Input layout: byte 0 picks the content limit (even: the default 4000 characters, odd: 8,
+//! so the limit is reachable); the rest, as lossy UTF-8, is a JSON value (inputs that are not
+//! JSON are skipped). The value travels the way the server receives it: as the first argument
+//! of a Socket.IO event, encoded and decoded (it must come back the same), then given to
+//! [`validate::join`], [`validate::message`] and [`validate::leave`]. Beyond "never panics":
+//!
+//! - each field validator accepts exactly what CHAT_API.md allows, checked against a separate
+//!   statement of each rule (bookId a whole number 1..=2^53-1 as a number or a digit string;
+//!   userId a string, or a number as its decimal text, of 1..=128 characters; username and
+//!   content trimmed, 1..=64 / 1..=limit characters, no control characters but newline and
+//!   tab in content);
+//! - a request is accepted exactly when the payload is an object and each of its fields is;
+//!   an accepted request is normalised (trimmed strings, numeric book id) and idempotent: the
+//!   canonical payload built from it validates to the same request;
+//! - every refusal is `invalid_payload` with a message naming the field (or the payload).
+
+use serde_json::{json, Map, Value};
+
+use super::json::same_value;
+use crate::chat::errors::{ChatError, ErrorCode};
+use crate::chat::limits::ChatLimits;
+use crate::chat::validate::{
+    self, JoinRequest, LeaveRequest, MessageRequest, MAX_BOOK_ID, MAX_USERNAME_CHARS,
+    MAX_USER_ID_CHARS,
+};
+use crate::socketio::handler::event_array;
+use crate::socketio::packet::{decode, encode_into, Limits, Packet};
+
+pub fn check(data: &[u8]) {
+    let Some((&choice, json)) = data.split_first() else {
+        return;
+    };
+    let max_content = if choice % 2 == 0 {
+        ChatLimits::default().max_content_chars
+    } else {
+        8
+    };
+    let Ok(value) = serde_json::from_str::<Value>(&String::from_utf8_lossy(json)) else {
+        return;
+    };
+    let Some(payload) = through_socketio("chatMessage", &value) else {
+        return;
+    };
+    let payload = Some(&payload);
+    let fields = payload.and_then(Value::as_object);
+
+    let join = validate::join(payload);
+    check_refusal(&join, &["payload", "bookId", "userId", "username"]);
+    assert_eq!(join.is_ok(), fields.is_some_and(join_ok), "{value}");
+    if let Ok(request) = join {
+        assert_eq!(validate::join(Some(&canonical_join(&request))), Ok(request));
+    }
+
+    let message = validate::message(payload, max_content);
+    check_refusal(
+        &message,
+        &["payload", "bookId", "userId", "username", "content"],
+    );
+    let expected = fields.is_some_and(|f| join_ok(f) && content_ok(f.get("content"), max_content));
+    assert_eq!(message.is_ok(), expected, "{value}");
+    if let Ok(request) = message {
+        let again = validate::message(Some(&canonical_message(&request)), max_content);
+        assert_eq!(again, Ok(request));
+    }
+
+    let leave = validate::leave(payload);
+    check_refusal(&leave, &["payload", "bookId", "userId", "username"]);
+    let expected = fields.is_some_and(|f| {
+        let user_ok = match f.get("userId") {
+            None | Some(Value::Null) => true,
+            some => user_id_ok(some),
+        };
+        book_id_ok(f.get("bookId")) && username_ok(f.get("username")) && user_ok
+    });
+    assert_eq!(leave.is_ok(), expected, "{value}");
+    if let Ok(request) = leave {
+        assert_eq!(
+            validate::leave(Some(&canonical_leave(&request))),
+            Ok(request)
+        );
+    }
+}
+
+/// `value` as the first argument of event `name`: encoded, decoded, and taken back out the
+/// way the chat handler does. `None` when the event cannot carry it (the decoder's JSON
+/// limits); otherwise it must come back unchanged.
+fn through_socketio(name: &str, value: &Value) -> Option<Value> {
+    let packet = Packet::event(
+        "/",
+        event_array(name, vec![value.clone()]),
+        Some(1),
+        Vec::new(),
+    );
+    let mut text = Vec::new();
+    encode_into(&packet, &mut text);
+    let text = String::from_utf8(text).expect("the encoder writes UTF-8");
+    let (back, _) = decode(&text, &Limits::default()).ok()?;
+    let args = back.data.as_ref().and_then(Value::as_array)?;
+    assert_eq!(args.first().and_then(Value::as_str), Some(name));
+    let arg = args.get(1).expect("the argument survives");
+    assert!(same_value(arg, value), "{value} came back as {arg}");
+    Some(arg.clone())
+}
+
+fn check_refusal<T>(result: &Result<T, ChatError>, fields: &[&str]) {
+    if let Err(e) = result {
+        assert_eq!(e.code, ErrorCode::InvalidPayload);
+        assert!(
+            fields.iter().any(|f| e.message.contains(f)),
+            "{:?} names no field",
+            e.message
+        );
+    }
+}
+
+fn join_ok(f: &Map<String, Value>) -> bool {
+    book_id_ok(f.get("bookId")) && user_id_ok(f.get("userId")) && username_ok(f.get("username"))
+}
+
+/// CHAT_API.md's bookId rule, stated apart from the validator.
+fn book_id_ok(value: Option<&Value>) -> bool {
+    let in_range = |n: u64| (1..=MAX_BOOK_ID).contains(&n);
+    match value {
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                in_range(u)
+            } else if let Some(f) = n.as_f64() {
+                f.trunc() == f && (1.0..=MAX_BOOK_ID as f64).contains(&f)
+            } else {
+                false
+            }
+        }
+        Some(Value::String(s)) => {
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && in_range_decimal(s, MAX_BOOK_ID)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a string of digits is a number from 1 to `max`, by comparing digit strings.
+fn in_range_decimal(digits: &str, max: u64) -> bool {
+    let trimmed = digits.trim_start_matches('0');
+    let max = max.to_string();
+    !trimmed.is_empty()
+        && (trimmed.len() < max.len() || (trimmed.len() == max.len() && trimmed <= max.as_str()))
+        // The validator reads at most 20 characters; longer strings (zero padded) are refused.
+        && digits.len() <= 20
+}
+
+fn user_id_ok(value: Option<&Value>) -> bool {
+    let text = match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return false,
+    };
+    (1..=MAX_USER_ID_CHARS).contains(&text.chars().count())
+}
+
+fn username_ok(value: Option<&Value>) -> bool {
+    let Some(Value::String(s)) = value else {
+        return false;
+    };
+    let s = s.trim();
+    (1..=MAX_USERNAME_CHARS).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+}
+
+fn content_ok(value: Option<&Value>, max: usize) -> bool {
+    let Some(Value::String(s)) = value else {
+        return false;
+    };
+    let s = s.trim();
+    (1..=max).contains(&s.chars().count())
+        && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+fn canonical_join(r: &JoinRequest) -> Value {
+    assert_normalised(r.book_id, &r.user_id, &r.username);
+    json!({ "bookId": r.book_id, "userId": r.user_id, "username": r.username })
+}
+
+fn canonical_message(r: &MessageRequest) -> Value {
+    assert_normalised(r.book_id, &r.user_id, &r.username);
+    assert_eq!(r.content.trim(), r.content);
+    json!({ "bookId": r.book_id, "userId": r.user_id, "username": r.username, "content": r.content })
+}
+
+fn canonical_leave(r: &LeaveRequest) -> Value {
+    assert_normalised(r.book_id, r.user_id.as_deref().unwrap_or("x"), &r.username);
+    match &r.user_id {
+        Some(id) => json!({ "bookId": r.book_id, "userId": id, "username": r.username }),
+        None => json!({ "bookId": r.book_id, "username": r.username }),
+    }
+}
+
+fn assert_normalised(book_id: u64, user_id: &str, username: &str) {
+    assert!((1..=MAX_BOOK_ID).contains(&book_id));
+    assert!((1..=MAX_USER_ID_CHARS).contains(&user_id.chars().count()));
+    assert_eq!(username.trim(), username);
+}
