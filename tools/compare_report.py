@@ -150,6 +150,54 @@ def main():
     p.append("- ratios: `ours vs X` is ours ÷ X for figures where more is better and X ÷ ours "
              "where less is better, so above 1× means readrealm-chat does better.\n")
 
+    def goals():
+        """Issue 6's goals, each with the figure measured in this run and whether it is met."""
+        o = lambda case: runs.get(case, {}).get("ours") or {}
+        b = lambda case, srv: runs.get(case, {}).get(srv) or {}
+        fl = lambda key: get(runs.get("floor-" + key, {}).get("rawfloor"), "single.frames_per_cpu_s")
+        rows = []
+
+        def add(goal, value, met):
+            rows.append("| %s | %s | %s |" % (goal, value, "–" if met is None else ("met" if met else "**not met**")))
+
+        for case, key, label in (("fanout-ref", "ref", "reference fan-out"), ("fanout-hot", "hot", "hot rooms")):
+            d = o(case).get("deliveries_per_server_cpu_s")
+            f = fl(key)
+            add("%s: floor ÷ deliveries per CPU-s ≤ 1.25" % label,
+                "%.2f× (%s vs floor %s)" % (f / d, fmt(d), fmt(f)) if d and f else "–",
+                (f / d <= 1.25) if d and f else None)
+            for srv, want in (("node", 2.0), ("socketioxide", 1.5)):
+                x = b(case, srv).get("deliveries_per_server_cpu_s")
+                add("%s: ≥ %.1f× %s per CPU-s" % (label, want, NAMES[srv]),
+                    "%.2f×" % (d / x) if d and x else "–", (d / x >= want) if d and x else None)
+        curve_ours = sorted((int(k.split("-")[1]), v.get("ours", {}).get("deliveries_per_server_cpu_s"))
+                            for k, v in runs.items() if k and k.startswith("curve-"))
+        ref_d = o("fanout-ref").get("deliveries_per_server_cpu_s")
+        pts = sorted([p for p in curve_ours + [(4, ref_d)] if p[1]])
+        add("deliveries per CPU-s rise with offered load (ours)",
+            " → ".join("%s: %s" % (sdr, fmt(v)) for sdr, v in pts) or "–",
+            all(pts[i][1] <= pts[i + 1][1] for i in range(len(pts) - 1)) if len(pts) > 1 else None)
+        kib = o("idle").get("rss_per_conn_bytes")
+        add("idle RSS ≤ 2 KiB per connection at %s held" % a.idle_conns,
+            "%.2f KiB" % (kib / 1024) if kib is not None else "–",
+            (kib <= 2048) if kib is not None else None)
+        p99 = get(o("fanout-ref"), "latency.p99_ms")
+        add("p99 delivery latency ≤ 1 ms (reference fan-out)", "%.3f ms" % p99 if p99 is not None else "–",
+            (p99 <= 1.0) if p99 is not None else None)
+        j99 = get(o("joins"), "join_to_history.p99_ms")
+        add("join → 50 messages of history p99 ≤ 1 ms at 1,000/s", "%.3f ms" % j99 if j99 is not None else "–",
+            (j99 <= 1.0) if j99 is not None else None)
+        bad = []
+        for case, by in runs.items():
+            r = by.get("ours") or {}
+            if (r.get("lost") or 0) + (r.get("duplicated") or 0):
+                bad.append("%s: lost %s, duplicated %s" % (case, r.get("lost"), r.get("duplicated")))
+        fanouts = [c for c in runs if c and (c.startswith("fanout") or c.startswith("curve") or c == "polling")]
+        add("no lost or duplicated deliveries (ours, every fan-out case)",
+            "; ".join(bad) or ("0 in %d cases" % len([c for c in fanouts if runs[c].get("ours")])),
+            (not bad) if any(runs[c].get("ours") for c in fanouts) else None)
+        return ["## Goals (issue 6), readrealm-chat in this run\n", "| goal | measured | |", "|---|---|---|"] + rows + [""]
+
     def fanout_rows():
         return [
             ("offered deliveries/s", "offered_deliveries_per_s", 0, None),
@@ -206,6 +254,8 @@ def main():
         p.append(text + "\n")
         p.append(table(rows, by, servers) + errors(case) + extra + "\n")
 
+    if "ours" in servers:
+        p.extend(goals())
     section("Fan-out, reference load", "fanout-ref",
             "`loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8`: 20 rooms × 100 "
             "members, 4 senders per room at 8 messages/s each (2,000 WebSocket clients, 640 "
