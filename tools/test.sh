@@ -26,3 +26,6 @@ echo "== socket.io-client tests (tests/js)"
 
 echo "== python-socketio client tests (tests/python)"
 tests/python/run.sh
+
+echo "== load generator smoke (tools/loadgen against the release server)"
+tools/loadgen/smoke.sh "$READREALM_BIN_DIR/readrealm-chat"
