@@ -1,0 +1,171 @@
+//! Criterion benches of the message store (`src/store`) under a realistic history: a temporary
+//! RocksDB filled once per run with 10^6 messages (10,000 books × 100), then
+//!
+//! - `append`: one message (the batch of a quiet loop turn) and 32 messages in one batch (a busy
+//!   turn), each a new sequence at the end of a book, through the WAL as the server writes;
+//! - `newest 50`: a join's history read, for books picked across the whole store.
+//!
+//! `cargo bench --bench store`; results and the machine in benches/RESULTS.md. Under
+//! `cargo test` (no `--bench` argument) the store holds 1,000 messages, so the test run stays
+//! quick; READREALM_BENCH_MESSAGES overrides the count.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use readrealm_chat::store::{IdGenerator, Store, StoredMessage, StoredValue};
+
+const MESSAGES_PER_BOOK: u64 = 100;
+const CONTENT: &str = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse.";
+
+/// A temporary store directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "readrealm-bench-store-{}-{nanos}",
+            std::process::id()
+        ));
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn message(ids: &mut IdGenerator, book_id: u64, seq: u64, ms: u64) -> StoredMessage {
+    StoredMessage {
+        book_id,
+        seq,
+        value: StoredValue {
+            created_ms: ms,
+            id: ids.next(ms),
+            user_id: format!("u-{}", seq % 1000),
+            username: format!("reader-{}", seq % 1000),
+            content: CONTENT.to_owned(),
+        },
+    }
+}
+
+/// How many messages to store first: 10^6 for `cargo bench`, 1,000 under `cargo test`.
+fn message_count() -> u64 {
+    if let Some(n) = std::env::var("READREALM_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test") {
+        1_000_000
+    } else {
+        1_000
+    }
+}
+
+fn store(c: &mut Criterion) {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0, false).expect("open a temporary store");
+    let total = message_count();
+    let books = (total / MESSAGES_PER_BOOK).max(1);
+    let mut ids = IdGenerator::new(0);
+    let base_ms = 1_795_521_600_000u64;
+
+    // Fill: book b gets sequences 1..=100, written in batches of 1,000 messages.
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..total {
+        let book = 1 + i % books;
+        let seq = 1 + i / books;
+        batch.push(message(&mut ids, book, seq, base_ms + i));
+        if batch.len() == 1000 {
+            store.append(batch.iter()).expect("fill");
+            batch.clear();
+        }
+    }
+    store.append(batch.iter()).expect("fill");
+    store.flush().expect("flush");
+    eprintln!(
+        "store bench: {total} messages in {books} books written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut g = c.benchmark_group("store");
+    let mut next_seq = MESSAGES_PER_BOOK + 1_000;
+    let mut book = 0u64;
+    let mut ms = base_ms + total;
+
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("append 1 message", |b| {
+        b.iter(|| {
+            book = book % books + 1;
+            next_seq += 1;
+            ms += 1;
+            let m = message(&mut ids, book, next_seq, ms);
+            store.append(std::iter::once(&m)).expect("append")
+        })
+    });
+
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("append 32 messages in one batch", |b| {
+        b.iter(|| {
+            let batch: Vec<StoredMessage> = (0..32)
+                .map(|_| {
+                    book = book % books + 1;
+                    next_seq += 1;
+                    ms += 1;
+                    message(&mut ids, book, next_seq, ms)
+                })
+                .collect();
+            store.append(batch.iter()).expect("append")
+        })
+    });
+
+    let first = store.newest(1, 50).expect("read");
+    assert_eq!(first.len(), 50, "every book holds at least 50 messages");
+    assert!(
+        first.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first"
+    );
+
+    // Books spread over the whole key space (a stride co-prime with most book counts).
+    let mut pick = 0u64;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("newest 50 of a book", |b| {
+        b.iter(|| {
+            pick = (pick + 7_919) % books;
+            store.newest(black_box(pick + 1), 50).expect("read")
+        })
+    });
+    g.bench_function("newest 50 of an empty book", |b| {
+        b.iter(|| {
+            store
+                .newest(black_box(books + 1_000_000), 50)
+                .expect("read")
+        })
+    });
+    g.finish();
+    drop(store);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = store
+}
+criterion_main!(benches);
