@@ -15,6 +15,11 @@
 #   FUZZ_SANITIZER=address  build with ASan instead of no sanitizer; -Zsanitizer needs nightly,
 #                           so this sets RUSTC_BOOTSTRAP=1 (default: none, plain stable)
 #   FUZZ_FRESH=1            empty each scratch corpus before seeding it
+#   FUZZ_CMIN=1             after a clean run, minimize the scratch corpus into the committed
+#                           seeds fuzz/seeds/<target>/: the seeds there stay, and the fewest
+#                           corpus inputs that cover the edges they miss are added (libFuzzer
+#                           -set_cover_merge with -use_counters=0, so tens of files, not the
+#                           hundreds a feature-level `cargo fuzz cmin` keeps)
 #
 # Failing inputs land in fuzz/artifacts/<target>/ (gitignored) and each target's full log in
 # fuzz/target/fuzz-logs/<target>.log. A crash is reproduced with
@@ -114,6 +119,13 @@ for t in "${targets[@]}"; do
         # Show what went wrong.
         grep -m 1 -A 1 "panicked at" "$log" || true
         grep -m 3 -E "ERROR: libFuzzer|SUMMARY|==[0-9]+== ?ERROR" "$log" || true
+    fi
+    if [ "${FUZZ_CMIN:-0}" = 1 ] && [ "$result" = "no crash" ]; then
+        host="$(rustc -vV | sed -n 's/^host: //p')"
+        mkdir -p "fuzz/seeds/$t"
+        "$CARGO_TARGET_DIR/$host/release/$t" -set_cover_merge=1 -use_counters=0 \
+            "fuzz/seeds/$t" "$corpus" >>"$log" 2>&1
+        echo "$t: $(find "fuzz/seeds/$t" -type f | wc -l) seeds after minimizing"
     fi
     line="$(printf '%-14s executions: %-10s %s' "$t" "${execs:-?}" "$result")"
     echo "$line"

@@ -21,6 +21,11 @@ cargo clippy --release --all-targets --locked -- -D warnings
 echo "== Rust unit and integration tests"
 cargo test --release --all-targets --locked
 
+# Every cargo-fuzz target for a short while (installs cargo-fuzz on first use; builds the
+# library without RocksDB into fuzz/target). Exits non-zero on any crash.
+echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (tools/fuzz.sh)"
+tools/fuzz.sh "${FUZZ_SECONDS:-20}"
+
 echo "== socket.io-client tests (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

@@ -7,7 +7,10 @@
 //! - "incomplete" is only ever said while the input is within `max_head_bytes`;
 //! - no proper prefix of a complete head is itself a complete head: every prefix is
 //!   incomplete or an error, so a connection that receives the head in pieces never acts
-//!   early on part of it.
+//!   early on part of it;
+//! - the sid in the query (which routes the request to a shard) names a shard below
+//!   `MAX_SHARDS` exactly when it is shaped like a sid we issue.
+use crate::engineio::sid::{owner_shard, MAX_SHARDS, SID_LEN};
 use crate::http::request::{parse_head, HeadLimits};
 
 /// Most prefixes re-parsed per input: each parse is linear in the prefix, so checking all of
@@ -18,6 +21,16 @@ pub fn check(data: &[u8]) {
     let limits = HeadLimits::default();
     match parse_head(data, &limits) {
         Ok(Some(head)) => {
+            if let Some(sid) = &head.query.sid {
+                let ours = sid.len() == SID_LEN
+                    && sid
+                        .bytes()
+                        .next()
+                        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                let owner = owner_shard(sid);
+                assert_eq!(owner.is_some(), ours, "{sid:?}");
+                assert!(owner.is_none_or(|shard| shard < MAX_SHARDS));
+            }
             assert!(head.head_len <= data.len());
             assert!(head.head_len <= limits.max_head_bytes);
             let exact = &data[..head.head_len];
