@@ -215,6 +215,7 @@ def main():
             ("connect failures", "connect_failures", 0, None),
             ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True),
             ("loadgen CPU (s)", "loadgen_cpu_s", 2, None),
+            ("whole machine busy (cores, of %d)" % (os.cpu_count() or 0), "machine_busy_cores", 2, None),
         ]
 
     def floor_lines(case, key):
@@ -278,11 +279,14 @@ def main():
         p.append("## Offered-load curve\n")
         p.append("`loadgen fanout --rooms 20 --members 100 --rate 8 --senders S`: more senders, "
                  "not faster ones (the per-connection limit is 10/s). Deliveries per server "
-                 "CPU-second should rise with load when frames for one connection share a write.\n")
+                 "CPU-second should rise with load when frames for one connection share a write. "
+                 "CPU columns are cores busy over the counted window; the last column is the load "
+                 "generator's own (it shares the machine's cores with the server).\n")
         head = ["senders/room", "offered/s"]
         for s in servers:
             head += ["%s deliv/CPU-s" % NAMES.get(s, s), "%s p99 ms" % NAMES.get(s, s),
                      "%s CPU" % NAMES.get(s, s)]
+        head.append("loadgen CPU (%s)" % " / ".join(servers))
         p.append("| " + " | ".join(head) + " |")
         p.append("|" + "---|" * len(head))
         for senders in sorted(curve):
@@ -294,6 +298,10 @@ def main():
                 lossy = (r.get("lost") or 0) + (r.get("duplicated") or 0)
                 cells += [fmt(r.get("deliveries_per_server_cpu_s")) + (" (lost/dup %d)" % lossy if lossy else ""),
                           fmt(get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
+            cells.append(" / ".join(
+                "%.2f" % (by[s]["loadgen_cpu_s"] / by[s]["window_s"])
+                if by.get(s, {}).get("loadgen_cpu_s") is not None and by[s].get("window_s") else "–"
+                for s in servers))
             p.append("| " + " | ".join(cells) + " |")
         p.append("")
 
@@ -309,6 +317,7 @@ def main():
              ("server CPU µs per join", "server_cpu_us_per_join", 1, True),
              ("failed", "failed", 0, None),
              ("short history", "short_history", 0, None),
+             ("whole machine busy (cores, of %d)" % (os.cpu_count() or 0), "machine_busy_cores", 2, None),
              ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True)])
     section("Idle connections", "idle",
             "`loadgen idle --conns %s`: connected, joined (rooms of 10), heartbeating WebSocket "

@@ -239,7 +239,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         return false;
     }
     let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
-    let src_ips: usize = args.get("src-ips", 4);
+    let src_ips: usize = args.get("src-ips", total_clients(args).div_ceil(500).max(4));
     let concurrency: usize = args.get("connect-concurrency", 100);
     crate::net::raise_fd_limit();
     let (run, base) = setup::run_ids();
@@ -325,6 +325,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
     let before = ServerSample::take(pid);
     let own_before = procfs::own_cpu_seconds();
+    let machine_before = procfs::machine_busy_seconds();
     let started = Instant::now();
     shared.window_start.store(proto::now_ns(), Relaxed);
     tokio::time::sleep(Duration::from_secs_f64(p.duration)).await;
@@ -332,6 +333,10 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     let window = started.elapsed().as_secs_f64();
     let after = ServerSample::take(pid);
     let own_cpu = procfs::own_cpu_seconds() - own_before;
+    let machine_busy = match (machine_before, procfs::machine_busy_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) / window),
+        _ => None,
+    };
     stop.store(true, Relaxed);
 
     // Drain: wait until every acknowledged message reached every member, or the drain time.
@@ -393,6 +398,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         "deliveries_per_server_cpu_s": per_cpu.map(|x| report::round(x, 0)),
         "server_rss_bytes": after.rss,
         "loadgen_cpu_s": report::round(own_cpu, 3),
+        "machine_busy_cores": machine_busy.map(|x| report::round(x, 3)),
     });
     let mut readable = vec![
         format!(
@@ -418,7 +424,12 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
             after.rss.unwrap_or(0) / (1 << 20)
         ));
     }
-    readable.push(format!("  loadgen CPU {own_cpu:.2} s"));
+    readable.push(format!(
+        "  loadgen CPU {own_cpu:.2} s; whole machine busy {} cores",
+        machine_busy
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or("-".into())
+    ));
     report::emit(&result, &readable, args.flag("quiet"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ok = failures == 0
@@ -428,6 +439,11 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         && errors.is_empty()
         && shared.misrouted.load(Relaxed) == 0;
     !args.flag("check") || ok
+}
+
+/// The number of clients `--rooms` × `--members` asks for.
+fn total_clients(args: &Args) -> usize {
+    args.get::<usize>("rooms", 20) * args.get::<usize>("members", 100)
 }
 
 /// (lost, acked, sent, unacked-but-delivered) over all members, from the senders' records.

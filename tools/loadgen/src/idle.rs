@@ -89,7 +89,10 @@ pub async fn run(args: &Args) -> bool {
     let members: usize = args.get("members", 10);
     let hold: f64 = args.get("hold", 30.0);
     let settle: f64 = args.get("settle", 2.0);
-    let src_ips: usize = args.get("src-ips", n.div_ceil(20_000).max(4));
+    // Servers may cap connections per client address (readrealm-chat: 1,024 by default), as
+    // many clients behind few addresses is not what a real audience looks like: at most 500
+    // clients per loopback source address by default.
+    let src_ips: usize = args.get("src-ips", n.div_ceil(500).max(4));
     let concurrency: usize = args.get("connect-concurrency", 100);
     let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
     let (_, base) = setup::run_ids();

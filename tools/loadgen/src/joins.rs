@@ -199,6 +199,7 @@ pub async fn run(args: &Args) -> bool {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let begin = Instant::now();
     let (mut before, mut own_before, mut started) = (ServerSample::default(), 0.0, None);
+    let mut machine_before = None;
     let mut i: u64 = 0;
     loop {
         tick.tick().await;
@@ -206,6 +207,7 @@ pub async fn run(args: &Args) -> bool {
         if started.is_none() && elapsed >= warmup {
             before = ServerSample::take(pid);
             own_before = procfs::own_cpu_seconds();
+            machine_before = procfs::machine_busy_seconds();
             started = Some(Instant::now());
             c.window_start.store(proto::now_ns(), Relaxed);
         }
@@ -231,6 +233,10 @@ pub async fn run(args: &Args) -> bool {
         .unwrap_or(duration);
     let after = ServerSample::take(pid);
     let own_cpu = procfs::own_cpu_seconds() - own_before;
+    let machine_busy = match (machine_before, procfs::machine_busy_seconds()) {
+        (Some(a), Some(b)) => Some(report::round((b - a) / window, 3)),
+        _ => None,
+    };
     let until = Instant::now() + Duration::from_secs(10);
     while in_flight.load(Relaxed) > 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -259,6 +265,7 @@ pub async fn run(args: &Args) -> bool {
         "server_cpu_us_per_join": cpu.filter(|_| done > 0).map(|x| report::round(x * 1e6 / done as f64, 1)),
         "server_rss_bytes": after.rss,
         "loadgen_cpu_s": report::round(own_cpu, 3),
+        "machine_busy_cores": machine_busy,
     });
     let readable = vec![
         format!("joins: target {rate}/s into {rooms} rooms with {history} messages each ({filled} written)"),

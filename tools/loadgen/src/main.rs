@@ -36,7 +36,8 @@ common:
   --url http://127.0.0.1:3000   server address (path /socket.io/)
   --transport websocket|polling
   --server-pid PID              read the server's CPU and RSS from /proc
-  --src-ips N                   spread clients over 127.0.0.1 .. 127.0.0.N
+  --src-ips N                   spread clients over 127.0.0.1 .. 127.0.0.N (default: 500
+                                clients per address, at least 4; servers may cap clients per IP)
   --connect-concurrency 100     connections being set up at once
   --check                       exit 1 on lost/duplicated deliveries or failed clients
   --quiet                       only the JSON line

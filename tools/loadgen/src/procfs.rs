@@ -34,6 +34,24 @@ pub fn own_cpu_seconds() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// CPU seconds all processes on the machine have spent busy so far (the `cpu` line of
+/// /proc/stat less idle and iowait): with the server's and our own, it shows how much of the
+/// machine something else used during a run.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((total - idle) / tck)
+}
+
 /// A sample of the server's counters at one instant (all `None` without `--server-pid`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerSample {
