@@ -9,7 +9,7 @@
 # environment: SOAK_CLIENTS (300), SOAK_BOOKS (20), SOAK_SAMPLE (10 s), SOAK_WRITERS (0.5),
 #              SOAK_WARMUP (seconds; default: a fifth of the run, at most 300),
 #              SOAK_OUT (directory for soak.csv, server.log, load.log; default: a temp dir),
-#              SOAK_SHARDS (2)
+#              SOAK_SHARDS (2), SOAK_SERVER_ARGS (more server flags, e.g. "--max-connections-per-ip 0")
 # Exits 0 when memory and descriptors stayed flat and the load saw no errors, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,7 +52,7 @@ trap cleanup EXIT
 
 echo "== server: $bin (shards $shards, data in $data)"
 "$bin" --listen 127.0.0.1:0 --data-dir "$data" --shards "$shards" \
-  >"$out/server.out" 2>"$out/server.log" &
+  ${SOAK_SERVER_ARGS:-} >"$out/server.out" 2>"$out/server.log" &
 server_pid=$!
 addr=""
 for _ in $(seq 100); do
