@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing ReadRealm Chat needs, once per machine:
-# a C/C++ toolchain and libclang (RocksDB builds its C++ from source, bindgen needs libclang).
+# a C/C++ toolchain and libclang (RocksDB builds its C++ from source, bindgen needs libclang),
+# and the socket.io-client bundle the reading-room page loads (npm ci in static/).
 # Safe to run again: it only installs what is missing. Sourced or run by run.sh and test.sh.
 set -euo pipefail
 
@@ -28,3 +29,12 @@ for tool in cargo node npm; do
     exit 1
   fi
 done
+
+# The socket.io-client browser bundle the reading-room page loads from the server
+# (/socket.io/socket.io.min.js): installed from the pinned npm package, not committed.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ ! -f "$root/static/node_modules/socket.io-client/dist/socket.io.min.js" ] \
+   || [ "$root/static/package-lock.json" -nt "$root/static/node_modules/.package-lock.json" ]; then
+  echo "tools/setup.sh: installing the socket.io-client bundle (npm ci in static/)" >&2
+  (cd "$root/static" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -1,0 +1,221 @@
+//! The server's log: levelled, structured `key=value` lines on stderr, one write per line.
+//!
+//! Owns the process-wide level (`--log` / `READREALM_LOG`: error, warn, info, debug, trace)
+//! and the line format. A disabled level costs one relaxed atomic load (the macros check it
+//! before formatting anything), so debug lines may sit on connection paths; nothing is logged
+//! per message at info. Lines look like
+//!
+//! ```text
+//! ts=2025-01-02T03:04:05.678Z level=warn event=chat_error shard=1 code=rate_limited msg="..."
+//! ```
+//!
+//! Values with spaces, quotes, `=` or control characters are quoted and escaped, so every line
+//! splits into fields unambiguously.
+
+use std::fmt::{self, Display, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How much to log, from least to most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 1,
+    Warn = 2,
+    #[default]
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
+
+    /// Parse a level name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Level::Error,
+            "warn" | "warning" => Level::Warn,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            "trace" => Level::Trace,
+            _ => return None,
+        })
+    }
+}
+
+impl Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The level in force; lines above it are skipped. Info until [`set_level`].
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+pub fn set_level(level: Level) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// Whether lines at `level` are written.
+#[inline]
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+/// Format one line (without the trailing newline): timestamp, level, event, then fields.
+pub fn format_line(level: Level, event: &str, fields: &[(&str, &dyn Display)]) -> String {
+    let mut line = String::with_capacity(96);
+    let _ = write!(
+        line,
+        "ts={} level={} event=",
+        timestamp(SystemTime::now()),
+        level
+    );
+    push_value(&mut line, event);
+    let mut value = String::new();
+    for (key, field) in fields {
+        value.clear();
+        let _ = write!(value, "{field}");
+        line.push(' ');
+        line.push_str(key);
+        line.push('=');
+        push_value(&mut line, &value);
+    }
+    line
+}
+
+/// Write one line to stderr if `level` is enabled (use the macros, which check first).
+pub fn write(level: Level, event: &str, fields: &[(&str, &dyn Display)]) {
+    if !enabled(level) {
+        return;
+    }
+    let mut line = format_line(level, event, fields);
+    line.push('\n');
+    // One write_all on the locked handle: lines from different threads never interleave.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Append a value, quoted and escaped when it would not read back as one bare token.
+fn push_value(line: &mut String, value: &str) {
+    let bare = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
+    if bare {
+        line.push_str(value);
+        return;
+    }
+    line.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\u{{{:x}}}", c as u32);
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2025-01-02T03:04:05.678Z`.
+pub fn timestamp(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `log_at!(Level::Debug, "event", key = value, ...)`: one structured line if the level is on.
+/// Values are formatted with `Display` only when the line is written.
+#[macro_export]
+macro_rules! log_at {
+    ($level:expr, $event:expr $(, $key:ident = $value:expr)* $(,)?) => {
+        if $crate::logging::enabled($level) {
+            $crate::logging::write($level, $event, &[$((stringify!($key), &$value as &dyn ::std::fmt::Display)),*]);
+        }
+    };
+}
+
+#[macro_export]
+macro_rules! log_error { ($($t:tt)*) => { $crate::log_at!($crate::logging::Level::Error, $($t)*) }; }
+#[macro_export]
+macro_rules! log_warn { ($($t:tt)*) => { $crate::log_at!($crate::logging::Level::Warn, $($t)*) }; }
+#[macro_export]
+macro_rules! log_info { ($($t:tt)*) => { $crate::log_at!($crate::logging::Level::Info, $($t)*) }; }
+#[macro_export]
+macro_rules! log_debug { ($($t:tt)*) => { $crate::log_at!($crate::logging::Level::Debug, $($t)*) }; }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!(Level::parse("WARN"), Some(Level::Warn));
+        assert_eq!(Level::parse(" debug "), Some(Level::Debug));
+        assert_eq!(Level::parse("loud"), None);
+        assert!(Level::Error < Level::Trace);
+    }
+
+    #[test]
+    fn lines_are_key_value_with_quoting() {
+        let line = format_line(
+            Level::Warn,
+            "chat_error",
+            &[("code", &"rate_limited"), ("msg", &"at most \"10\" a=b\nx")],
+        );
+        let rest = line.split_once(" level=").unwrap().1;
+        assert_eq!(
+            rest,
+            "warn event=chat_error code=rate_limited msg=\"at most \\\"10\\\" a=b\\nx\""
+        );
+        assert!(line.starts_with("ts="));
+        assert!(format_line(Level::Info, "x", &[("empty", &"")]).ends_with("empty=\"\""));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(at), "2023-11-14T22:13:20.123Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&timestamp(leap)[..10], "2000-02-29");
+    }
+}

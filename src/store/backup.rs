@@ -1,0 +1,164 @@
+//! Backups: `readrealm-chat backup --data-dir D --to DIR` copies a data directory, consistently,
+//! into a new directory a server can start on (restoring is starting on it).
+//!
+//! Owns the two ways of doing it and the command line:
+//!
+//! - the server is stopped (the directory's lock is free): a RocksDB checkpoint — hard links
+//!   to the immutable table files plus a copy of the WAL, exact and fast;
+//! - the server is running (it holds the lock): the directory is opened as a RocksDB
+//!   *secondary* instance, which reads the primary's MANIFEST and WAL without the lock,
+//!   caught up with the primary, and every key is copied, through one iterator (one implicit
+//!   snapshot), into a fresh store in `DIR`. The copy is the state after some whole write
+//!   batch — messages are stored a batch per home-shard turn and acknowledged only after it —
+//!   so it holds every message acknowledged before the backup started, and never half a batch.
+//!   The secondary keeps every table file open (`max_open_files = -1`), so the primary
+//!   compacting and deleting files meanwhile does not disturb it.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
+
+use super::{Store, StoreError};
+
+/// Keys copied per write batch into the backup.
+const COPY_BATCH: usize = 4096;
+
+/// How a backup was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The data directory was free: a RocksDB checkpoint.
+    Checkpoint,
+    /// A server held it: a copy through a caught-up secondary instance; the count of keys.
+    SecondaryCopy { keys: u64 },
+}
+
+/// Back `data_dir` up into `to`, which must not exist yet (or be an empty directory).
+pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
+    if !data_dir.join("CURRENT").is_file() {
+        return Err(StoreError(format!(
+            "{} holds no message store (no CURRENT file)",
+            data_dir.display()
+        )));
+    }
+    if let Ok(mut entries) = std::fs::read_dir(to) {
+        if entries.next().is_some() {
+            return Err(StoreError(format!(
+                "{} exists and is not empty; back up into a new directory",
+                to.display()
+            )));
+        }
+        // An empty directory: RocksDB's checkpoint wants to create it itself.
+        let _ = std::fs::remove_dir(to);
+    }
+    match Store::open(data_dir, false) {
+        Ok(store) => {
+            store.checkpoint(to)?;
+            Ok(Method::Checkpoint)
+        }
+        Err(e) if is_lock_held(&e) => copy_from_running(data_dir, to),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether opening failed because another process (a running server) holds the lock.
+fn is_lock_held(e: &StoreError) -> bool {
+    let text = e.0.to_ascii_lowercase();
+    text.contains("lock")
+}
+
+fn copy_from_running(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
+    let scratch = ScratchDir::new()?;
+    let mut options = Store::options();
+    options.set_max_open_files(-1);
+    let source = DB::open_as_secondary(&options, data_dir, &scratch.0)?;
+    source.try_catch_up_with_primary()?;
+    let target = Store::open(to, false)?;
+    let mut batch = WriteBatch::default();
+    let mut keys = 0u64;
+    let write = |batch: WriteBatch| -> Result<(), StoreError> {
+        target.db.write_opt(batch, &WriteOptions::default())?;
+        Ok(())
+    };
+    for item in source.iterator(IteratorMode::Start) {
+        let (key, value) = item?;
+        batch.put(key, value);
+        keys += 1;
+        if batch.len() >= COPY_BATCH {
+            write(std::mem::take(&mut batch))?;
+        }
+    }
+    write(batch)?;
+    target.flush()?;
+    Ok(Method::SecondaryCopy { keys })
+}
+
+/// The secondary instance's own directory (its info log and state), removed after.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir, StoreError> {
+        let mut name = [0u8; 8];
+        getrandom::fill(&mut name).map_err(|e| StoreError(e.to_string()))?;
+        let path = std::env::temp_dir().join(format!(
+            "readrealm-backup-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(name)
+        ));
+        std::fs::create_dir_all(&path)
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub const USAGE: &str = "usage: readrealm-chat backup --data-dir DIR --to NEW_DIR\n\n\
+    Copies the message store in DIR (default: READREALM_DATA_DIR or ./data) into NEW_DIR,\n\
+    consistently, whether or not a server is running on it. Restore by starting a server\n\
+    with --data-dir NEW_DIR (or by moving NEW_DIR into place while the server is stopped).\n";
+
+/// `readrealm-chat backup ...`: parse the arguments, back up, say what was done.
+pub fn command(args: &[String]) -> Result<String, String> {
+    let mut data_dir = std::env::var(crate::config::env_name("--data-dir"))
+        .ok()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    let mut to = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), args.next().cloned()),
+        };
+        let value = value.ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+        match flag {
+            "--data-dir" => data_dir = PathBuf::from(value),
+            "--to" => to = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown argument {flag}\n\n{USAGE}")),
+        }
+    }
+    let to = to.ok_or_else(|| format!("--to is required\n\n{USAGE}"))?;
+    let method = backup(&data_dir, &to).map_err(|e| {
+        format!(
+            "backup of {} into {} failed: {e}",
+            data_dir.display(),
+            to.display()
+        )
+    })?;
+    Ok(match method {
+        Method::Checkpoint => format!(
+            "backed up {} into {} (checkpoint; no server was running)",
+            data_dir.display(),
+            to.display()
+        ),
+        Method::SecondaryCopy { keys } => format!(
+            "backed up {} into {} ({keys} messages copied from the running server's data)",
+            data_dir.display(),
+            to.display()
+        ),
+    })
+}
