@@ -57,8 +57,23 @@ pub struct ServerConfig {
     pub max_attachments: usize,
     /// Namespaces one connection may join at once.
     pub max_namespaces_per_connection: usize,
-    /// Open TCP connections per shard; beyond it new ones are closed at accept.
-    pub max_connections_per_shard: usize,
+    /// Open TCP connections, all shards together; beyond it new ones get 503 and are closed
+    /// at accept (0: no cap). Keep it under the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Open TCP connections from one client IP address; beyond it new ones get 429 and are
+    /// closed at accept (0: no cap). Readers behind one carrier NAT share an address, so
+    /// this is generous; behind a load balancer that connects from its own address, set 0.
+    pub max_connections_per_ip: usize,
+    /// Time allowed for a whole request (head and body) to arrive, counted from when the
+    /// connection starts waiting for it: accept, or the end of the previous request on a
+    /// keep-alive connection. Bounds slow-header attacks and idle keep-alive connections
+    /// (Node's keepAliveTimeout is 5 s, so clients expect idle connections to close).
+    pub request_timeout: Duration,
+    /// Deepest JSON nesting accepted in one Socket.IO packet (chat payloads are 2 deep).
+    pub max_json_depth: usize,
+    /// Most JSON values (array elements and object members) in one Socket.IO packet; bounds
+    /// what a small packet may make the server allocate.
+    pub max_json_elements: usize,
     /// Cross-shard channel capacity, in messages, per shard.
     pub bus_capacity: usize,
 }
@@ -83,7 +98,11 @@ impl Default for ServerConfig {
             max_outbound_bytes: 4_000_000,
             max_attachments: 10,
             max_namespaces_per_connection: 32,
-            max_connections_per_shard: 100_000,
+            max_connections: 100_000,
+            max_connections_per_ip: 1024,
+            request_timeout: Duration::from_millis(10_000),
+            max_json_depth: 32,
+            max_json_elements: 10_000,
             bus_capacity: 65_536,
         }
     }
@@ -100,6 +119,8 @@ pub struct Settings {
     /// acknowledged message survive a crash of the process.
     pub sync_writes: bool,
     pub chat: ChatLimits,
+    /// Operations: log level and the client script the reading-room page loads.
+    pub ops: crate::config_file::OpsSettings,
 }
 
 #[cfg(feature = "store")]
@@ -110,6 +131,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             sync_writes: false,
             chat: ChatLimits::default(),
+            ops: crate::config_file::OpsSettings::default(),
         }
     }
 }
@@ -157,6 +179,47 @@ pub const FLAGS: &[(&str, &str)] = &[
         "--max-payload",
         "largest message or POST body in bytes [default: 1000000]",
     ),
+    (
+        "--upgrade-timeout",
+        "ms allowed to complete the WebSocket upgrade [default: 10000]",
+    ),
+    (
+        "--max-connections",
+        "open connections, all shards together; 0: no cap [default: 100000]",
+    ),
+    (
+        "--max-connections-per-ip",
+        "open connections from one client IP; 0: no cap [default: 1024]",
+    ),
+    (
+        "--request-timeout",
+        "ms allowed for a whole HTTP request to arrive [default: 10000]",
+    ),
+    (
+        "--max-head-bytes",
+        "largest HTTP request head in bytes [default: 8192]",
+    ),
+    ("--max-headers", "most headers in one request [default: 64]"),
+    (
+        "--max-json-depth",
+        "deepest JSON nesting in one packet [default: 32]",
+    ),
+    (
+        "--max-json-elements",
+        "most JSON values in one packet [default: 10000]",
+    ),
+    (
+        "--max-attachments",
+        "binary attachments in one packet [default: 10]",
+    ),
+    (
+        "--max-namespaces",
+        "namespaces one connection may join [default: 32]",
+    ),
+    (
+        "--max-outbound-bytes",
+        "bytes queued for one slow reader before it is disconnected [default: 4000000]",
+    ),
     ("--max-rooms", "rooms per connection [default: 100]"),
     (
         "--message-rate",
@@ -169,6 +232,18 @@ pub const FLAGS: &[(&str, &str)] = &[
     (
         "--max-content-length",
         "longest message content in characters [default: 4000]",
+    ),
+    (
+        "--config",
+        "TOML file of settings, keys named like these flags without -- (env and flags win)",
+    ),
+    (
+        "--log",
+        "log level: error, warn, info, debug or trace [default: info]",
+    ),
+    (
+        "--client-js",
+        "socket.io.min.js for the reading-room page [default: from tests/js/node_modules]",
     ),
 ];
 
@@ -225,10 +300,24 @@ impl Settings {
             "--ping-timeout" => server.ping_timeout = millis(value)?,
             "--connect-timeout" => server.connect_timeout = millis(value)?,
             "--max-payload" => server.max_payload = count(value, 1024)?,
+            "--upgrade-timeout" => server.upgrade_timeout = millis(value)?,
+            "--max-connections" => server.max_connections = count(value, 0)?,
+            "--max-connections-per-ip" => server.max_connections_per_ip = count(value, 0)?,
+            "--request-timeout" => server.request_timeout = millis(value)?,
+            "--max-head-bytes" => server.max_head_bytes = count(value, 1024)?,
+            "--max-headers" => server.max_headers = count(value, 8)?,
+            "--max-json-depth" => server.max_json_depth = count(value, 2)?,
+            "--max-json-elements" => server.max_json_elements = count(value, 8)?,
+            "--max-attachments" => server.max_attachments = count(value, 0)?,
+            "--max-namespaces" => server.max_namespaces_per_connection = count(value, 1)?,
+            "--max-outbound-bytes" => server.max_outbound_bytes = count(value, 4096)?,
             "--max-rooms" => self.chat.max_rooms_per_connection = count(value, 1)?,
             "--message-rate" => self.chat.message_rate = rate(value)?,
             "--message-burst" => self.chat.message_burst = rate(value)?.max(1.0),
             "--max-content-length" => self.chat.max_content_chars = count(value, 1)?,
+            "--config" | "--log" | "--client-js" => {
+                self.ops.set(flag, value).map_err(|what| bad(&what))?
+            }
             _ => return Err(format!("unknown setting {flag}")),
         }
         Ok(())
@@ -237,6 +326,8 @@ impl Settings {
     /// Settings from the environment (`READREALM_*`), then from `args` (flags win).
     pub fn from_env_and_args(args: &[String]) -> Result<Settings, String> {
         let mut settings = Settings::default();
+        // Lowest after the defaults: the TOML file named by --config or READREALM_CONFIG.
+        crate::config_file::apply_file(&mut settings, args)?;
         for (flag, _) in FLAGS {
             if let Ok(value) = std::env::var(env_name(flag)) {
                 settings.set(flag, &value)?;

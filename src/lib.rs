@@ -12,7 +12,10 @@
 //!   API an application implements — sans-IO;
 //! - [`server`]: the I/O — listeners, shard threads, connections, timers, rooms and the
 //!   cross-shard bus;
-//! - [`config`]: every knob and its default.
+//! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
+//! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
+//! - [`logging`]: levelled `key=value` lines on stderr;
+//! - [`site`]: the reading-room page at `/` and the client script it loads.
 
 #[cfg(feature = "store")]
 pub mod chat;
@@ -25,11 +28,16 @@ pub mod chat {
     pub mod validate;
 }
 pub mod config;
+#[cfg(feature = "store")]
+pub mod config_file;
 pub mod engineio;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod server;
+pub mod site;
 pub mod socketio;
 #[cfg(feature = "store")]
 pub mod store;

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use readrealm_chat::chat::ChatApp;
 use readrealm_chat::config::{env_name, Settings, FLAGS};
+use readrealm_chat::metrics::Metrics;
+use readrealm_chat::server::Ops;
+use readrealm_chat::site::Site;
 use readrealm_chat::store::Store;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -18,7 +21,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn usage() -> String {
     let mut text = String::from(
-        "usage: readrealm-chat [FLAG VALUE]...\n\n\
+        "usage: readrealm-chat [FLAG VALUE]... [--print-config]\n       \
+         readrealm-chat backup --data-dir DIR --to NEW_DIR\n\n\
          ReadRealm Chat: the book chat server (Socket.IO v5 on /socket.io/).\n\n\
          flags (each also read from its environment variable; flags win):\n",
     );
@@ -33,11 +37,25 @@ fn usage() -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{}", usage());
         return ExitCode::SUCCESS;
     }
+    if args.first().map(String::as_str) == Some("backup") {
+        return match readrealm_chat::store::backup::command(&args[1..]) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("readrealm-chat backup: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let print_config = args.iter().any(|a| a == "--print-config");
+    args.retain(|a| a != "--print-config");
     let settings = match Settings::from_env_and_args(&args) {
         Ok(settings) => settings,
         Err(e) => {
@@ -45,6 +63,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if print_config {
+        print!("{}", readrealm_chat::config_file::to_toml(&settings));
+        return ExitCode::SUCCESS;
+    }
+    readrealm_chat::logging::set_level(settings.ops.log);
     let store = match Store::open(&settings.data_dir, settings.sync_writes) {
         Ok(store) => Arc::new(store),
         Err(e) => {
@@ -60,8 +83,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let app = ChatApp::new(Arc::clone(&store), settings.chat);
-    let server = match readrealm_chat::server::start(settings.server.clone(), app) {
+    let metrics = Metrics::new(settings.server.shards);
+    let app = ChatApp::new(Arc::clone(&store), settings.chat).with_metrics(Arc::clone(&metrics));
+    let site = Site::load(settings.ops.client_js_path().as_deref());
+    let ops = Ops::serving(metrics, Some(site));
+    let server = match readrealm_chat::server::start_with(settings.server.clone(), app, ops) {
         Ok(server) => server,
         Err(e) => {
             eprintln!(

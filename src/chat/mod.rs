@@ -12,12 +12,12 @@ pub mod limits;
 pub mod message;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::metrics::Metrics;
 use crate::socketio::handler::{ShardOf, SocketOf};
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::time::now_millis;
@@ -34,11 +34,35 @@ pub const HISTORY_LEN: usize = 50;
 pub struct ChatApp {
     store: Arc<Store>,
     limits: ChatLimits,
+    /// Joins, stored messages, store latency and errors are counted here, per shard.
+    metrics: Arc<Metrics>,
 }
 
 impl ChatApp {
     pub fn new(store: Arc<Store>, limits: ChatLimits) -> ChatApp {
-        ChatApp { store, limits }
+        ChatApp {
+            store,
+            limits,
+            metrics: Metrics::new(1),
+        }
+    }
+
+    /// Count into `metrics` (the server's, so `/metrics` shows the chat's numbers).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ChatApp {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Count an error answered on shard `shard` and log it with its cause.
+    fn count_error(&self, shard: usize, event: &str, error: &ChatError) {
+        self.metrics.shard(shard).error(error.code.as_str());
+        crate::log_warn!(
+            "chat_error",
+            shard = shard,
+            request = event,
+            code = error.code.as_str(),
+            cause = error.message
+        );
     }
 }
 
@@ -48,8 +72,42 @@ pub struct Reader {
     /// The userId bound by the first successful join.
     user_id: Option<String>,
     /// Books joined, with the username given at join (for `userLeft`).
-    rooms: HashMap<u64, String>,
+    rooms: JoinedBooks,
     rate: RateLimiter,
+}
+
+/// The books one connection is in, in join order, each with the username given at join. A
+/// short list (at most `max_rooms_per_connection`, usually one or two), so a vector beats a
+/// map both in time and in the memory an idle reader costs.
+#[derive(Default)]
+struct JoinedBooks(Vec<(u64, String)>);
+
+impl JoinedBooks {
+    fn contains_key(&self, book_id: &u64) -> bool {
+        self.0.iter().any(|(id, _)| id == book_id)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Add a book the connection is not in yet.
+    fn insert(&mut self, book_id: u64, username: String) {
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(1);
+        }
+        self.0.push((book_id, username));
+    }
+
+    fn remove(&mut self, book_id: &u64) -> Option<String> {
+        let index = self.0.iter().position(|(id, _)| id == book_id)?;
+        Some(self.0.remove(index).1)
+    }
+
+    /// Every book, in join order, leaving the list empty.
+    fn drain(&mut self) -> std::vec::Drain<'_, (u64, String)> {
+        self.0.drain(..)
+    }
 }
 
 /// Messages between shards: a message going to its room's home shard.
@@ -82,6 +140,9 @@ impl Handler for ChatApp {
             // Unknown events are ignored (CHAT_API.md).
             _ => return,
         };
+        if let Err(error) = &result {
+            self.count_error(socket.origin.shard, name, error);
+        }
         match (result, event.ack_id) {
             (Ok(Some(body)), Some(ack)) => socket.ack(ack, vec![body], Vec::new()),
             // A message's answer comes from its home shard once it is stored.
@@ -112,6 +173,7 @@ impl Handler for ChatApp {
                 if let Err((post, error)) = shard.state.number(index, post, |book| store.tail(book))
                 {
                     let error = ChatError::new(ErrorCode::Unavailable, error.to_string());
+                    self.count_error(index, "chatMessage", &error);
                     reply_error(shard, post.reply_to, post.ack_id, &error);
                 }
             }
@@ -123,7 +185,14 @@ impl Handler for ChatApp {
             return;
         }
         let pending = std::mem::take(&mut shard.state.pending);
-        match self.store.append(pending.iter().map(|p| &p.message)) {
+        let started = Instant::now();
+        let written = self.store.append(pending.iter().map(|p| &p.message));
+        self.metrics.shard(shard.index).store_write(
+            pending.len() as u64,
+            started.elapsed(),
+            written.is_ok(),
+        );
+        match written {
             Ok(()) => {
                 for item in pending {
                     let body = message_value(&item.message);
@@ -147,6 +216,11 @@ impl Handler for ChatApp {
             Err(error) => {
                 shard.state.forget_tails(&pending);
                 let error = ChatError::new(ErrorCode::Unavailable, error.to_string());
+                // One log line for the batch; every refused message is counted.
+                self.count_error(shard.index, "chatMessage", &error);
+                for _ in 1..pending.len() {
+                    self.metrics.shard(shard.index).error(error.code.as_str());
+                }
                 for item in pending {
                     reply_error(shard, item.reply_to, item.ack_id, &error);
                 }
@@ -203,6 +277,7 @@ impl ChatApp {
             // Broadcasts up to the newest message read are in the history already.
             let floor = history.first().map_or(0, |m| m.seq);
             socket.join_after(&room, floor);
+            self.metrics.shard(socket.origin.shard).joined();
             socket
                 .state
                 .rooms

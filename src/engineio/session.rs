@@ -15,6 +15,7 @@
 //! - time: sleep until [`Session::next_deadline`], then call [`Session::on_timeout`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::packet::{EioPacket, Frame, NOOP, PING};
@@ -146,7 +147,8 @@ pub enum TimeoutOutcome {
 /// One Engine.IO session.
 #[derive(Debug)]
 pub struct Session {
-    config: SessionConfig,
+    /// Shared by every session of a shard: one pointer per session, not 56 bytes.
+    config: Arc<SessionConfig>,
     transport: Transport,
     upgrade: Upgrade,
     heartbeat: Heartbeat,
@@ -159,12 +161,18 @@ pub struct Session {
 impl Session {
     /// A session opened on `transport` at `now`. The first ping is due one full pingInterval
     /// later.
-    pub fn new(config: SessionConfig, transport: Transport, now: Instant) -> Session {
+    pub fn new(
+        config: impl Into<Arc<SessionConfig>>,
+        transport: Transport,
+        now: Instant,
+    ) -> Session {
+        let config = config.into();
+        let first_ping = now + config.ping_interval;
         Session {
             config,
             transport,
             upgrade: Upgrade::None,
-            heartbeat: Heartbeat::PingAt(now + config.ping_interval),
+            heartbeat: Heartbeat::PingAt(first_ping),
             queue: VecDeque::new(),
             queued_bytes: 0,
             get_parked: false,

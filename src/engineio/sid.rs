@@ -31,11 +31,68 @@ pub fn generate(shard: usize) -> String {
     sid
 }
 
-/// A random id of 128 bits in base64url, for Socket.IO socket ids.
-pub fn random_id() -> String {
+/// A random id of 128 bits in base64url (22 characters), for Socket.IO socket ids; kept
+/// inline, since every connected socket holds one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RandomId([u8; 22]);
+
+impl RandomId {
+    pub fn as_str(&self) -> &str {
+        // Only base64url characters are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RandomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub fn random_id() -> RandomId {
     let mut random = [0u8; RANDOM_BYTES];
     fill_random(&mut random);
-    URL_SAFE_NO_PAD.encode(random)
+    let mut id = [0u8; 22];
+    // 16 bytes are exactly 22 base64url characters without padding.
+    let _ = URL_SAFE_NO_PAD.encode_slice(random, &mut id);
+    RandomId(id)
+}
+
+/// A sid held inline (no allocation per session), as the session table keys and keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sid([u8; SID_LEN]);
+
+impl Sid {
+    /// The sid `text` names, if it is shaped like one of ours (its length; any other text
+    /// names no session).
+    pub fn parse(text: &str) -> Option<Sid> {
+        text.as_bytes().try_into().ok().map(Sid)
+    }
+
+    /// A fresh sid owned by `shard` (see [`generate`]).
+    pub fn generate(shard: usize) -> Sid {
+        let text = generate(shard);
+        let mut bytes = [b'A'; SID_LEN];
+        bytes.copy_from_slice(&text.as_bytes()[..SID_LEN.min(text.len())]);
+        Sid(bytes)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Made from a `&str` of exactly this length, so always whole UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The shard a sid names, if it is shaped like one of ours.

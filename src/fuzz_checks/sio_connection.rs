@@ -202,7 +202,7 @@ impl Driver {
 
     /// The invariants that hold between operations.
     fn check(&self) {
-        let nsps: Vec<&str> = self.conn.sockets().iter().map(|s| s.nsp.as_str()).collect();
+        let nsps: Vec<&str> = self.conn.sockets().iter().map(|s| s.nsp.as_ref()).collect();
         assert_eq!(nsps, self.joined);
         assert!(self.joined.len() <= self.max_namespaces);
         let mut ids: Vec<&str> = self.conn.sockets().iter().map(|s| s.id.as_str()).collect();
@@ -315,7 +315,7 @@ impl Driver {
             .iter()
             .find(|s| s.nsp == nsp)
             .expect("the socket was added");
-        assert_eq!(answer.data, Some(json!({ "sid": socket.id })));
+        assert_eq!(answer.data, Some(json!({ "sid": socket.id.as_str() })));
         assert_eq!(
             commands,
             [Output::Command {

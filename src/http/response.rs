@@ -29,6 +29,7 @@ impl Status {
     pub const NOT_FOUND: Status = Status(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub const LENGTH_REQUIRED: Status = Status(411, "Length Required");
+    pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
     pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Payload Too Large");
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub const INTERNAL: Status = Status(500, "Internal Server Error");

@@ -36,6 +36,8 @@ pub enum BusMessage<F> {
         output: Vec<u8>,
         /// When the connection was accepted.
         opened_at: std::time::Instant,
+        /// Its place in the connection counts.
+        admitted: super::admission::Admitted,
     },
     Broadcast(Arc<Broadcast>),
     /// Frames for one socket of the receiving shard.

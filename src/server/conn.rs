@@ -11,15 +11,18 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
+use super::admission::Admitted;
 use super::timers::SessionRef;
 use super::ws::Buffers;
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Output capacity above which an emptied output buffer is released, so a burst does not
-/// pin memory on an idle connection.
-const RETAINED_OUTPUT: usize = 64 * 1024;
+/// Output capacity kept once everything queued is written: none, so neither a burst nor the
+/// last few frames pin memory on an idle connection (idle connections must cost well under
+/// 2 KiB each); a fresh buffer for the next write costs one small allocation, far less than
+/// the write itself.
+const RETAINED_OUTPUT: usize = 0;
 
 /// What a connection is carrying.
 pub enum Carrying {
@@ -51,6 +54,11 @@ pub struct Conn {
     pub dirty: bool,
     /// When the connection was accepted (kept across hand-overs).
     pub opened_at: Instant,
+    /// The request head (and body) being waited for must be complete by then; `None` while
+    /// no request is awaited (a parked GET, a WebSocket).
+    pub request_deadline: Option<Instant>,
+    /// The connection's place in the server's connection counts, given back on drop.
+    pub admitted: Admitted,
 }
 
 /// How a read ended.
@@ -62,7 +70,7 @@ pub enum ReadEnd {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, input: Vec<u8>) -> Conn {
+    pub fn new(stream: TcpStream, input: Vec<u8>, admitted: Admitted) -> Conn {
         Conn {
             stream,
             buffers: Buffers {
@@ -76,6 +84,8 @@ impl Conn {
             writable_armed: false,
             dirty: false,
             opened_at: Instant::now(),
+            request_deadline: None,
+            admitted,
         }
     }
 

@@ -4,9 +4,11 @@
 //! [`start`] binds one SO_REUSEPORT listener per shard, starts the shard threads and returns a
 //! [`ServerHandle`] to learn the address, stop the server and wait for it.
 
+mod admission;
 mod bus;
 mod conn;
 mod listener;
+mod ops;
 mod rooms;
 mod sessions;
 mod shard;
@@ -24,8 +26,11 @@ use mio::{Poll, Waker};
 use crate::config::ServerConfig;
 use crate::engineio::sid::MAX_SHARDS;
 use crate::socketio::Handler;
+use admission::Admission;
 use bus::{BusMessage, Mailbox, Peers};
 use shard::{Shard, WAKER};
+
+pub use ops::Ops;
 
 /// A running server.
 pub struct ServerHandle {
@@ -62,8 +67,19 @@ impl ServerHandle {
     }
 }
 
-/// Start the server with `config.shards` shard threads running `handler`.
+/// Start the server with `config.shards` shard threads running `handler` (counting metrics,
+/// serving nothing but Engine.IO).
 pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerHandle> {
+    let ops = Ops::counting_only(config.shards);
+    start_with(config, handler, ops)
+}
+
+/// [`start`], with the operational routes and counters `ops` says (see [`Ops`]).
+pub fn start_with<H: Handler>(
+    config: ServerConfig,
+    handler: H,
+    ops: Ops,
+) -> io::Result<ServerHandle> {
     let shards = config.shards.clamp(1, MAX_SHARDS);
     let listeners = listener::bind_shared(config.listen, shards)?;
     let local_addr = listeners
@@ -87,6 +103,7 @@ pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerH
     let peers = Peers {
         mailboxes: Arc::new(mailboxes),
     };
+    let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
 
     let mut threads = Vec::with_capacity(shards);
     for (index, ((poll, listener), inbox)) in
@@ -100,6 +117,8 @@ pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerH
             listener,
             peers.clone(),
             inbox,
+            Arc::clone(&admission),
+            ops.clone(),
         )?;
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))

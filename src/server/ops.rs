@@ -71,9 +71,11 @@ impl<H: Handler> Shard<H> {
             let input = &mut conn.buffers.input;
             input.drain(..head.head_len.min(input.len()));
         }
-        if head.method != Method::Get {
-            let allow = [("Allow", "GET".to_owned())];
-            self.ops_reply(key, keep_alive, |out| {
+        // HEAD (load balancers, `curl -I`) gets GET's head without the body.
+        let head_only = head.method == Method::Head;
+        if head.method != Method::Get && head.method != Method::Head {
+            let allow = [("Allow", "GET, HEAD".to_owned())];
+            self.ops_reply(key, keep_alive, head_only, |out| {
                 write_response(
                     out,
                     Status::METHOD_NOT_ALLOWED,
@@ -89,7 +91,7 @@ impl<H: Handler> Shard<H> {
         match head.path.as_str() {
             "/health" => {
                 let body = self.ops.metrics.health_json();
-                self.ops_reply(key, keep_alive, |out| {
+                self.ops_reply(key, keep_alive, head_only, |out| {
                     write_response(
                         out,
                         Status::OK,
@@ -108,7 +110,7 @@ impl<H: Handler> Shard<H> {
                     .map(|mailbox| mailbox.sender.len())
                     .collect();
                 let body = self.ops.metrics.render(&depths);
-                self.ops_reply(key, keep_alive, |out| {
+                self.ops_reply(key, keep_alive, head_only, |out| {
                     write_response(
                         out,
                         Status::OK,
@@ -119,12 +121,18 @@ impl<H: Handler> Shard<H> {
                     )
                 });
             }
-            "/" | "/index.html" => {
-                self.static_reply(key, keep_alive, site::HTML, site::PAGE_HEADERS, None)
-            }
+            "/" | "/index.html" => self.static_reply(
+                key,
+                keep_alive,
+                head_only,
+                site::HTML,
+                site::PAGE_HEADERS,
+                None,
+            ),
             "/app.js" => self.static_reply(
                 key,
                 keep_alive,
+                head_only,
                 site::JAVASCRIPT,
                 site::SCRIPT_HEADERS,
                 Some(site::APP_JS.as_bytes()),
@@ -135,6 +143,7 @@ impl<H: Handler> Shard<H> {
                     Some(bytes) => self.static_reply(
                         key,
                         keep_alive,
+                        head_only,
                         site::JAVASCRIPT,
                         site::SCRIPT_HEADERS,
                         Some(&bytes),
@@ -153,7 +162,7 @@ impl<H: Handler> Shard<H> {
                             path = path,
                             fix = "run tools/setup.sh (npm ci in static/) or pass --client-js"
                         );
-                        self.ops_reply(key, keep_alive, |out| {
+                        self.ops_reply(key, keep_alive, head_only, |out| {
                             write_response(
                                 out,
                                 Status::NOT_FOUND,
@@ -171,10 +180,12 @@ impl<H: Handler> Shard<H> {
     }
 
     /// A 200 with a static body (`None`: the page).
+    #[allow(clippy::too_many_arguments)]
     fn static_reply(
         &mut self,
         key: usize,
         keep_alive: bool,
+        head_only: bool,
         content_type: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
@@ -184,7 +195,7 @@ impl<H: Handler> Shard<H> {
             .map(|(name, value)| (*name, (*value).to_owned()))
             .collect();
         let body = body.unwrap_or(site::INDEX_HTML.as_bytes());
-        self.ops_reply(key, keep_alive, |out| {
+        self.ops_reply(key, keep_alive, head_only, |out| {
             write_response(
                 out,
                 Status::OK,
@@ -205,11 +216,26 @@ impl<H: Handler> Shard<H> {
         );
     }
 
-    fn ops_reply(&mut self, key: usize, keep_alive: bool, write: impl FnOnce(&mut Vec<u8>)) {
+    fn ops_reply(
+        &mut self,
+        key: usize,
+        keep_alive: bool,
+        head_only: bool,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        write(conn.output());
+        let out = conn.output();
+        let start = out.len();
+        write(out);
+        if head_only {
+            let head_end = out[start..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(out.len(), |at| start + at + 4);
+            out.truncate(head_end);
+        }
         if keep_alive {
             self.mark_dirty(key);
         } else {

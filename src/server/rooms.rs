@@ -78,7 +78,6 @@ impl Rooms {
     }
 
     /// Rooms with at least one member on this shard.
-    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.rooms.values().map(HashMap::len).sum()
     }

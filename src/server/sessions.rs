@@ -19,6 +19,7 @@ use crate::engineio::session::{
     CloseReason, Inbound, Session, SessionConfig, TimeoutOutcome, Transport,
 };
 use crate::engineio::sid;
+use crate::metrics::TransportLabel;
 use crate::socketio::connection::{Call, Output, SioConnection};
 use crate::socketio::handler::{
     Command, EngineMessage, Origin, ShardCommand, ShardContext, SocketRef,
@@ -28,7 +29,7 @@ use crate::socketio::{packet_frames, Handler};
 
 /// One Engine.IO session and everything the shard keeps for it.
 pub struct SessionEntry<S> {
-    pub sid: String,
+    pub sid: sid::Sid,
     pub generation: u64,
     pub eio: Session,
     /// The Socket.IO state (absent on a plain Engine.IO server).
@@ -56,25 +57,29 @@ impl<H: Handler> Shard<H> {
     }
 
     pub(super) fn create_session(&mut self, transport: Transport, now: Instant) -> SessionRef {
-        let config = SessionConfig {
-            ping_interval: self.config.ping_interval,
-            ping_timeout: self.config.ping_timeout,
-            upgrade_timeout: self.config.upgrade_timeout,
-            max_payload: self.config.max_payload,
-        };
+        let config = Arc::clone(self.session_config.get_or_insert_with(|| {
+            Arc::new(SessionConfig {
+                ping_interval: self.config.ping_interval,
+                ping_timeout: self.config.ping_timeout,
+                upgrade_timeout: self.config.upgrade_timeout,
+                max_payload: self.config.max_payload,
+            })
+        }));
         let sio = (self.config.layer == Layer::SocketIo).then(|| {
             SioConnection::new(
                 Limits {
                     max_attachments: self.config.max_attachments,
+                    max_json_depth: self.config.max_json_depth,
+                    max_json_elements: self.config.max_json_elements,
                 },
                 self.config.max_namespaces_per_connection,
                 now + self.config.connect_timeout,
             )
         });
         let generation = self.next_generation();
-        let sid = sid::generate(self.index);
+        let sid = sid::Sid::generate(self.index);
         let key = self.sessions.insert(SessionEntry {
-            sid: sid.clone(),
+            sid,
             generation,
             eio: Session::new(config, transport, now),
             sio,
@@ -85,6 +90,16 @@ impl<H: Handler> Shard<H> {
             memberships: Vec::new(),
             timer_at: None,
         });
+        self.ops
+            .metrics
+            .shard(self.index)
+            .session_opened(transport_label(transport));
+        crate::log_debug!(
+            "session_open",
+            shard = self.index,
+            sid = sid,
+            transport = transport_label(transport).as_str()
+        );
         self.by_sid.insert(sid, key);
         let session = SessionRef { key, generation };
         self.schedule(session);
@@ -92,12 +107,9 @@ impl<H: Handler> Shard<H> {
     }
 
     pub(super) fn open_frame(&mut self, session: SessionRef, upgrades: &[&str]) -> Frame {
-        let sid = self
-            .session(session)
-            .map(|e| e.sid.clone())
-            .unwrap_or_default();
+        let sid = self.session(session).map(|e| e.sid);
         open_packet(
-            &sid,
+            sid.as_ref().map_or("", sid::Sid::as_str),
             upgrades,
             self.config.ping_interval.as_millis() as u64,
             self.config.ping_timeout.as_millis() as u64,
@@ -493,6 +505,10 @@ impl<H: Handler> Shard<H> {
         };
         let membership = self.rooms.join(key, Member { session, floor });
         if let Some(entry) = self.session(session) {
+            if entry.memberships.capacity() == 0 {
+                // Most readers are in one room: no room for four.
+                entry.memberships.reserve_exact(1);
+            }
             entry.memberships.push(membership);
         }
     }
@@ -565,12 +581,15 @@ impl<H: Handler> Shard<H> {
         except: Option<SessionRef>,
         seq: Option<u64>,
     ) {
+        let mut delivered = 0;
         for member in self.rooms.members(nsp, room) {
             if Some(member.session) == except || seq.is_some_and(|seq| seq <= member.floor) {
                 continue;
             }
             self.send_frames(member.session, frames);
+            delivered += 1;
         }
+        self.ops.metrics.shard(self.index).delivered(delivered);
     }
 
     /// End a session: the application hears of it, its rooms forget it, its connections
@@ -611,13 +630,25 @@ impl<H: Handler> Shard<H> {
         let Some(entry) = self.sessions.try_remove(session.key) else {
             return;
         };
+        let transport = transport_label(entry.eio.transport());
+        self.ops
+            .metrics
+            .shard(self.index)
+            .session_closed(transport, reason);
+        crate::log_debug!(
+            "session_close",
+            shard = self.index,
+            sid = entry.sid,
+            transport = transport.as_str(),
+            reason = reason.as_str()
+        );
         self.by_sid.remove(&entry.sid);
         match (entry.get_conn, reason) {
             // A client close gets a noop; any other end tells the client with a close packet.
             (Some(conn), CloseReason::ClientClose) => self.answer_get_conn(conn, &[NOOP]),
             (Some(conn), _) => self.answer_get_conn(conn, &[CLOSE]),
             (None, CloseReason::ClientClose) if entry.eio.transport() == Transport::Polling => {
-                self.remember_client_closed(entry.sid)
+                self.remember_client_closed(entry.sid.as_str().to_owned())
             }
             (None, _) => {}
         }
@@ -633,5 +664,12 @@ impl<H: Handler> Shard<H> {
             }
             self.close_after_flush(conn);
         }
+    }
+}
+
+fn transport_label(transport: Transport) -> TransportLabel {
+    match transport {
+        Transport::Polling => TransportLabel::Polling,
+        Transport::WebSocket => TransportLabel::WebSocket,
     }
 }

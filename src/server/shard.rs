@@ -10,7 +10,7 @@
 //! HTTP routing and the transports are in `transport.rs`; session bookkeeping and the
 //! Socket.IO glue in `sessions.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,8 +19,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use super::admission::{Admission, Admitted};
 use super::bus::{BusMessage, Inbox, Peers};
 use super::conn::{Carrying, Conn, ReadEnd};
+use super::ops::Ops;
 use super::rooms::Rooms;
 use super::sessions::SessionEntry;
 use super::timers::{SessionRef, Timers};
@@ -53,7 +55,10 @@ pub struct Shard<H: Handler> {
     listener: Option<TcpListener>,
     pub conns: Slab<Conn>,
     pub sessions: Slab<SessionEntry<H::State>>,
-    pub by_sid: HashMap<String, usize>,
+    /// Session slab keys by sid.
+    pub by_sid: HashMap<crate::engineio::sid::Sid, usize>,
+    /// The Engine.IO settings every session of this shard shares (made on first use).
+    pub session_config: Option<Arc<crate::engineio::session::SessionConfig>>,
     /// Polling sessions the client closed with no GET pending, and when. A GET that arrives
     /// just after, on a connection that was already open at the close, was on its way before
     /// it (sent before the close POST, overtaken by it on another connection or shard): it is
@@ -61,8 +66,16 @@ pub struct Shard<H: Handler> {
     client_closed: HashMap<String, Instant>,
     pub rooms: Rooms,
     pub timers: Timers,
+    /// When each awaited HTTP request must be complete, and its connection, in deadline order
+    /// (one fixed timeout, so pushing at the back keeps the order). Entries whose connection
+    /// no longer has that deadline are stale and skipped.
+    pub request_deadlines: VecDeque<(Instant, usize)>,
     pub peers: Peers<H::Forward>,
     inbox: Inbox<H::Forward>,
+    /// The server-wide connection counts (total and per client IP).
+    admission: Arc<Admission>,
+    /// Metrics and the routes beside Engine.IO.
+    pub ops: Ops,
     /// The application's state for this shard.
     pub app: H::Shard,
     /// Connections with output to write at the end of this turn.
@@ -77,6 +90,9 @@ pub struct Shard<H: Handler> {
 }
 
 impl<H: Handler> Shard<H> {
+    // The shard's parts, each made by `server::start`: a struct for them would only repeat
+    // this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         config: Arc<ServerConfig>,
@@ -85,6 +101,8 @@ impl<H: Handler> Shard<H> {
         listener: std::net::TcpListener,
         peers: Peers<H::Forward>,
         inbox: Inbox<H::Forward>,
+        admission: Arc<Admission>,
+        ops: Ops,
     ) -> io::Result<Self> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -100,11 +118,15 @@ impl<H: Handler> Shard<H> {
             conns: Slab::new(),
             sessions: Slab::new(),
             by_sid: HashMap::new(),
+            session_config: None,
             client_closed: HashMap::new(),
             rooms: Rooms::default(),
             timers: Timers::default(),
+            request_deadlines: VecDeque::new(),
             peers,
             inbox,
+            admission,
+            ops,
             app: H::Shard::default(),
             dirty: Vec::new(),
             closed: Vec::new(),
@@ -152,6 +174,7 @@ impl<H: Handler> Shard<H> {
                 }
                 return Err(e);
             }
+            let woke = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -177,6 +200,7 @@ impl<H: Handler> Shard<H> {
                 return Ok(());
             }
             self.end_turn();
+            self.record_turn(woke);
         }
     }
 
@@ -184,6 +208,9 @@ impl<H: Handler> Shard<H> {
     /// rounds the sleep up to whole milliseconds and a deadline must not be overslept.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut next = self.timers.next();
+        if let Some(&(at, _)) = self.request_deadlines.front() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         if let Some(until) = self.accept_paused_until {
             next = Some(next.map_or(until, |n| n.min(until)));
         }
@@ -199,14 +226,17 @@ impl<H: Handler> Shard<H> {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _peer)) => {
-                    if self.conns.len() >= self.config.max_connections_per_shard {
-                        drop(stream);
-                        continue;
+                Ok((mut stream, peer)) => match self.admission.admit(peer.ip()) {
+                    Ok(admitted) => {
+                        let _ = stream.set_nodelay(true);
+                        self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
                     }
-                    let _ = stream.set_nodelay(true);
-                    self.adopt(stream, Vec::new(), Vec::new(), None);
-                }
+                    Err(refusal) => {
+                        // Best effort: a fresh socket's send buffer takes this at once.
+                        let _ = std::io::Write::write(&mut stream, refusal.response());
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -227,6 +257,7 @@ impl<H: Handler> Shard<H> {
         input: Vec<u8>,
         output: Vec<u8>,
         opened_at: Option<Instant>,
+        admitted: Admitted,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -240,12 +271,13 @@ impl<H: Handler> Shard<H> {
         }
         let has_input = !input.is_empty();
         let has_output = !output.is_empty();
-        let mut conn = Conn::new(stream, input);
+        let mut conn = Conn::new(stream, input, admitted);
         conn.buffers.output = output;
         if let Some(opened_at) = opened_at {
             conn.opened_at = opened_at;
         }
         entry.insert(conn);
+        self.await_request(key);
         if has_output {
             self.mark_dirty(key);
         }
@@ -349,6 +381,54 @@ impl<H: Handler> Shard<H> {
         while let Some((at, session)) = self.timers.pop_due(now) {
             self.on_session_timer(session, at, now);
         }
+        while let Some(&(at, key)) = self.request_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.request_deadlines.pop_front();
+            self.on_request_timeout(key, at);
+        }
+    }
+
+    /// Start the clock for the next request on an HTTP connection, unless it runs already.
+    pub fn await_request(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.request_deadline.is_none() && matches!(conn.carrying, Carrying::Http) {
+            let deadline = Instant::now() + self.config.request_timeout;
+            conn.request_deadline = Some(deadline);
+            self.request_deadlines.push_back((deadline, key));
+        }
+    }
+
+    /// A connection that has not sent a whole request by `deadline`: 408 if it sent part of
+    /// one (a slow or stalled client), a plain close if it sent nothing (idle keep-alive).
+    fn on_request_timeout(&mut self, key: usize, deadline: Instant) {
+        if self.closed.contains(&key) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.request_deadline != Some(deadline)
+            || !matches!(conn.carrying, Carrying::Http)
+            || conn.close_after_flush
+        {
+            return;
+        }
+        conn.request_deadline = None;
+        if !conn.buffers.input.is_empty() {
+            conn.buffers.input.clear();
+            crate::http::write_plain_error(
+                conn.output(),
+                crate::http::Status::REQUEST_TIMEOUT,
+                "request not received in time",
+                &[],
+                false,
+            );
+        }
+        self.close_after_flush(key);
     }
 
     /// Handle bus messages; true when the shard must shut down.
@@ -360,7 +440,8 @@ impl<H: Handler> Shard<H> {
                     input,
                     output,
                     opened_at,
-                } => self.adopt(stream, input, output, Some(opened_at)),
+                    admitted,
+                } => self.adopt(stream, input, output, Some(opened_at), admitted),
                 BusMessage::Broadcast(broadcast) => {
                     let except = broadcast
                         .except
@@ -453,6 +534,9 @@ impl<H: Handler> Shard<H> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        // Finish what this turn started first: the application commits what it holds (a
+        // chat message is stored and acked, not dropped) and answers go out.
+        self.end_turn();
         let sessions: Vec<SessionRef> = self
             .sessions
             .iter()

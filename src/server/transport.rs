@@ -46,6 +46,10 @@ impl<H: Handler> Shard<H> {
             if !matches!(conn.carrying, Carrying::Http) || conn.close_after_flush {
                 return;
             }
+            self.await_request(key);
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
             let head = match parse_head(&conn.buffers.input, &limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => return,
@@ -63,7 +67,14 @@ impl<H: Handler> Shard<H> {
                     return;
                 }
             };
-            match self.route(key, head) {
+            let next = self.route(key, head);
+            if let Some(conn) = self.conns.get_mut(key) {
+                // Answered, or no longer awaiting a request (parked GET, WebSocket).
+                if matches!(next, Next::Continue) || !matches!(conn.carrying, Carrying::Http) {
+                    conn.request_deadline = None;
+                }
+            }
+            match next {
                 Next::Continue => continue,
                 Next::Stop => return,
             }
@@ -73,6 +84,9 @@ impl<H: Handler> Shard<H> {
     fn route(&mut self, key: usize, head: RequestHead) -> Next {
         let cors = self.cors.headers(head.origin.as_deref());
         if head.path != self.config.path {
+            if self.ops_route(key, &head) {
+                return Next::Continue;
+            }
             let keep_alive = head.keep_alive && head.content_length.unwrap_or(0) == 0;
             self.consume(key, head.head_len);
             self.reply(key, keep_alive, |out| {
@@ -104,7 +118,8 @@ impl<H: Handler> Shard<H> {
                     return Next::Stop;
                 }
             }
-            let Some(&session_key) = self.by_sid.get(&sid) else {
+            let found = sid::Sid::parse(&sid).and_then(|k| self.by_sid.get(&k).copied());
+            let Some(session_key) = found else {
                 let opened_at = self.conns.get(key).map(|c| c.opened_at);
                 let pending_at_close = match opened_at {
                     Some(at) if !websocket && head.method == Method::Get => {
@@ -464,6 +479,7 @@ impl<H: Handler> Shard<H> {
                 self.answer_parked_get_with(session, &[NOOP]);
             }
             ProbeOutcome::Upgraded => {
+                self.ops.metrics.shard(self.index).session_upgraded();
                 self.answer_parked_get_with(session, &[NOOP]);
                 let queued = match self.session(session) {
                     Some(entry) => {
@@ -544,6 +560,7 @@ impl<H: Handler> Shard<H> {
             input: std::mem::take(&mut conn.buffers.input),
             output,
             opened_at: conn.opened_at,
+            admitted: conn.admitted,
         };
         if self.peers.send(owner, message).is_ok() {
             if let Some(wake) = self.to_wake.get_mut(owner) {

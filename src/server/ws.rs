@@ -18,6 +18,10 @@ const TEXT: u8 = 0x81;
 /// Opcode of a binary frame with FIN set.
 const BINARY: u8 = 0x82;
 
+/// Input capacity kept once everything read has been taken: none (see conn.rs's
+/// `RETAINED_OUTPUT`).
+const RETAINED_INPUT: usize = 0;
+
 /// The adapter tungstenite reads from and writes to: bytes read from the socket and not yet
 /// given to tungstenite, and the connection's output buffer.
 #[derive(Default)]
@@ -33,6 +37,10 @@ impl Read for Buffers {
         let rest = self.input.get(self.taken..).unwrap_or_default();
         if rest.is_empty() {
             self.input.clear();
+            if self.input.capacity() > RETAINED_INPUT {
+                // A large message passed; an idle connection keeps no big buffer.
+                self.input = Vec::new();
+            }
             self.taken = 0;
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -56,7 +64,7 @@ impl Write for Buffers {
 
 /// tungstenite's read buffer at rest: small, because idle connections must cost little; it
 /// grows to fit a large frame while one arrives.
-const READ_BUFFER_BYTES: usize = 2048;
+const READ_BUFFER_BYTES: usize = 32;
 
 /// tungstenite's limits tightened to ours: a message or frame may not exceed maxPayload, and
 /// its write buffer is flushed into ours at once.

@@ -27,8 +27,9 @@ use super::packet::{decode, Limits, Packet, PacketError};
 #[derive(Debug)]
 pub struct Reassembler {
     limits: Limits,
-    /// The binary packet being completed and how many attachments it announced.
-    pending: Option<(Packet, usize)>,
+    /// The binary packet being completed and how many attachments it announced; boxed, so
+    /// the many connections with none pay one pointer.
+    pending: Option<Box<(Packet, usize)>>,
 }
 
 impl Reassembler {
@@ -60,7 +61,7 @@ impl Reassembler {
         }
         // `count` is at most `limits.max_attachments`, checked by `decode`.
         packet.attachments = Vec::with_capacity(count);
-        self.pending = Some((packet, count));
+        self.pending = Some(Box::new((packet, count)));
         Ok(None)
     }
 
@@ -68,14 +69,15 @@ impl Reassembler {
     ///
     /// Fails with [`PacketError::UnexpectedAttachment`] when no packet awaits one.
     pub fn push_binary(&mut self, data: Bytes) -> Result<Option<Packet>, PacketError> {
-        let Some((mut packet, count)) = self.pending.take() else {
+        let Some(mut pending) = self.pending.take() else {
             return Err(PacketError::UnexpectedAttachment);
         };
+        let (packet, count) = &mut *pending;
         packet.attachments.push(data);
-        if packet.attachments.len() >= count {
-            return Ok(Some(packet));
+        if packet.attachments.len() >= *count {
+            return Ok(Some(pending.0));
         }
-        self.pending = Some((packet, count));
+        self.pending = Some(pending);
         Ok(None)
     }
 

@@ -6,20 +6,22 @@
 //! (they span sessions), so `Join`/`Leave` leave here as commands and the shard reports back
 //! through [`SioConnection::socket_mut`].
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use serde_json::Value;
 
 use super::binary::Reassembler;
 use super::handler::{Command, EngineMessage, Event, Handler, Origin, Refusal, Socket};
-use super::packet::{Limits, Packet, PacketError, PacketKind};
-use crate::engineio::sid::random_id;
+use super::packet::{Limits, Packet, PacketError, PacketKind, DEFAULT_NAMESPACE};
+use crate::engineio::sid::{random_id, RandomId};
 
 /// One namespace this connection has joined.
 #[derive(Debug)]
 pub struct NamespaceSocket<S> {
-    pub nsp: String,
-    pub id: String,
+    /// The namespace; `/`, by far the most common, costs no allocation.
+    pub nsp: Cow<'static, str>,
+    pub id: RandomId,
     pub state: S,
     next_ack_id: u64,
 }
@@ -182,8 +184,13 @@ impl<S: Default> SioConnection<S> {
         let auth = packet
             .data
             .unwrap_or_else(|| Value::Object(Default::default()));
+        let nsp = if packet.nsp == DEFAULT_NAMESPACE {
+            Cow::Borrowed(DEFAULT_NAMESPACE)
+        } else {
+            Cow::Owned(packet.nsp)
+        };
         let mut socket = NamespaceSocket {
-            nsp: packet.nsp,
+            nsp,
             id: random_id(),
             state: S::default(),
             next_ack_id: 0,
@@ -198,7 +205,10 @@ impl<S: Default> SioConnection<S> {
             Ok(()) => {
                 // Connected: the connect timeout no longer applies.
                 self.connect_deadline = None;
-                out.push(Output::Send(connect_answer(&socket.nsp, &socket.id)));
+                out.push(Output::Send(connect_answer(
+                    &socket.nsp,
+                    socket.id.as_str(),
+                )));
                 push_commands(&socket.nsp, commands, out);
                 self.sockets.push(socket);
             }
@@ -251,7 +261,9 @@ impl<S: Default> SioConnection<S> {
         });
         if index < self.sockets.len() {
             let socket = self.sockets.remove(index);
-            out.push(Output::Left { nsp: socket.nsp });
+            out.push(Output::Left {
+                nsp: socket.nsp.into_owned(),
+            });
         }
     }
 
@@ -290,7 +302,7 @@ fn socket_view<'a, S, Sh, F>(
     commands: &'a mut Vec<Command<F>>,
 ) -> Socket<'a, S, Sh, F> {
     Socket {
-        id: &socket.id,
+        id: socket.id.as_str(),
         nsp: &socket.nsp,
         state: &mut socket.state,
         shard,

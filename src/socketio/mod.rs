@@ -8,6 +8,7 @@ pub mod binary;
 pub mod conformance;
 pub mod connection;
 pub mod handler;
+pub mod json_limits;
 pub mod packet;
 
 use bytes::Bytes;

@@ -19,6 +19,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::json_limits::{self, JsonLimitError};
+
 /// Event names a client may not emit: they have a meaning of their own on the server
 /// (socket.io's `RESERVED_EVENTS`).
 pub const RESERVED_EVENT_NAMES: [&str; 6] = [
@@ -191,6 +193,10 @@ pub enum PacketError {
     BadAckId,
     /// The data is not one JSON value (including trailing garbage and nesting too deep).
     InvalidJson,
+    /// The data nests deeper than [`Limits::max_json_depth`].
+    JsonTooDeep,
+    /// The data holds more values than [`Limits::max_json_elements`].
+    JsonTooManyElements,
     /// CONNECT data that is not an object.
     ConnectDataNotObject,
     /// DISCONNECT with data.
@@ -223,6 +229,8 @@ impl std::fmt::Display for PacketError {
             Self::TooManyAttachments => write!(f, "too many attachments"),
             Self::BadAckId => write!(f, "ack id out of range"),
             Self::InvalidJson => write!(f, "packet data is not valid JSON"),
+            Self::JsonTooDeep => write!(f, "packet data nests too deep"),
+            Self::JsonTooManyElements => write!(f, "packet data holds too many values"),
             Self::ConnectDataNotObject => write!(f, "CONNECT data is not an object"),
             Self::DisconnectHasData => write!(f, "DISCONNECT carries data"),
             Self::EventDataNotArray => write!(f, "EVENT data is not an array"),
@@ -248,6 +256,10 @@ pub struct Limits {
     /// Engine.IO message (already capped by maxPayload), held until the last one arrives, so
     /// this count times maxPayload bounds what one half-received packet can pin in memory.
     pub max_attachments: usize,
+    /// Deepest JSON nesting in a packet's data.
+    pub max_json_depth: usize,
+    /// Most JSON values in a packet's data (see [`super::json_limits`]).
+    pub max_json_elements: usize,
 }
 
 impl Limits {
@@ -255,12 +267,18 @@ impl Limits {
     /// with one message (an image or a file or two), and keeps a stalled binary packet's
     /// memory to a small multiple of maxPayload. The server's configuration may override it.
     pub const DEFAULT_MAX_ATTACHMENTS: usize = 10;
+    /// Chat payloads are two levels deep; 32 leaves room for any sane application data.
+    pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+    /// Ten thousand values: a few hundred kB of `serde_json::Value`s at most.
+    pub const DEFAULT_MAX_JSON_ELEMENTS: usize = 10_000;
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_attachments: Self::DEFAULT_MAX_ATTACHMENTS,
+            max_json_depth: Self::DEFAULT_MAX_JSON_DEPTH,
+            max_json_elements: Self::DEFAULT_MAX_JSON_ELEMENTS,
         }
     }
 }
@@ -307,6 +325,12 @@ pub fn decode(text: &str, limits: &Limits) -> Result<(Packet, usize), PacketErro
     let data = if rest.is_empty() {
         None
     } else {
+        json_limits::check(rest, limits.max_json_depth, limits.max_json_elements).map_err(|e| {
+            match e {
+                JsonLimitError::TooDeep => PacketError::JsonTooDeep,
+                JsonLimitError::TooManyElements => PacketError::JsonTooManyElements,
+            }
+        })?;
         Some(serde_json::from_str::<Value>(rest).map_err(|_| PacketError::InvalidJson)?)
     };
     validate(kind, data.as_ref())?;
@@ -622,7 +646,10 @@ mod tests {
             dec("599999999999999999999999999-[\"x\"]"),
             Err(PacketError::TooManyAttachments)
         );
-        let tight = Limits { max_attachments: 1 };
+        let tight = Limits {
+            max_attachments: 1,
+            ..Limits::default()
+        };
         assert!(decode("51-[\"x\"]", &tight).is_ok());
         assert_eq!(
             decode("52-[\"x\"]", &tight),
@@ -672,7 +699,33 @@ mod tests {
     #[test]
     fn json_nested_beyond_serde_limit_is_rejected_without_overflowing_the_stack() {
         let text = format!("2[\"x\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(dec(&text), Err(PacketError::InvalidJson));
+        assert_eq!(dec(&text), Err(PacketError::JsonTooDeep));
+        // Past the configured depth, serde_json's own limit still stands behind it.
+        let unlimited = Limits {
+            max_json_depth: usize::MAX,
+            max_json_elements: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(decode(&text, &unlimited), Err(PacketError::InvalidJson));
+    }
+
+    #[test]
+    fn json_limits_refuse_deep_or_wide_data_and_accept_what_is_within() {
+        let tight = Limits {
+            max_json_depth: 3,
+            max_json_elements: 6,
+            ..Limits::default()
+        };
+        assert!(decode(r#"2["x",[[1]]]"#, &tight).is_ok());
+        assert_eq!(
+            decode(r#"2["x",[[[1]]]]"#, &tight),
+            Err(PacketError::JsonTooDeep)
+        );
+        assert!(decode(r#"2["x",1,2,3,4]"#, &tight).is_ok());
+        assert_eq!(
+            decode(r#"2["x",[1,2,3,4,5,6]]"#, &tight),
+            Err(PacketError::JsonTooManyElements)
+        );
     }
 
     #[test]

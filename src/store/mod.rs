@@ -7,6 +7,7 @@
 //! WAL before returning, so a crash of the process loses nothing a caller was told is stored;
 //! with `sync_writes` each batch is also fsynced, for power loss.
 
+pub mod backup;
 pub mod codec;
 pub mod id;
 pub mod key;
@@ -67,15 +68,21 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) the store in `path`.
     pub fn open(path: &Path, sync_writes: bool) -> Result<Store, StoreError> {
-        let mut options = Options::default();
+        let mut options = Self::options();
         options.create_if_missing(true);
+        let db = DB::open(&options, path)?;
+        Ok(Store { db, sync_writes })
+    }
+
+    /// The database options of the store's layout (prefix bloom filters on book ids).
+    fn options() -> Options {
+        let mut options = Options::default();
         options.set_prefix_extractor(SliceTransform::create_fixed_prefix(key::PREFIX_LEN));
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         options.set_block_based_table_factory(&table);
         options.set_memtable_prefix_bloom_ratio(0.1);
-        let db = DB::open(&options, path)?;
-        Ok(Store { db, sync_writes })
+        options
     }
 
     /// Write messages as one batch: all or none are stored.

@@ -140,3 +140,50 @@ fn checkpoint_holds_the_same_history() {
         store.newest(5, 50).unwrap()
     );
 }
+
+#[test]
+fn backups_of_a_free_and_of_a_locked_store_hold_everything_written() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let mut ids = IdGenerator::new(0);
+    let first: Vec<StoredMessage> = (1..=30)
+        .map(|seq| message(&mut ids, 7, seq, 1_700_000_000_000 + seq))
+        .collect();
+    {
+        let store = Store::open(&data, false).unwrap();
+        store.append(&first).unwrap();
+    }
+    // Nobody holds the store: a checkpoint.
+    let stopped = dir.0.join("stopped");
+    assert_eq!(
+        backup::backup(&data, &stopped).unwrap(),
+        backup::Method::Checkpoint
+    );
+    // The store is open (as a running server holds it): a copy through a secondary instance
+    // that sees the writes still only in the primary's WAL.
+    let store = Store::open(&data, false).unwrap();
+    let second: Vec<StoredMessage> = (31..=45)
+        .map(|seq| message(&mut ids, 7, seq, 1_700_000_000_000 + seq))
+        .collect();
+    store.append(&second).unwrap();
+    let running = dir.0.join("running");
+    assert_eq!(
+        backup::backup(&data, &running).unwrap(),
+        backup::Method::SecondaryCopy { keys: 45 }
+    );
+    assert!(
+        backup::backup(&data, &running).is_err(),
+        "never into a full directory"
+    );
+    assert!(backup::backup(&dir.0.join("nothing"), &dir.0.join("x")).is_err());
+    drop(store);
+    for (path, count) in [(&stopped, 30), (&running, 45)] {
+        let restored = Store::open(path, false).unwrap();
+        let newest = restored.newest(7, 100).unwrap();
+        assert_eq!(newest.len(), count, "{}", path.display());
+        let mut all: Vec<StoredMessage> = first.iter().chain(&second).cloned().collect();
+        all.truncate(count);
+        all.reverse();
+        assert_eq!(newest, all);
+    }
+}

@@ -3,7 +3,7 @@
 // still holds every message that was acknowledged or broadcast.
 //
 // `readrealm-chat --shards 2 --message-rate 1000 --message-burst 1000` on one temporary data dir:
-// 5 clients (spread over the three transports) post into two books with acks, the server is
+// 20 clients (spread over the three transports) post into two books with acks, the server is
 // killed with SIGKILL while a last wave of posts may still be in flight, and a new server on the
 // same data dir must hand every acknowledged / broadcast message back, in order.
 
@@ -32,7 +32,7 @@ const T = { timeout: 120_000 };
 const FLAGS = { messageRate: 1000, messageBurst: 1000 };
 const BOOK_A = 2701; // Moby-Dick: receives the last, in-flight wave
 const BOOK_B = 1342; // Pride and Prejudice: everything acked before the crash
-const WRITERS = 5;
+const WRITERS = 20;
 const PER_WRITER_A = 40;
 const PER_WRITER_B = 12;
 const LAST_WAVE = 15;

@@ -125,6 +125,19 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
+    /// A server running elsewhere (another process) at `addr`.
+    pub fn external(addr: SocketAddr, path: &str) -> TestServer {
+        TestServer {
+            handle: None,
+            addr,
+            path: path.to_owned(),
+            config: ServerConfig {
+                path: path.to_owned(),
+                ..base_config()
+            },
+        }
+    }
+
     /// Ask the server to shut down now (it is joined on drop).
     pub fn shutdown(&self) {
         if let Some(handle) = &self.handle {
