@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine: installs what it needs, builds, then runs the
-# Rust unit and integration tests, the socket.io-client tests in tests/js, and the format and
-# lint checks. Usage: tools/test.sh   (from anywhere in the repository)
+# Rust unit and integration tests, the socket.io-client tests in tests/js, the python-socketio
+# tests, the reading-room page in chromium (tests/browser), and the format and lint checks.
+# Usage: tools/test.sh   (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,17 @@ echo "== socket.io-client tests (tests/js)"
 
 echo "== python-socketio client tests (tests/python)"
 tests/python/run.sh
+
+echo "== reading-room page in Debian's chromium (tests/browser)"
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "tools/test.sh: installing chromium" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error \
+  && CHROMIUM="$(command -v chromium)" npm test)
 
 echo "== load generator smoke (tools/loadgen against the release server)"
 tools/loadgen/smoke.sh "$READREALM_BIN_DIR/readrealm-chat"

@@ -126,6 +126,11 @@ test("the page and its scripts are served with the right headers", async () => {
   assert.equal(bundle.status, 200, "run npm ci in static/ (tools/setup.sh)");
   assert.match(bundle.headers.get("content-type"), /javascript/);
   assert.match(bundle.headers.get("cache-control"), /max-age=/);
+  const head = await fetch(baseUrl + "/health", { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
+  const health = await (await fetch(baseUrl + "/health")).json();
+  assert.equal(health.status, "ok");
 });
 
 test("two readers chat, a third sees the history, a leaver is seen leaving", async () => {
