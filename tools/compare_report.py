@@ -142,6 +142,15 @@ def main():
     if a.loadavg:
         p.append(load_note(a.loadavg))
     p.append("- servers: %s; %s" % (", ".join(NAMES.get(s, s) for s in servers), versions()))
+    busy = [r.get("machine_busy_cores") for by in runs.values() for r in by.values()
+            if isinstance(r, dict) and r.get("machine_busy_cores") is not None]
+    cores = os.cpu_count() or 1
+    if busy and max(busy) >= 0.9 * cores:
+        p.append("- **the machine was saturated**: during the counted windows all processes together "
+                 "kept %.2f–%.2f of its %d cores busy (the servers and loadgen used less: see each "
+                 "table), so other work competed for the CPU. Latencies then include waiting for a "
+                 "core and are not the servers' own; CPU-second ratios and RSS are much less "
+                 "affected." % (min(busy), max(busy), cores))
     if missing:
         p.append("- not measured: %s (not available when this ran)" % ", ".join(NAMES[m] for m in missing))
     p.append("- load generator: `tools/loadgen` on the same machine (the servers and the load "
