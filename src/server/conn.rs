@@ -18,11 +18,42 @@ use super::ws::Buffers;
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Output capacity kept once everything queued is written: none, so neither a burst nor the
-/// last few frames pin memory on an idle connection (idle connections must cost well under
-/// 2 KiB each); a fresh buffer for the next write costs one small allocation, far less than
-/// the write itself.
-const RETAINED_OUTPUT: usize = 0;
+/// Output buffers of this shard's thread that were emptied by a complete write, ready for the
+/// next connection that has something to send. An idle connection holds no output buffer
+/// (idle connections must cost well under 2 KiB each), yet a busy shard allocates none per
+/// delivery: the buffer a connection gives back after its write is the one the next frame
+/// goes into. Bounded in count and in the size of what it keeps.
+mod spare_output {
+    use std::cell::RefCell;
+
+    /// Most buffers kept per shard thread.
+    const MAX_SPARE: usize = 256;
+    /// Larger buffers (a burst, a history) are freed rather than kept.
+    const MAX_KEPT_CAPACITY: usize = 2048;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer, reused when one is spare.
+    pub fn take() -> Vec<u8> {
+        SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Give back an emptied buffer.
+    pub fn give(mut buffer: Vec<u8>) {
+        if buffer.capacity() == 0 || buffer.capacity() > MAX_KEPT_CAPACITY {
+            return;
+        }
+        buffer.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push(buffer);
+            }
+        });
+    }
+}
 
 /// What a connection is carrying.
 pub enum Carrying {
@@ -98,7 +129,11 @@ impl Conn {
     }
 
     pub fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.io().output
+        let output = &mut self.io().output;
+        if output.capacity() == 0 {
+            *output = spare_output::take();
+        }
+        output
     }
 
     /// Bytes queued and not yet written.
@@ -156,10 +191,7 @@ impl Conn {
             }
         };
         if let Ok(true) = result {
-            buffers.output.clear();
-            if buffers.output.capacity() > RETAINED_OUTPUT {
-                buffers.output = Vec::new();
-            }
+            spare_output::give(std::mem::take(&mut buffers.output));
             written = 0;
         }
         self.written = written;

@@ -18,8 +18,8 @@ const TEXT: u8 = 0x81;
 /// Opcode of a binary frame with FIN set.
 const BINARY: u8 = 0x82;
 
-/// Input capacity kept once everything read has been taken: none (see conn.rs's
-/// `RETAINED_OUTPUT`).
+/// Input capacity kept once everything read has been taken: none, so an idle connection
+/// holds no input buffer (inbound messages are far rarer than deliveries).
 const RETAINED_INPUT: usize = 0;
 
 /// The adapter tungstenite reads from and writes to: bytes read from the socket and not yet
