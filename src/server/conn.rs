@@ -37,7 +37,9 @@ mod spare_output {
 
     /// An empty buffer, reused when one is spare.
     pub fn take() -> Vec<u8> {
-        SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_default()
+        SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_default()
     }
 
     /// Give back an emptied buffer.
