@@ -12,6 +12,7 @@ use readrealm_chat::metrics::Metrics;
 use readrealm_chat::server::Ops;
 use readrealm_chat::site::Site;
 use readrealm_chat::store::Store;
+use readrealm_chat::{log_error, log_info};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -71,9 +72,10 @@ fn main() -> ExitCode {
     let store = match Store::open(&settings.data_dir, settings.sync_writes) {
         Ok(store) => Arc::new(store),
         Err(e) => {
-            eprintln!(
-                "readrealm-chat: cannot open the data directory {}: {e}",
-                settings.data_dir.display()
+            log_error!(
+                "store_open_failed",
+                data_dir = settings.data_dir.display(),
+                cause = e
             );
             return ExitCode::FAILURE;
         }
@@ -90,35 +92,36 @@ fn main() -> ExitCode {
     let server = match readrealm_chat::server::start_with(settings.server.clone(), app, ops) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!(
-                "readrealm-chat: cannot listen on {}: {e}",
-                settings.server.listen
-            );
+            log_error!("listen_failed", listen = settings.server.listen, cause = e);
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "readrealm-chat listening on {} ({} shards, data in {})",
-        server.local_addr(),
-        settings.server.shards,
-        settings.data_dir.display()
+    log_info!(
+        "listening",
+        addr = server.local_addr(),
+        shards = settings.server.shards,
+        data_dir = settings.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION")
     );
     println!("listening on {}", server.local_addr());
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("readrealm-chat: shutting down");
+    log_info!("shutting_down");
     server.shutdown();
     let joined = server.join();
     let flushed = store.flush();
     match (joined, flushed) {
-        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Ok(()), Ok(())) => {
+            log_info!("stopped");
+            ExitCode::SUCCESS
+        }
         (Err(e), _) => {
-            eprintln!("readrealm-chat: {e}");
+            log_error!("shard_failed", cause = e);
             ExitCode::FAILURE
         }
         (_, Err(e)) => {
-            eprintln!("readrealm-chat: {e}");
+            log_error!("store_flush_failed", cause = e);
             ExitCode::FAILURE
         }
     }

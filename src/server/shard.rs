@@ -240,6 +240,14 @@ impl<H: Handler> Shard<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_descriptors(&e) => {
+                    // At most one line per shard per backoff period.
+                    crate::log_warn!(
+                        "accept_paused",
+                        shard = self.index,
+                        cause = e,
+                        pause_ms = ACCEPT_BACKOFF.as_millis(),
+                        fix = "raise the file-descriptor limit (LimitNOFILE) or --max-connections"
+                    );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
