@@ -10,11 +10,12 @@
 //! ```
 //!
 //! Values with spaces, quotes, `=` or control characters are quoted and escaped, so every line
-//! splits into fields unambiguously.
+//! splits into fields unambiguously. Lines a client can cause (errors it provokes) go through a
+//! [`Throttle`], so no client can flood the log.
 
 use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How much to log, from least to most.
@@ -131,6 +132,46 @@ fn push_value(line: &mut String, value: &str) {
     line.push('"');
 }
 
+/// A cap on how many lines one kind of event may write per second, so a client that makes the
+/// server answer errors as fast as it can cannot flood the log (or the disk). Lines past the
+/// cap are counted, and the next line admitted says how many were left out. Lock-free; shared
+/// by every shard (it is touched only on the paths it guards).
+#[derive(Debug)]
+pub struct Throttle {
+    per_second: u64,
+    /// The current one-second window (seconds since the epoch) and lines admitted in it.
+    window: AtomicU64,
+    admitted: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new(per_second: u64) -> Throttle {
+        Throttle {
+            per_second,
+            window: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line may be written now; when it may, how many were left out before it.
+    pub fn admit(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.window.swap(now, Ordering::Relaxed) != now {
+            self.admitted.store(0, Ordering::Relaxed);
+        }
+        if self.admitted.fetch_add(1, Ordering::Relaxed) < self.per_second {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// RFC 3339 UTC with milliseconds, e.g. `2025-01-02T03:04:05.678Z`.
 pub fn timestamp(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -208,6 +249,20 @@ mod tests {
         );
         assert!(line.starts_with("ts="));
         assert!(format_line(Level::Info, "x", &[("empty", &"")]).ends_with("empty=\"\""));
+    }
+
+    #[test]
+    fn throttle_admits_its_rate_and_counts_the_rest() {
+        let throttle = Throttle::new(3);
+        let admitted: Vec<Option<u64>> = (0..5).map(|_| throttle.admit()).collect();
+        // All five calls fall in one or two one-second windows.
+        let passed = admitted.iter().filter(|a| a.is_some()).count();
+        assert!((3..=5).contains(&passed), "{admitted:?}");
+        assert_eq!(admitted[0], Some(0));
+        if passed == 3 {
+            assert_eq!(admitted[3..], [None, None]);
+            assert_eq!(throttle.suppressed.load(Ordering::Relaxed), 2);
+        }
     }
 
     #[test]

@@ -450,7 +450,7 @@ fn backup_under_load_restores_every_acknowledged_message() {
         String::from_utf8_lossy(&output.stderr)
     );
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("running server"), "a live copy: {said}");
+    assert!(said.contains("secondary instance"), "a live copy: {said}");
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     for poster in posters {

@@ -27,6 +27,13 @@ use home::{home_shard, HomeShard, Post};
 use limits::{ChatLimits, RateLimiter};
 use message::{message_value, presence, room_name};
 
+/// Most `chat_error` log lines per second, all shards together: errors are caused by
+/// clients, and a client must not be able to flood the log (every error is still counted in
+/// `/metrics`).
+pub const ERROR_LOG_RATE: u64 = 50;
+
+static ERROR_LOG: crate::logging::Throttle = crate::logging::Throttle::new(ERROR_LOG_RATE);
+
 /// History sent on join: the room's newest messages.
 pub const HISTORY_LEN: usize = 50;
 
@@ -53,16 +60,23 @@ impl ChatApp {
         self
     }
 
-    /// Count an error answered on shard `shard` and log it with its cause.
+    /// Count an error answered on shard `shard` and log it with its cause (at most
+    /// [`ERROR_LOG_RATE`] lines a second; the next line says how many were left out).
     fn count_error(&self, shard: usize, event: &str, error: &ChatError) {
         self.metrics.shard(shard).error(error.code.as_str());
-        crate::log_warn!(
-            "chat_error",
-            shard = shard,
-            request = event,
-            code = error.code.as_str(),
-            cause = error.message
-        );
+        if !crate::logging::enabled(crate::logging::Level::Warn) {
+            return;
+        }
+        if let Some(suppressed) = ERROR_LOG.admit() {
+            crate::log_warn!(
+                "chat_error",
+                shard = shard,
+                request = event,
+                code = error.code.as_str(),
+                cause = error.message,
+                suppressed_before = suppressed
+            );
+        }
     }
 }
 

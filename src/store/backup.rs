@@ -3,9 +3,13 @@
 //!
 //! Owns the two ways of doing it and the command line:
 //!
-//! - the server is stopped (the directory's lock is free): a RocksDB checkpoint — hard links
-//!   to the immutable table files plus a copy of the WAL, exact and fast;
-//! - the server is running (it holds the lock): the directory is opened as a RocksDB
+//! - the server is stopped (the directory's lock is free) and the directory is ours: a RocksDB
+//!   checkpoint — hard links to the immutable table files plus a copy of the WAL, exact and
+//!   fast (opening the store to checkpoint it writes a few files into the directory, so this is
+//!   done only by the directory's owner: files owned by root in a service's data directory
+//!   would stop the service from opening it);
+//! - the server is running (it holds the lock), or the directory belongs to another user: the
+//!   directory is opened as a RocksDB
 //!   *secondary* instance, which reads the primary's MANIFEST and WAL without the lock,
 //!   caught up with the primary, and every key is copied, through one iterator (one implicit
 //!   snapshot), into a fresh store in `DIR`. The copy is the state after some whole write
@@ -28,7 +32,8 @@ const COPY_BATCH: usize = 4096;
 pub enum Method {
     /// The data directory was free: a RocksDB checkpoint.
     Checkpoint,
-    /// A server held it: a copy through a caught-up secondary instance; the count of keys.
+    /// A server held it (or another user owns it): a copy through a caught-up secondary
+    /// instance; the count of keys.
     SecondaryCopy { keys: u64 },
 }
 
@@ -50,6 +55,9 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
         // An empty directory: RocksDB's checkpoint wants to create it itself.
         let _ = std::fs::remove_dir(to);
     }
+    if !owned_by_us(data_dir) {
+        return copy_from_running(data_dir, to);
+    }
     match Store::open(data_dir, false) {
         Ok(store) => {
             store.checkpoint(to)?;
@@ -58,6 +66,14 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
         Err(e) if is_lock_held(&e) => copy_from_running(data_dir, to),
         Err(e) => Err(e),
     }
+}
+
+/// Whether this process runs as the owner of `dir` (only then may it write into it).
+fn owned_by_us(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    std::fs::metadata(dir).is_ok_and(|meta| meta.uid() == euid)
 }
 
 /// Whether opening failed because another process (a running server) holds the lock.
@@ -156,7 +172,8 @@ pub fn command(args: &[String]) -> Result<String, String> {
             to.display()
         ),
         Method::SecondaryCopy { keys } => format!(
-            "backed up {} into {} ({keys} messages copied from the running server's data)",
+            "backed up {} into {} ({keys} messages copied through a secondary instance: \
+             a server holds the directory, or another user owns it)",
             data_dir.display(),
             to.display()
         ),
