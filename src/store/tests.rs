@@ -187,3 +187,40 @@ fn backups_of_a_free_and_of_a_locked_store_hold_everything_written() {
         assert_eq!(newest, all);
     }
 }
+
+#[test]
+fn a_backup_never_writes_into_another_users_data_directory() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give the directory to another user");
+        return;
+    }
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let mut ids = IdGenerator::new(0);
+    let messages: Vec<StoredMessage> = (1..=5)
+        .map(|seq| message(&mut ids, 3, seq, 1_700_000_000_000 + seq))
+        .collect();
+    Store::open(&data, false)
+        .unwrap()
+        .append(&messages)
+        .unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // No server holds it, but it is not ours: copied through a secondary instance, and no
+    // file appears in it (a root-owned file there would keep its owner from opening it).
+    assert_eq!(
+        backup::backup(&data, &dir.0.join("copy")).unwrap(),
+        backup::Method::SecondaryCopy { keys: 5 }
+    );
+    let after: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    let copy = Store::open(&dir.0.join("copy"), false).unwrap();
+    assert_eq!(copy.newest(3, 10).unwrap().len(), 5);
+}
