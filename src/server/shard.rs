@@ -46,6 +46,9 @@ const CLIENT_CLOSED_CAPACITY: usize = 4096;
 /// Events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// Bytes read from one connection per readiness before the others get their turn.
+const READ_BUDGET: usize = 256 * 1024;
+
 pub struct Shard<H: Handler> {
     pub index: usize,
     pub config: Arc<ServerConfig>,
@@ -70,6 +73,8 @@ pub struct Shard<H: Handler> {
     /// (one fixed timeout, so pushing at the back keeps the order). Entries whose connection
     /// no longer has that deadline are stale and skipped.
     pub request_deadlines: VecDeque<(Instant, usize)>,
+    /// Connections that used their read budget and may have more input waiting.
+    read_again: Vec<usize>,
     pub peers: Peers<H::Forward>,
     inbox: Inbox<H::Forward>,
     /// The server-wide connection counts (total and per client IP).
@@ -123,6 +128,7 @@ impl<H: Handler> Shard<H> {
             rooms: Rooms::default(),
             timers: Timers::default(),
             request_deadlines: VecDeque::new(),
+            read_again: Vec::new(),
             peers,
             inbox,
             admission,
@@ -167,7 +173,11 @@ impl<H: Handler> Shard<H> {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            let timeout = if self.read_again.is_empty() {
+                self.poll_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -188,6 +198,9 @@ impl<H: Handler> Shard<H> {
                         }
                     }
                 }
+            }
+            for key in std::mem::take(&mut self.read_again) {
+                self.on_readable(key);
             }
             let now = Instant::now();
             if self.accept_paused_until.is_some_and(|until| now >= until) {
@@ -296,8 +309,12 @@ impl<H: Handler> Shard<H> {
         self.on_readable(key);
     }
 
-    /// Read everything the socket has, processing as it arrives.
+    /// Read what the socket has, processing as it arrives: at most [`READ_BUDGET`] bytes,
+    /// then the connection waits for the next turn ([`Shard::read_again`]), so one client
+    /// that sends without pause can neither hold the shard in this loop nor make it buffer
+    /// without bound while its answers (and everyone else) wait.
     fn on_readable(&mut self, key: usize) {
+        let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -305,10 +322,20 @@ impl<H: Handler> Shard<H> {
             if self.closed.contains(&key) {
                 return;
             }
+            if budget == 0 {
+                self.read_again.push(key);
+                return;
+            }
             match conn.read_chunk() {
-                Ok(_) => {
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     self.process_input(key);
-                    if !self.conns.contains(key) {
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        return;
+                    };
+                    if conn.close_after_flush {
+                        // Answered and closing: nothing it sends now will be read.
+                        conn.io().input.clear();
                         return;
                     }
                 }

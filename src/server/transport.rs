@@ -81,7 +81,12 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn route(&mut self, key: usize, head: RequestHead) -> Next {
+    fn route(&mut self, key: usize, mut head: RequestHead) -> Next {
+        if head.method == Method::Get && (head.content_length.unwrap_or(0) > 0 || head.chunked) {
+            // A GET's body is never read: answer and close, so its bytes are never taken for
+            // the next request (request smuggling).
+            head.keep_alive = false;
+        }
         let cors = self.cors.headers(head.origin.as_deref());
         if head.path != self.config.path {
             if self.ops_route(key, &head) {
