@@ -6,8 +6,10 @@
 //! a body of exactly `Content-Length` bytes (none without the header) and, once all of it has
 //! arrived, both are consumed and the next request starts right after; a head error, a
 //! chunked body or a body over the limit ends the connection, and so does a request without
-//! keep-alive. [`Framer`] does exactly that, sans-IO, so the parser can be driven the way the
-//! connection drives it.
+//! keep-alive. [`Framer`] does that, sans-IO, so the parser can be driven the way the
+//! connection drives it. It reads a body for every method, where the server reads one only
+//! for a POST and answers and closes any other request that carries one; that makes no
+//! difference to what is checked here, which is how the results depend on where reads end.
 //!
 //! Input layout: byte 0 (mod 8) is a number `n` of read sizes, then `n` little-endian `u16`
 //! sizes (0 counts as 1), then the stream. The stream is fed three ways — in one read, in reads
