@@ -41,3 +41,4 @@ pub mod site;
 pub mod socketio;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod time;

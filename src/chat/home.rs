@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use crate::socketio::handler::SocketRef;
-use crate::store::time::now_millis;
 use crate::store::{BookTail, IdGenerator, StoredMessage, StoredValue};
+use crate::time::now_millis;
 
 use super::validate::MessageRequest;
 

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::store::time::iso8601;
 use crate::store::StoredMessage;
+use crate::time::iso8601;
 
 /// A message as CHAT_API.md shows it; field order as there.
 #[derive(Debug, Serialize)]

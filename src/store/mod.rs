@@ -11,7 +11,6 @@ pub mod backup;
 pub mod codec;
 pub mod id;
 pub mod key;
-pub mod time;
 
 use std::path::Path;
 
