@@ -90,6 +90,9 @@ pub struct Conn {
     /// The request head (and body) being waited for must be complete by then; `None` while
     /// no request is awaited (a parked GET, a WebSocket).
     pub request_deadline: Option<Instant>,
+    /// The deadline of this connection's one entry in the shard's queue of request
+    /// deadlines, if it has one (a later `request_deadline` is re-queued when it surfaces).
+    pub queued_deadline: Option<Instant>,
     /// The connection's place in the server's connection counts, given back on drop.
     pub admitted: Admitted,
 }
@@ -118,6 +121,7 @@ impl Conn {
             dirty: false,
             opened_at: Instant::now(),
             request_deadline: None,
+            queued_deadline: None,
             admitted,
         }
     }

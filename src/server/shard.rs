@@ -70,8 +70,11 @@ pub struct Shard<H: Handler> {
     pub rooms: Rooms,
     pub timers: Timers,
     /// When each awaited HTTP request must be complete, and its connection, in deadline order
-    /// (one fixed timeout, so pushing at the back keeps the order). Entries whose connection
-    /// no longer has that deadline are stale and skipped.
+    /// (one fixed timeout, so pushing at the back keeps the order). At most one entry per
+    /// connection (its `queued_deadline`): a keep-alive connection serving many requests
+    /// moves its `request_deadline` on and is re-queued when its entry surfaces, so the queue
+    /// never grows with the request rate. Entries that match no connection's
+    /// `queued_deadline` are stale and skipped.
     pub request_deadlines: VecDeque<(Instant, usize)>,
     /// Connections that used their read budget and may have more input waiting.
     read_again: Vec<usize>,
@@ -433,7 +436,10 @@ impl<H: Handler> Shard<H> {
         if conn.request_deadline.is_none() && matches!(conn.carrying, Carrying::Http) {
             let deadline = Instant::now() + self.config.request_timeout;
             conn.request_deadline = Some(deadline);
-            self.request_deadlines.push_back((deadline, key));
+            if conn.queued_deadline.is_none() {
+                conn.queued_deadline = Some(deadline);
+                self.request_deadlines.push_back((deadline, key));
+            }
         }
     }
 
@@ -446,11 +452,23 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.request_deadline != Some(deadline)
-            || !matches!(conn.carrying, Carrying::Http)
-            || conn.close_after_flush
-        {
+        if conn.queued_deadline != Some(deadline) {
             return;
+        }
+        conn.queued_deadline = None;
+        if !matches!(conn.carrying, Carrying::Http) || conn.close_after_flush {
+            return;
+        }
+        match conn.request_deadline {
+            None => return,
+            // A later request is awaited now: queue its deadline (the latest there is, so
+            // the back keeps the order).
+            Some(later) if later > deadline => {
+                conn.queued_deadline = Some(later);
+                self.request_deadlines.push_back((later, key));
+                return;
+            }
+            Some(_) => {}
         }
         conn.request_deadline = None;
         if !conn.buffers.input.is_empty() {
