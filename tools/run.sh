@@ -11,7 +11,7 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target_dir/release/readrealm-chat"
 if [ ! -x "$bin" ]; then
   echo "tools/run.sh: first build: compiling RocksDB's C++ and the server in release mode." >&2
-  echo "tools/run.sh: this takes about 9 minutes on 2 cores; progress is printed every 30 s." >&2
+  echo "tools/run.sh: this takes about 13 minutes on 2 cores; progress is printed every 30 s." >&2
 fi
 echo "tools/run.sh: building (cargo build --release --bin readrealm-chat)" >&2
 
