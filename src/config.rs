@@ -50,7 +50,7 @@ pub struct ServerConfig {
     /// Most headers in one request head.
     pub max_headers: usize,
     /// Outbound bytes that may wait for one connection before it counts as too slow a reader
-    /// and is disconnected (DESIGN.md, principle 4). Several maxPayloads, so one large
+    /// and is disconnected (docs/ARCHITECTURE.md, principle 4). Several maxPayloads, so one large
     /// message never trips it.
     pub max_outbound_bytes: usize,
     /// Binary attachments allowed in one Socket.IO packet.

@@ -1,5 +1,6 @@
 //! Engine.IO v4 over HTTP long-polling, against the echo server on `/engine.io/`, over real
-//! sockets (PROTOCOL.md "Engine.IO v4": Requests, Errors, Handshake, Polling, Heartbeat, CORS).
+//! sockets (docs/PROTOCOL.md "Engine.IO v4": Requests, Errors, Handshake, Polling, Heartbeat,
+//! CORS).
 
 mod support;
 

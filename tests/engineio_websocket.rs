@@ -1,5 +1,5 @@
 //! Engine.IO v4 over WebSocket and the polling → WebSocket upgrade, against the echo server
-//! on `/engine.io/`, over real sockets (PROTOCOL.md "WebSocket", "Heartbeat", "Upgrade").
+//! on `/engine.io/`, over real sockets (docs/PROTOCOL.md "WebSocket", "Heartbeat", "Upgrade").
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! Every case runs in a [`scene::Scene`] and proves four things: (a) the server keeps
 //! running, (b) the hostile connection gets the protocol's answer — the HTTP status, the
 //! Engine.IO error JSON, the Socket.IO CONNECT_ERROR, the chat error ack or `exception` event
-//! of CHAT_API.md — or is closed, exactly as asserted, (c) the bystanders of a busy room get
+//! of docs/API.md — or is closed, exactly as asserted, (c) the bystanders of a busy room get
 //! every message once and in order, (d) the server's resident memory stays within a bound
 //! and its descriptors return to where they were.
 

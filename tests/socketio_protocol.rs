@@ -1,5 +1,5 @@
 //! Socket.IO v5 against the conformance handler on `/socket.io/`, over real sockets
-//! (PROTOCOL.md "Socket.IO v5" and "The conformance test server"), mostly over WebSocket and a
+//! (docs/PROTOCOL.md "Socket.IO v5" and "The conformance test server"), mostly over WebSocket and a
 //! few cases over polling.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The error codes of CHAT_API.md and how a failed request is answered.
+//! The error codes of docs/API.md and how a failed request is answered.
 
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-/// The chat limits of CHAT_API.md, each configurable.
+/// The chat limits of docs/API.md, each configurable.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChatLimits {
     /// Rooms one connection may be in.

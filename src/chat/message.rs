@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::store::StoredMessage;
 use crate::time::iso8601;
 
-/// A message as CHAT_API.md shows it; field order as there.
+/// A message as docs/API.md shows it; field order as there.
 #[derive(Debug, Serialize)]
 pub struct MessageJson<'a> {
     #[serde(rename = "_id")]

@@ -1,4 +1,4 @@
-//! The ReadRealm book chat (CHAT_API.md) as a Socket.IO [`Handler`]: `joinRoom`,
+//! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
 //! `chatMessage`, `leaveRoom` and disconnect, with validation, identity, limits, acks and the
 //! `exception` event.
 //!
@@ -151,7 +151,7 @@ impl Handler for ChatApp {
             "joinRoom" => self.join(socket, payload),
             "chatMessage" => self.post(socket, payload, event.ack_id),
             "leaveRoom" => self.leave(socket, payload),
-            // Unknown events are ignored (CHAT_API.md).
+            // Unknown events are ignored (docs/API.md).
             _ => return,
         };
         if let Err(error) = &result {

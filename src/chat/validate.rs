@@ -1,4 +1,4 @@
-//! Chat payloads: parsed and checked against CHAT_API.md's rules before anything else happens.
+//! Chat payloads: parsed and checked against docs/API.md's rules before anything else happens.
 //!
 //! Everything here comes from the network, so every field is checked for presence, type and
 //! range, and the error message names the field. Values are returned normalised: the book id

@@ -81,7 +81,7 @@ pub fn decode_text(text: &str) -> Result<EioPacket, EioDecodeError> {
 }
 
 /// Decode a polling body into its packets, in order. An empty body is an error, as is any
-/// record that does not decode: the caller ends the session (PROTOCOL.md: a body that does not
+/// record that does not decode: the caller ends the session (docs/PROTOCOL.md: a body that does not
 /// decode is a 400).
 pub fn decode_payload(body: &[u8]) -> Result<Vec<EioPacket>, EioDecodeError> {
     let text = std::str::from_utf8(body).map_err(|_| EioDecodeError::InvalidUtf8)?;
@@ -161,7 +161,7 @@ pub fn encode_payload<'a>(frames: impl IntoIterator<Item = &'a Frame>, out: &mut
     }
 }
 
-/// The JSON body of the open packet: exactly the five keys PROTOCOL.md lists.
+/// The JSON body of the open packet: exactly the five keys docs/PROTOCOL.md lists.
 pub fn open_packet(
     sid: &str,
     upgrades: &[&str],

@@ -1,9 +1,9 @@
 //! One Engine.IO session's state: its transport, heartbeat, upgrade and outbound queue.
 //!
-//! Sans-IO (DESIGN.md, principle 1): methods take the current time and decoded input and say
-//! what the caller must do; the session owns no socket and reads no clock. The server keeps
-//! the sockets (the parked polling GET, the WebSocket, the WebSocket being probed) and maps
-//! each answer here to bytes on them.
+//! Sans-IO (docs/ARCHITECTURE.md, principle 1): methods take the current time and decoded
+//! input and say what the caller must do; the session owns no socket and reads no clock. The
+//! server keeps the sockets (the parked polling GET, the WebSocket, the WebSocket being
+//! probed) and maps each answer here to bytes on them.
 //!
 //! Call order for the I/O layer:
 //! - a polling GET: [`Session::on_polling_get`]; a POST: [`Session::on_inbound`] for each

@@ -2,9 +2,9 @@
 //!
 //! A sid is one base64url character naming the shard that owns the session, then 128 random
 //! bits from the operating system (22 base64url characters). Any shard can read the owner from
-//! the first character and hand a request over to it (DESIGN.md, principle 2) without a shared
-//! table. Randomness comes from `getrandom`: sids are credentials for polling requests, so a
-//! fast non-cryptographic generator would not do.
+//! the first character and hand a request over to it (docs/ARCHITECTURE.md, principle 2)
+//! without a shared table. Randomness comes from `getrandom`: sids are credentials for
+//! polling requests, so a fast non-cryptographic generator would not do.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -7,7 +7,7 @@
 //! of a Socket.IO event, encoded and decoded (it must come back the same), then given to
 //! [`validate::join`], [`validate::message`] and [`validate::leave`]. Beyond "never panics":
 //!
-//! - each field validator accepts exactly what CHAT_API.md allows, checked against a separate
+//! - each field validator accepts exactly what docs/API.md allows, checked against a separate
 //!   statement of each rule (bookId a whole number 1..=2^53-1 as a number or a digit string;
 //!   userId a string, or a number as its decimal text, of 1..=128 characters; username and
 //!   content trimmed, 1..=64 / 1..=limit characters, no control characters but newline and
@@ -120,7 +120,7 @@ fn join_ok(f: &Map<String, Value>) -> bool {
     book_id_ok(f.get("bookId")) && user_id_ok(f.get("userId")) && username_ok(f.get("username"))
 }
 
-/// CHAT_API.md's bookId rule, stated apart from the validator.
+/// docs/API.md's bookId rule, stated apart from the validator.
 fn book_id_ok(value: Option<&Value>) -> bool {
     let in_range = |n: u64| (1..=MAX_BOOK_ID).contains(&n);
     match value {

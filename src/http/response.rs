@@ -103,7 +103,7 @@ pub fn write_plain_error(
     );
 }
 
-/// The Engine.IO error codes (PROTOCOL.md "Errors"), with the reference server's messages.
+/// The Engine.IO error codes (docs/PROTOCOL.md "Errors"), with the reference server's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EioErrorCode {
     TransportUnknown = 0,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::engineio::session::CloseReason;
 use crate::engineio::sid::MAX_SHARDS;
 
-/// The chat's error codes (CHAT_API.md), in label order; anything else counts as `other`.
+/// The chat's error codes (docs/API.md), in label order; anything else counts as `other`.
 pub const ERROR_CODES: [&str; 7] = [
     "invalid_payload",
     "not_in_room",

@@ -1,10 +1,10 @@
 //! The cross-shard bus: bounded crossbeam channels, one per shard, each paired with the
 //! shard's mio `Waker`.
 //!
-//! Shards share nothing mutable (DESIGN.md, principle 2); they send each other connections to
-//! adopt and broadcasts to deliver. Senders never block: a full channel is reported to the
-//! caller, which drops the connection or counts the lost broadcast, because a shard waiting
-//! on another shard could deadlock.
+//! Shards share nothing mutable (docs/ARCHITECTURE.md, principle 2); they send each other
+//! connections to adopt and broadcasts to deliver. Senders never block: a full channel is
+//! reported to the caller, which drops the connection or counts the lost broadcast, because a
+//! shard waiting on another shard could deadlock.
 
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 //!
 //! A connection starts as HTTP (a request head, maybe a body), may park a polling GET until
 //! its session has something to send, or becomes a WebSocket after the upgrade handshake.
-//! Buffers start empty and grow only while data passes (DESIGN.md, principle 7); output is
-//! written from an offset so a partial write never moves the rest.
+//! Buffers start empty and grow only while data passes (docs/ARCHITECTURE.md, principle 7);
+//! output is written from an offset so a partial write never moves the rest.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;

@@ -2,8 +2,8 @@
 //!
 //! A room is named by its namespace and its name. Each room holds a slab of members so a
 //! member leaves in O(1) with the index it got when it joined; an empty room is dropped.
-//! Only the owning shard touches its table (DESIGN.md: no locks on the hot path); a broadcast
-//! reaches the other shards' tables through the bus.
+//! Only the owning shard touches its table (docs/ARCHITECTURE.md: no locks on the hot path);
+//! a broadcast reaches the other shards' tables through the bus.
 
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 //! Sending picks the path by transport: on WebSocket a frame is appended straight to the
 //! connection's output; on polling it joins the session's queue and answers a parked GET.
 //! Broadcasts are encoded once and the same frames go to every member here and on the other
-//! shards (DESIGN.md, principle 3).
+//! shards (docs/ARCHITECTURE.md, principle 3).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -564,7 +564,8 @@ impl<H: Handler> Shard<H> {
             }
             Ok(false) => {
                 if conn.pending_output() > self.config.max_outbound_bytes {
-                    // Too slow a reader: it reloads on reconnect (DESIGN.md, principle 4).
+                    // Too slow a reader: it reloads on reconnect (docs/ARCHITECTURE.md,
+                    // principle 4).
                     self.close_conn(key, CloseReason::TransportClose);
                     return;
                 }

@@ -2,7 +2,7 @@
 //!
 //! Each session keeps at most one live entry (its `timer_at`); entries that no longer match
 //! a live session or its current `timer_at` are stale and skipped when they surface. No
-//! per-connection timer objects exist (DESIGN.md, principle 7).
+//! per-connection timer objects exist (docs/ARCHITECTURE.md, principle 7).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

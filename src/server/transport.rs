@@ -2,7 +2,7 @@
 //! POSTs, WebSocket handshakes and frames, and the polling → WebSocket upgrade.
 //!
 //! Request checks follow engine.io's order (transport, then sid, then method, then protocol
-//! version) and answer with PROTOCOL.md's error codes. A request for a session owned by
+//! version) and answer with docs/PROTOCOL.md's error codes. A request for a session owned by
 //! another shard is handed to that shard with its connection before anything else happens.
 
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! The two applications of PROTOCOL.md's "conformance test server", shared by the
+//! The two applications of docs/PROTOCOL.md's "conformance test server", shared by the
 //! `conformance` binary and the integration tests so both exercise the same behaviour.
 
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Hostile chat payloads (CHAT_API.md): every event with a payload of every wrong shape —
+//! Hostile chat payloads (docs/API.md): every event with a payload of every wrong shape —
 //! not an object, fields missing, of the wrong type, out of range — answered with the
 //! documented error through the ack, or as an `exception` event without one; membership,
 //! identity, room-count and rate errors; unknown and oddly named events ignored. No error

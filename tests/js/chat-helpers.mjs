@@ -4,7 +4,7 @@
 //
 // CHAT_SERVER_START="tools/baselines/node/start.sh" (a command, relative to the repository root or
 // absolute, with optional leading arguments) runs the same tests against another server that
-// implements CHAT_API.md (the baselines in tools/baselines/): it is started as
+// implements docs/API.md (the baselines in tools/baselines/): it is started as
 // `COMMAND --listen 127.0.0.1:0 [chat flags]` and must print `listening on 127.0.0.1:PORT`.
 // Our own flags it cannot honour (--data-dir, --shards) are not passed; tests that need features
 // only readrealm-chat has (a store that can fail, restarts on the same data dir) are skipped,

@@ -1,4 +1,4 @@
-// Durability (CHAT_API.md, "Durability"): a newMessage is never sent and a chatMessage never acked
+// Durability (docs/API.md, "Durability"): a newMessage is never sent and a chatMessage never acked
 // before the message is stored, and after a restart or a crash of the process previousMessages
 // still holds every message that was acknowledged or broadcast.
 //

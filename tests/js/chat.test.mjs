@@ -1,4 +1,4 @@
-// The ReadRealm book chat contract (/work/shared/CHAT_API.md, docs/API.md) checked with
+// The ReadRealm book chat contract (docs/API.md) checked with
 // socket.io-client 4.8 against `readrealm-chat --shards 2`. Clients are spread over the three
 // client configurations (polling then websocket upgrade, websocket-only, polling-only), and the
 // tests are named after the rule they prove.

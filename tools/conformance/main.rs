@@ -1,4 +1,4 @@
-//! The conformance test server of PROTOCOL.md, for independent Engine.IO v4 and Socket.IO v5
+//! The conformance test server of docs/PROTOCOL.md, for independent Engine.IO v4 and Socket.IO v5
 //! test suites: `conformance engineio` or `conformance socketio`, on 127.0.0.1:3000 (or the
 //! address in `CONFORMANCE_LISTEN`), with pingInterval 300 ms, pingTimeout 200 ms,
 //! maxPayload 1,000,000, connectTimeout 1000 ms and CORS origin `*`.

@@ -1,9 +1,9 @@
-// The ReadRealm book chat contract (/work/shared/CHAT_API.md) on socket.io 4.8 (Node), with the
+// The ReadRealm book chat contract (docs/API.md) on socket.io 4.8 (Node), with the
 // history in memory: the baseline that readrealm-chat is compared with (tools/compare, loadgen).
 //
 // It follows readrealm-chat's handlers (src/chat/) step by step, with the same checks in the same
 // order and the same error texts, so that the project's own chat tests (tests/js/chat.test.mjs)
-// pass against it. socket.io's defaults apply except where CHAT_API.md says otherwise.
+// pass against it. socket.io's defaults apply except where docs/API.md says otherwise.
 //
 // Usage: node server.mjs --listen 127.0.0.1:3000 [--max-rooms N] [--message-rate R]
 //        [--message-burst B] [--max-content-length C] [--max-payload BYTES]

@@ -1,4 +1,4 @@
-//! `loadgen`: drives any server that implements ReadRealm's CHAT_API.md over Socket.IO v5 /
+//! `loadgen`: drives any server that implements ReadRealm's docs/API.md over Socket.IO v5 /
 //! Engine.IO v4 (WebSocket or HTTP long-polling) and measures it. Scenarios: `fanout`,
 //! `polling` (fan-out over long-polling), `joins`, `idle`. Each prints one JSON line on stdout
 //! and a readable summary on stderr. `--check` makes the exit status report lost, duplicated

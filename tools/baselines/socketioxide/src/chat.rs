@@ -1,4 +1,4 @@
-//! The book chat of CHAT_API.md on socketioxide: `joinRoom`, `chatMessage`, `leaveRoom` and
+//! The book chat of docs/API.md on socketioxide: `joinRoom`, `chatMessage`, `leaveRoom` and
 //! disconnect, with the same checks in the same order as readrealm-chat's `src/chat/mod.rs`
 //! (payload → identity → membership → rate), acks, the `exception` event, and the history
 //! (each room's 50 newest messages) in memory.
@@ -30,7 +30,7 @@ use crate::validate;
 /// History sent on join, and all that a room keeps.
 pub const HISTORY_LEN: usize = 50;
 
-/// The chat limits of CHAT_API.md, each configurable.
+/// The chat limits of docs/API.md, each configurable.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_rooms: usize,
@@ -50,7 +50,7 @@ impl Default for Limits {
     }
 }
 
-/// A failed request: its CHAT_API.md code and a message naming what was wrong.
+/// A failed request: its docs/API.md code and a message naming what was wrong.
 #[derive(Debug)]
 pub struct ChatError {
     pub code: &'static str,
@@ -70,7 +70,7 @@ impl ChatError {
     }
 }
 
-/// A message as CHAT_API.md shows it; field order as there.
+/// A message as docs/API.md shows it; field order as there.
 #[derive(Debug, Serialize)]
 struct Message {
     #[serde(rename = "_id")]

@@ -1,4 +1,4 @@
-//! The ReadRealm book chat (CHAT_API.md) on socketioxide + axum (tokio), history in memory: a
+//! The ReadRealm book chat (docs/API.md) on socketioxide + axum (tokio), history in memory: a
 //! baseline that readrealm-chat is compared with (tools/compare, tools/loadgen).
 //!
 //! `readrealm-baseline-socketioxide --listen HOST:PORT [chat flags]` prints
@@ -32,7 +32,7 @@ fn parse_args() -> Result<Settings, String> {
     let mut s = Settings {
         listen: "0.0.0.0:3000".into(),
         limits: Limits::default(),
-        // CHAT_API.md's maximum payload, socket.io's maxHttpBufferSize default.
+        // docs/API.md's maximum payload, socket.io's maxHttpBufferSize default.
         max_payload: 1_000_000,
         ping_interval: Duration::from_millis(25_000),
         ping_timeout: Duration::from_millis(20_000),

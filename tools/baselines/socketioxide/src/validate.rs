@@ -1,5 +1,5 @@
 //! Chat payload checks, the same rules, order and error texts as readrealm-chat's
-//! `src/chat/validate.rs` (CHAT_API.md "Rules"), so both servers answer a bad request alike.
+//! `src/chat/validate.rs` (docs/API.md "Rules"), so both servers answer a bad request alike.
 
 use serde_json::{Map, Value};
 
