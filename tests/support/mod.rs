@@ -691,12 +691,22 @@ pub struct WsClosed {
 /// pings (`2`) are answered when `answer_pings`, so that a test waiting for another cause
 /// cannot be closed by the heartbeat instead.
 pub fn ws_await_close(ws: &mut Ws, timeout: Duration, answer_pings: bool) -> Option<WsClosed> {
+    ws_watch(ws, timeout, answer_pings).ok()
+}
+
+/// Read until the server closes `ws` (`Ok`, how it closed) or `timeout` passes (`Err`, the
+/// data frames seen); Engine.IO pings are left out, and answered when `answer_pings`.
+pub fn ws_watch(
+    ws: &mut Ws,
+    timeout: Duration,
+    answer_pings: bool,
+) -> Result<WsClosed, Vec<WsEvent>> {
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return None;
+            return Err(seen);
         }
         let _ = ws
             .get_mut()
@@ -729,7 +739,7 @@ pub fn ws_await_close(ws: &mut Ws, timeout: Duration, answer_pings: bool) -> Opt
             }
             Err(_) => None,
         };
-        return Some(WsClosed { frame, seen });
+        return Ok(WsClosed { frame, seen });
     }
 }
 
