@@ -1,6 +1,7 @@
 //! One test per server limit (config.rs; the table in README.md): each is exceeded over a
-//! real socket, the offender gets its documented answer (an HTTP status, or its connection
-//! closed), and a connection within the limit, or a bystander, keeps working.
+//! real socket, the offender gets its documented answer (an HTTP status, or a WebSocket close
+//! frame naming the limit, pings answered while waiting so the heartbeat cannot close it),
+//! and a connection within the limit, or a bystander, keeps working.
 
 mod support;
 
