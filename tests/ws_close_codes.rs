@@ -227,6 +227,8 @@ fn a_session_that_never_connects_is_closed_with_1000_connect_timeout() {
 #[test]
 fn a_second_websocket_for_a_session_is_refused_with_1008() {
     let server = room_server(|_| {});
+    let mut bystander = member(&server);
+    let mut speaker = member(&server);
     let (sid, _) = server.handshake();
     let mut first = server.ws(Some(&sid));
     ws_send_text(&mut first, "2probe");
@@ -238,10 +240,12 @@ fn a_second_websocket_for_a_session_is_refused_with_1008() {
         POLICY,
         "the session has a WebSocket",
     );
-    // The first finishes its upgrade.
+    room_works(&mut speaker, &mut bystander, 1);
+    // The first finishes its upgrade and joins the room.
     ws_send_text(&mut first, "5");
     ws_send_text(&mut first, "40");
     assert!(ws_expect_text(&mut first).starts_with("40{"));
+    room_works(&mut speaker, &mut first, 2);
 }
 
 #[test]
