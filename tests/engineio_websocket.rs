@@ -161,7 +161,9 @@ fn websocket_closed_when_no_pong() {
     let (mut ws, _) = server.ws_session();
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("2".into()));
     let pinged = Instant::now();
-    let seen = ws_expect_closed(&mut ws, Duration::from_millis(1500));
+    let closed = ws_await_close(&mut ws, Duration::from_millis(1500), false).expect("closed");
+    assert_close_frame(&closed, close_code::NORMAL, "ping timeout");
+    let seen = closed.seen;
     let elapsed = pinged.elapsed();
     assert!(
         elapsed >= Duration::from_millis(150),
@@ -179,7 +181,12 @@ fn client_close_packet_closes_websocket() {
     let server = engineio_quiet();
     let (mut ws, _) = server.ws_session();
     ws_send_text(&mut ws, "1");
-    let seen = ws_expect_closed(&mut ws, IO_TIMEOUT);
+    let seen = ws_expect_close(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "client namespace disconnect",
+    );
     assert!(
         seen.iter()
             .all(|e| matches!(e, WsEvent::Text(t) if t == "1")),
@@ -193,7 +200,7 @@ fn invalid_packet_over_websocket_closes_it() {
     for bad in ["x", "", "9", "0{}", "5"] {
         let (mut ws, _) = server.ws_session();
         ws_send_text(&mut ws, bad);
-        ws_expect_closed(&mut ws, IO_TIMEOUT);
+        ws_expect_close(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error");
     }
 }
 
@@ -203,7 +210,7 @@ fn client_ping_over_websocket_closes_it() {
     let server = engineio_quiet();
     let (mut ws, _) = server.ws_session();
     ws_send_text(&mut ws, "2");
-    let seen = ws_expect_closed(&mut ws, IO_TIMEOUT);
+    let seen = ws_expect_close(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error");
     assert!(
         !seen.contains(&WsEvent::Text("3".into())),
         "a client ping is not answered: {seen:?}"
@@ -409,7 +416,8 @@ fn upgraded_session_pings_over_websocket_and_closes_without_pong() {
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("2".into()));
     ws_send_text(&mut ws, "3");
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("2".into()));
-    ws_expect_closed(&mut ws, Duration::from_millis(1500));
+    let closed = ws_await_close(&mut ws, Duration::from_millis(1500), false).expect("closed");
+    assert_close_frame(&closed, close_code::NORMAL, "ping timeout");
 }
 
 #[test]
@@ -420,7 +428,12 @@ fn second_websocket_for_upgraded_session_is_closed() {
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("4first".into()));
     match ws_connect(server.addr, &server.websocket_target(Some(&sid))) {
         Ok(mut second) => {
-            let seen = ws_expect_closed(&mut second, IO_TIMEOUT);
+            let seen = ws_expect_close(
+                &mut second,
+                IO_TIMEOUT,
+                close_code::POLICY,
+                "the session has a WebSocket",
+            );
             assert!(seen.is_empty(), "the second WebSocket got {seen:?}");
         }
         Err(tungstenite::Error::Http(response)) => {
@@ -442,7 +455,12 @@ fn second_websocket_during_upgrade_is_closed() {
     let (sid, mut ws) = probed(&server);
     match ws_connect(server.addr, &server.websocket_target(Some(&sid))) {
         Ok(mut second) => {
-            let seen = ws_expect_closed(&mut second, IO_TIMEOUT);
+            let seen = ws_expect_close(
+                &mut second,
+                IO_TIMEOUT,
+                close_code::POLICY,
+                "the session has a WebSocket",
+            );
             assert!(seen.is_empty(), "the second WebSocket got {seen:?}");
         }
         Err(tungstenite::Error::Http(response)) => {
@@ -507,7 +525,7 @@ fn invalid_packet_on_probe_websocket_closes_it_and_session_stays_on_polling() {
     let server = engineio_quiet();
     let (sid, mut ws) = probed(&server);
     ws_send_text(&mut ws, "x");
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error");
     server.post_ok(&sid, "4survivor");
     assert_eq!(server.get_packets(&sid), ["4survivor"]);
 }
@@ -520,7 +538,7 @@ fn upgrade_times_out_and_session_stays_on_polling() {
     });
     let (sid, mut ws) = probed(&server);
     let started = Instant::now();
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(&mut ws, IO_TIMEOUT, close_code::NORMAL, "upgrade timeout");
     assert!(
         started.elapsed() >= Duration::from_millis(200),
         "{:?}",
@@ -561,7 +579,7 @@ fn upgrade_packet_before_probe_closes_probe_websocket() {
     let (sid, _) = server.handshake();
     let mut ws = server.ws(Some(&sid));
     ws_send_text(&mut ws, "5");
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error");
     server.post_ok(&sid, "4polling");
     assert_eq!(server.get_packets(&sid), ["4polling"]);
 }
@@ -571,7 +589,12 @@ fn client_close_during_upgrade_closes_probe_websocket() {
     let server = engineio_quiet();
     let (sid, mut ws) = probed(&server);
     server.post_ok(&sid, "1");
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "client namespace disconnect",
+    );
     // (GET-after-close is covered in engineio_polling.rs.)
     assert_eio_error(&server.post(&sid, b"4late"), 1);
 }
@@ -583,7 +606,12 @@ fn second_websocket_for_websocket_session_is_closed() {
     let sid = open["sid"].as_str().unwrap().to_owned();
     match ws_connect(server.addr, &server.websocket_target(Some(&sid))) {
         Ok(mut second) => {
-            let seen = ws_expect_closed(&mut second, IO_TIMEOUT);
+            let seen = ws_expect_close(
+                &mut second,
+                IO_TIMEOUT,
+                close_code::POLICY,
+                "the session has a WebSocket",
+            );
             assert!(seen.is_empty(), "the second WebSocket got {seen:?}");
         }
         Err(tungstenite::Error::Http(response)) => {
@@ -606,7 +634,7 @@ fn websocket_message_over_max_payload_closes() {
     ws_send_text(&mut ws, &fits);
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text(fits));
     ws_send_text(&mut ws, &format!("4{}", "a".repeat(2000)));
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(&mut ws, IO_TIMEOUT, close_code::TOO_BIG, "over maxPayload");
 }
 
 #[test]
@@ -614,6 +642,11 @@ fn server_shutdown_sends_close_packet_and_closes_websocket() {
     let server = engineio_quiet();
     let (mut ws, _) = server.ws_session();
     server.shutdown();
-    let seen = ws_expect_closed(&mut ws, IO_TIMEOUT);
+    let seen = ws_expect_close(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::GOING_AWAY,
+        "server shutting down",
+    );
     assert_eq!(seen, [WsEvent::Text("1".into())]);
 }

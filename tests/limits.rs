@@ -1,6 +1,7 @@
 //! One test per server limit (config.rs; the table in README.md): each is exceeded over a
-//! real socket, the offender gets its documented answer (an HTTP status, or its connection
-//! closed), and a connection within the limit, or a bystander, keeps working.
+//! real socket, the offender gets its documented answer (an HTTP status, or a WebSocket close
+//! frame naming the limit, pings answered while waiting so the heartbeat cannot close it),
+//! and a connection within the limit, or a bystander, keeps working.
 
 mod support;
 
@@ -207,7 +208,14 @@ fn connect_timeout_closes_a_session_that_never_sends_connect() {
     let server = start_socketio(|c| c.connect_timeout = Duration::from_millis(300));
     let (mut ws, _) = server.ws_session();
     let started = Instant::now();
-    ws_expect_closed(&mut ws, Duration::from_secs(3));
+    // Pings are answered meanwhile: only the connect timeout can close it, and its close
+    // frame says so.
+    ws_expect_close(
+        &mut ws,
+        Duration::from_secs(3),
+        close_code::NORMAL,
+        "connect timeout",
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
@@ -232,7 +240,12 @@ fn json_nested_deeper_than_max_json_depth_closes_only_that_connection() {
     let deep = format!(r#"42["message",{}1{}]"#, "[".repeat(8), "]".repeat(8));
     let mut hostile = connected(&server);
     ws_send_text(&mut hostile, &deep);
-    ws_expect_closed(&mut hostile, IO_TIMEOUT);
+    ws_expect_close(
+        &mut hostile,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error: packet data nests too deep",
+    );
     ws_send_text(&mut bystander, r#"42["message",1]"#);
     assert_eq!(ws_expect_text(&mut bystander), r#"42["message-back",1]"#);
 }
@@ -246,7 +259,12 @@ fn json_with_more_values_than_max_json_elements_closes_only_that_connection() {
     assert!(ws_expect_text(&mut within).starts_with(r#"42["message-back",[0,0"#));
     let mut hostile = connected(&server);
     ws_send_text(&mut hostile, &format!(r#"42["message",{}]"#, array(5000)));
-    ws_expect_closed(&mut hostile, IO_TIMEOUT);
+    ws_expect_close(
+        &mut hostile,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error: packet data holds too many values",
+    );
     ws_send_text(&mut within, r#"42["message",2]"#);
     assert_eq!(ws_expect_text(&mut within), r#"42["message-back",2]"#);
 }
@@ -266,7 +284,12 @@ fn more_attachments_than_max_attachments_closes_the_connection() {
     assert_eq!(ws_expect_binary(&mut within), vec![2]);
     let mut hostile = connected(&server);
     ws_send_text(&mut hostile, r#"453-["message",1]"#);
-    ws_expect_closed(&mut hostile, IO_TIMEOUT);
+    ws_expect_close(
+        &mut hostile,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error: too many attachments",
+    );
 }
 
 #[test]
@@ -274,7 +297,12 @@ fn more_namespaces_than_max_namespaces_closes_the_connection() {
     let server = start_socketio(|c| c.max_namespaces_per_connection = 1);
     let mut ws = connected(&server);
     ws_send_text(&mut ws, "40/custom,");
-    ws_expect_closed(&mut ws, IO_TIMEOUT);
+    ws_expect_close(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error: more namespaces than allowed",
+    );
 
     let server = start_socketio(|c| c.max_namespaces_per_connection = 2);
     let mut ws = connected(&server);

@@ -154,7 +154,12 @@ fn graceful(signal_number: libc::c_int) {
         }
     }
     assert!(saw_close_packet, "the writer got no Engine.IO close");
-    let events = ws_expect_closed(&mut reader, Duration::from_secs(5));
+    let events = ws_expect_close(
+        &mut reader,
+        Duration::from_secs(5),
+        close_code::GOING_AWAY,
+        "server shutting down",
+    );
     assert!(
         events.contains(&WsEvent::Text("1".into())),
         "the reader got no Engine.IO close: {events:?}"

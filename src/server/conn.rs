@@ -81,6 +81,9 @@ pub struct Conn {
     written: usize,
     /// Close once the output is written (a `Connection: close` answer, a WebSocket close).
     pub close_after_flush: bool,
+    /// A WebSocket being closed by the server is closed by then even if its close frame is
+    /// not written yet (a peer that never reads cannot hold it open).
+    pub close_by: Option<Instant>,
     /// WRITABLE interest is registered.
     pub writable_armed: bool,
     /// In the shard's list of connections to flush at the end of the loop turn.
@@ -117,6 +120,7 @@ impl Conn {
             carrying: Carrying::Http,
             written: 0,
             close_after_flush: false,
+            close_by: None,
             writable_armed: false,
             dirty: false,
             opened_at: Instant::now(),

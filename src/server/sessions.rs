@@ -13,6 +13,7 @@ use super::bus::{Broadcast, BusMessage};
 use super::rooms::{Member, Membership, RoomKey};
 use super::shard::Shard;
 use super::timers::SessionRef;
+use super::ws::{self, WsClose};
 use crate::config::Layer;
 use crate::engineio::packet::{open_packet, EioPacket, Frame, CLOSE, NOOP, PING};
 use crate::engineio::session::{
@@ -146,7 +147,8 @@ impl<H: Handler> Shard<H> {
             .and_then(|s| s.connect_deadline())
             .is_some_and(|deadline| now >= deadline)
         {
-            self.close_session(session, CloseReason::ServerClose);
+            let close = WsClose::new(ws::status::NORMAL, "connect timeout");
+            self.close_session_with(session, CloseReason::ServerClose, close);
             return;
         }
         let outcome = entry.eio.on_timeout(now);
@@ -161,7 +163,8 @@ impl<H: Handler> Shard<H> {
             }
             TimeoutOutcome::UpgradeExpired => {
                 if let Some(probe) = entry.probe_conn.take() {
-                    self.close_conn(probe, CloseReason::TransportClose);
+                    let close = WsClose::new(ws::status::NORMAL, "upgrade timeout");
+                    self.close_websocket(probe, close, CloseReason::TransportClose);
                 }
             }
             TimeoutOutcome::Close(reason) => {
@@ -301,8 +304,9 @@ impl<H: Handler> Shard<H> {
             return false;
         };
         self.run_outputs(session, outputs);
-        if result.is_err() {
-            self.close_session(session, CloseReason::ProtocolError);
+        if let Err(error) = result {
+            let close = WsClose::new(ws::status::NORMAL, format!("parse error: {error}"));
+            self.close_session_with(session, CloseReason::ProtocolError, close);
             return false;
         }
         self.schedule(session);
@@ -594,7 +598,20 @@ impl<H: Handler> Shard<H> {
 
     /// End a session: the application hears of it, its rooms forget it, its connections
     /// are answered or closed, its sid is gone.
+    ///
+    /// A WebSocket of the session gets a close frame: 1001 while the server shuts down, else
+    /// 1000 with socket.io's reason text ([`CloseReason::as_str`]).
     pub fn close_session(&mut self, session: SessionRef, reason: CloseReason) {
+        let close = if self.is_shutting_down() {
+            WsClose::new(ws::status::GOING_AWAY, "server shutting down")
+        } else {
+            WsClose::new(ws::status::NORMAL, reason.as_str())
+        };
+        self.close_session_with(session, reason, close);
+    }
+
+    /// [`Shard::close_session`], its WebSocket (if any) closed with `close`.
+    pub fn close_session_with(&mut self, session: SessionRef, reason: CloseReason, close: WsClose) {
         if self.session(session).is_none() {
             return;
         }
@@ -659,7 +676,7 @@ impl<H: Handler> Shard<H> {
             if let Some(c) = self.conns.get_mut(conn) {
                 c.carrying = super::conn::Carrying::Http;
                 if c.ws.is_some() {
-                    super::ws::write_close(c.output());
+                    ws::write_close(c.output(), &close);
                 }
             }
             self.close_after_flush(conn);

@@ -46,6 +46,10 @@ const CLIENT_CLOSED_CAPACITY: usize = 4096;
 /// Events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// How long a WebSocket the server closes may take to write its close frame (and what was
+/// queued before it) before the TCP connection is closed regardless.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Bytes read from one connection per readiness before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -76,6 +80,10 @@ pub struct Shard<H: Handler> {
     /// never grows with the request rate. Entries that match no connection's
     /// `queued_deadline` are stale and skipped.
     pub request_deadlines: VecDeque<(Instant, usize)>,
+    /// When each closing WebSocket must be gone ([`CLOSE_LINGER`] after its close began, so
+    /// pushing at the back keeps the order), and its connection; stale entries (matching no
+    /// connection's `close_by`) are skipped.
+    close_deadlines: VecDeque<(Instant, usize)>,
     /// Connections that used their read budget and may have more input waiting.
     read_again: Vec<usize>,
     pub peers: Peers<H::Forward>,
@@ -131,6 +139,7 @@ impl<H: Handler> Shard<H> {
             rooms: Rooms::default(),
             timers: Timers::default(),
             request_deadlines: VecDeque::new(),
+            close_deadlines: VecDeque::new(),
             read_again: Vec::new(),
             peers,
             inbox,
@@ -225,6 +234,9 @@ impl<H: Handler> Shard<H> {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut next = self.timers.next();
         if let Some(&(at, _)) = self.request_deadlines.front() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        if let Some(&(at, _)) = self.close_deadlines.front() {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         if let Some(until) = self.accept_paused_until {
@@ -406,12 +418,22 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Close a connection once its output is written.
+    /// Close a connection once its output is written; a WebSocket's within [`CLOSE_LINGER`].
     pub fn close_after_flush(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.close_after_flush = true;
+            if conn.ws.is_some() && conn.close_by.is_none() {
+                let by = Instant::now() + CLOSE_LINGER;
+                conn.close_by = Some(by);
+                self.close_deadlines.push_back((by, key));
+            }
             self.mark_dirty(key);
         }
+    }
+
+    /// Whether the shard is shutting down (sessions it closes now close with 1001).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -425,6 +447,20 @@ impl<H: Handler> Shard<H> {
             }
             self.request_deadlines.pop_front();
             self.on_request_timeout(key, at);
+        }
+        while let Some(&(at, key)) = self.close_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.close_deadlines.pop_front();
+            let lingering = self
+                .conns
+                .get(key)
+                .is_some_and(|conn| conn.close_by == Some(at));
+            if lingering {
+                // Its peer did not take the close frame in time.
+                self.close_conn(key, CloseReason::TransportClose);
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use super::bus::BusMessage;
 use super::conn::Carrying;
 use super::shard::{detach, Shard};
 use super::timers::SessionRef;
-use super::ws;
+use super::ws::{self, WsClose};
 use crate::engineio::packet::{decode_payload, decode_text, EioPacket, Frame, NOOP, PONG_PROBE};
 use crate::engineio::session::{CloseReason, GetOutcome, ProbeOutcome, Transport};
 use crate::engineio::sid;
@@ -401,7 +401,11 @@ impl<H: Handler> Shard<H> {
                 if !accepted {
                     // A second WebSocket for the session: accepted, then closed at once.
                     if let Some(conn) = self.conns.get_mut(key) {
-                        ws::write_close(conn.output());
+                        let close = WsClose::new(
+                            ws::status::POLICY,
+                            "the session has a WebSocket or an upgrade under way",
+                        );
+                        ws::write_close(conn.output(), &close);
                     }
                     self.close_after_flush(key);
                     return Next::Stop;
@@ -447,10 +451,18 @@ impl<H: Handler> Shard<H> {
                     self.close_conn_keep_output(key, session, probing);
                     return;
                 }
+                ws::Inbound::Refused(close) => {
+                    self.close_websocket(key, close, CloseReason::ProtocolError);
+                    return;
+                }
                 ws::Inbound::Text(text) => match decode_text(text.as_str()) {
                     Ok(packet) => packet,
                     Err(_) => {
-                        self.close_conn(key, CloseReason::ProtocolError);
+                        let close = WsClose::new(
+                            ws::status::NORMAL,
+                            "parse error: not an Engine.IO packet",
+                        );
+                        self.close_websocket(key, close, CloseReason::ProtocolError);
                         return;
                     }
                 },
@@ -464,6 +476,35 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// Close a WebSocket connection the server's way: `close` is written as a close frame,
+    /// and the TCP connection closes once it is out (within [`super::shard::CLOSE_LINGER`]).
+    /// The session ends with `reason`; on an upgrade probe, only the upgrade is abandoned.
+    pub(super) fn close_websocket(&mut self, key: usize, close: WsClose, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Carrying::WebSocket { session, probing } = conn.carrying else {
+            return;
+        };
+        let owns_session = !probing
+            && self
+                .session(session)
+                .is_some_and(|entry| entry.ws_conn == Some(key));
+        if owns_session {
+            // Writes `close` on this connection and closes it after.
+            self.close_session_with(session, reason, close);
+            return;
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.carrying = Carrying::Http;
+            if conn.ws.is_some() {
+                ws::write_close(conn.output(), &close);
+            }
+        }
+        self.close_after_flush(key);
+        self.on_websocket_closed(session, key, probing, reason);
+    }
+
     /// The peer closed its WebSocket: the close answer tungstenite queued is written, and the
     /// session (or the upgrade attempt) ends now.
     fn close_conn_keep_output(&mut self, key: usize, session: SessionRef, probing: bool) {
@@ -475,7 +516,8 @@ impl<H: Handler> Shard<H> {
 
     fn on_probe_packet(&mut self, key: usize, session: SessionRef, packet: EioPacket) {
         let Some(entry) = self.session(session) else {
-            self.close_conn(key, CloseReason::TransportClose);
+            let close = WsClose::new(ws::status::NORMAL, "the session is closed");
+            self.close_websocket(key, close, CloseReason::TransportClose);
             return;
         };
         match entry.eio.on_probe_packet(&packet) {
@@ -507,10 +549,8 @@ impl<H: Handler> Shard<H> {
                 if let Some(entry) = self.session(session) {
                     entry.probe_conn = None;
                 }
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.carrying = Carrying::Http;
-                }
-                self.close_conn(key, CloseReason::ProtocolError);
+                let close = WsClose::new(ws::status::NORMAL, "parse error: upgrade aborted");
+                self.close_websocket(key, close, CloseReason::ProtocolError);
             }
         }
     }

@@ -7,6 +7,10 @@
 //! encoded broadcast be copied straight into each connection's output buffer. Control frames
 //! tungstenite queues (pongs, the close answer) are flushed into the same buffer after every
 //! read, so whole frames never interleave.
+//!
+//! Every close the server starts says why, in a close frame with RFC 6455's status code
+//! ([`WsClose`]; the mapping is in docs/LIMITS.md). This module never closes a socket itself:
+//! it reports what the peer did ([`Inbound`]) and writes frames; the shard decides.
 
 use std::io::{self, Read, Write};
 
@@ -81,14 +85,65 @@ pub fn server_socket(max_payload: usize, buffers: Buffers) -> WebSocket<Buffers>
     WebSocket::from_raw_socket(buffers, Role::Server, Some(config(max_payload)))
 }
 
+/// RFC 6455 §7.4.1 status codes the server sends.
+pub mod status {
+    /// The purpose of the connection is fulfilled: an Engine.IO or Socket.IO level close
+    /// (heartbeat timeout, connect timeout, an invalid Engine.IO or Socket.IO packet).
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A WebSocket protocol error (unmasked client frame, reserved opcode or bits, a bad
+    /// continuation, a fragmented or oversized control frame).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// A policy refusal (a second WebSocket for a session that has one).
+    pub const POLICY: u16 = 1008;
+    /// A message or frame over maxPayload.
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// The most reason text a close frame carries (125 payload bytes less the status code).
+const MAX_REASON_BYTES: usize = 123;
+
+/// Why the server closes a WebSocket: the status code of its close frame and a short reason
+/// naming the cause (cut to 123 bytes at a character boundary when written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsClose {
+    /// One of [`status`].
+    pub code: u16,
+    pub reason: String,
+}
+
+impl WsClose {
+    pub fn new(code: u16, reason: impl Into<String>) -> WsClose {
+        WsClose {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// The close for what tungstenite refused in the peer's frames.
+    fn for_error(error: &tungstenite::Error) -> WsClose {
+        use tungstenite::Error;
+        match error {
+            Error::Capacity(e) => WsClose::new(status::TOO_BIG, format!("over maxPayload: {e}")),
+            Error::Utf8(_) => WsClose::new(status::INVALID_DATA, "invalid UTF-8 in a text frame"),
+            other => WsClose::new(status::PROTOCOL_ERROR, other.to_string()),
+        }
+    }
+}
+
 /// What one read produced.
 pub enum Inbound {
     Text(tungstenite::Utf8Bytes),
     Binary(bytes::Bytes),
     /// More bytes are needed.
     Pending,
-    /// The peer closed, or broke the WebSocket protocol: close the connection.
+    /// The peer closed (its close frame answered): close the connection once that is out.
     Closed,
+    /// The peer broke the WebSocket protocol or a limit: close with this frame.
+    Refused(WsClose),
 }
 
 /// Read the next complete message from the buffered input.
@@ -106,7 +161,11 @@ pub fn read_message(ws: &mut WebSocket<Buffers>) -> Inbound {
                 let _ = ws.flush();
                 return Inbound::Pending;
             }
-            Err(_) => return Inbound::Closed,
+            // The close handshake is over, or the connection was already closed.
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Inbound::Closed
+            }
+            Err(e) => return Inbound::Refused(WsClose::for_error(&e)),
         }
     }
 }
@@ -128,9 +187,17 @@ pub fn write_frame(out: &mut Vec<u8>, binary: bool, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Append a close frame (status 1000) to `out`.
-pub fn write_close(out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0x88, 0x02, 0x03, 0xe8]);
+/// Append a close frame with `close`'s status code and reason to `out`.
+pub fn write_close(out: &mut Vec<u8>, close: &WsClose) {
+    let mut end = close.reason.len().min(MAX_REASON_BYTES);
+    while !close.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &close.reason.as_bytes()[..end];
+    out.push(0x88);
+    out.push((2 + reason.len()) as u8);
+    out.extend_from_slice(&close.code.to_be_bytes());
+    out.extend_from_slice(reason);
 }
 
 #[cfg(test)]
@@ -148,6 +215,56 @@ mod tests {
         out.clear();
         write_frame(&mut out, true, &vec![0u8; 70_000]);
         assert_eq!(&out[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn close_frames_carry_the_code_and_a_reason_cut_at_a_character_boundary() {
+        let mut out = Vec::new();
+        write_close(&mut out, &WsClose::new(status::TOO_BIG, "big"));
+        assert_eq!(out, [0x88, 5, 0x03, 0xf1, b'b', b'i', b'g']);
+        out.clear();
+        // 62 two-byte characters: 124 bytes, cut to 122 (not 123, inside a character).
+        write_close(&mut out, &WsClose::new(status::NORMAL, "é".repeat(62)));
+        assert_eq!(out[1], 2 + 122);
+        assert_eq!(out.len(), 2 + 2 + 122);
+        assert!(std::str::from_utf8(&out[4..]).is_ok());
+    }
+
+    fn refusal_of(frame: &[u8]) -> Option<WsClose> {
+        let mut ws = server_socket(
+            16,
+            Buffers {
+                input: frame.to_vec(),
+                ..Buffers::default()
+            },
+        );
+        match read_message(&mut ws) {
+            Inbound::Refused(close) => Some(close),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn refused_frames_map_to_rfc_6455_codes() {
+        // Unmasked client frame.
+        assert_eq!(
+            refusal_of(&[0x81, 0x02, b'4', b'0']).map(|c| c.code),
+            Some(status::PROTOCOL_ERROR)
+        );
+        // Reserved opcode 3.
+        assert_eq!(
+            refusal_of(&[0x83, 0x80, 0, 0, 0, 0]).map(|c| c.code),
+            Some(status::PROTOCOL_ERROR)
+        );
+        // Invalid UTF-8 in a text frame (mask of zeros).
+        assert_eq!(
+            refusal_of(&[0x81, 0x81, 0, 0, 0, 0, 0xff]).map(|c| c.code),
+            Some(status::INVALID_DATA)
+        );
+        // 17 bytes over a limit of 16.
+        let mut big = vec![0x82, 0x80 | 17, 0, 0, 0, 0];
+        big.extend([0; 17]);
+        assert_eq!(refusal_of(&big).map(|c| c.code), Some(status::TOO_BIG));
     }
 
     #[test]

@@ -60,6 +60,18 @@ pub enum SioError {
     TooManyNamespaces,
 }
 
+impl std::fmt::Display for SioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SioError::Packet(e) => e.fmt(f),
+            SioError::NotConnected => write!(f, "packet for a namespace not connected"),
+            SioError::AlreadyConnected => write!(f, "CONNECT to a namespace already connected"),
+            SioError::UnexpectedPacket => write!(f, "CONNECT_ERROR from a client"),
+            SioError::TooManyNamespaces => write!(f, "more namespaces than allowed"),
+        }
+    }
+}
+
 impl From<PacketError> for SioError {
     fn from(e: PacketError) -> Self {
         SioError::Packet(e)

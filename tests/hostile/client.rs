@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{ws_connect, ws_recv, ws_send_text, Ws, WsEvent, IO_TIMEOUT};
+use crate::support::{ws_connect, ws_recv, ws_send_text, ws_watch, Ws, WsEvent, IO_TIMEOUT};
 
 /// The Engine.IO WebSocket target of the chat server.
 pub const WS_TARGET: &str = "/socket.io/?EIO=4&transport=websocket";
@@ -274,39 +274,48 @@ pub fn connected_ws(addr: SocketAddr) -> Ws {
 /// How a hostile WebSocket ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WsEnd {
-    /// The server closed it; the text frames it sent first (pings left out).
-    Closed(Vec<String>),
+    /// The server closed it: its close frame (status code, reason; `None` for a TCP close
+    /// without one) and the text frames it sent first (pings left out).
+    Closed {
+        frame: Option<(u16, String)>,
+        seen: Vec<String>,
+    },
     /// Still open after the wait; the text frames seen.
     Open(Vec<String>),
 }
 
 /// Read until the server closes the socket or `timeout` passes; pings are answered only when
-/// `answer_pings`.
+/// `answer_pings` (leave them unanswered only where the heartbeat is what the case tests).
 pub fn ws_outcome(ws: &mut Ws, timeout: Duration, answer_pings: bool) -> WsEnd {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match ws_recv(ws, remaining) {
-            WsEvent::Closed => return WsEnd::Closed(seen),
-            WsEvent::Timeout => return WsEnd::Open(seen),
-            WsEvent::Text(text) if text == "2" => {
-                if answer_pings {
-                    let _ = ws.send(tungstenite::Message::text("3"));
-                }
-            }
-            WsEvent::Text(text) => seen.push(text),
-            WsEvent::Binary(data) => seen.push(format!("<binary {} bytes>", data.len())),
-        }
+    let texts = |events: Vec<WsEvent>| -> Vec<String> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                WsEvent::Text(text) => text,
+                WsEvent::Binary(data) => format!("<binary {} bytes>", data.len()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    match ws_watch(ws, timeout, answer_pings) {
+        Ok(closed) => WsEnd::Closed {
+            frame: closed.frame,
+            seen: texts(closed.seen),
+        },
+        Err(seen) => WsEnd::Open(texts(seen)),
     }
 }
 
-/// Assert the server closes `ws` within `timeout`, sending nothing but an Engine.IO close `1`
-/// (and pings) before; `what` names the case.
-pub fn assert_closed(ws: &mut Ws, timeout: Duration, what: &str) {
-    match ws_outcome(ws, timeout, false) {
-        WsEnd::Closed(seen) if seen.iter().all(|t| t == "1") => {}
-        other => panic!("{what}: expected the connection closed, got {other:?}"),
+/// Assert the server closes `ws` within `timeout` with a close frame of status `code` whose
+/// reason starts with `reason`, sending nothing but an Engine.IO close `1` before; pings are
+/// answered meanwhile, so the heartbeat cannot be what closed it. `what` names the case.
+pub fn assert_closed(ws: &mut Ws, timeout: Duration, code: u16, reason: &str, what: &str) {
+    match ws_outcome(ws, timeout, true) {
+        WsEnd::Closed {
+            frame: Some((got, text)),
+            seen,
+        } if got == code && text.starts_with(reason) && seen.iter().all(|t| t == "1") => {}
+        other => panic!("{what}: expected a close {code} {reason:?}..., got {other:?}"),
     }
 }
 

@@ -11,7 +11,8 @@ use crate::client::{
 use crate::scene::Scene;
 use crate::server::{CONNECT_TIMEOUT_MS, PING_INTERVAL_MS, PING_TIMEOUT_MS};
 use crate::support::{
-    assert_eio_error, parse_open, ws_connect, ws_send_binary, ws_send_text, Http, Ws, IO_TIMEOUT,
+    assert_eio_error, close_code, parse_open, ws_connect, ws_send_binary, ws_send_text, Http, Ws,
+    IO_TIMEOUT,
 };
 
 /// A WebSocket-only Engine.IO session (open packet read), not yet connected to `/`.
@@ -38,10 +39,10 @@ fn invalid_engineio_packets_over_websocket_close_the_connection() {
         // Before and after connecting to `/`.
         let mut ws = eio_ws(&scene);
         ws_send_text(&mut ws, text);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error", what);
         let mut ws = connected_ws(scene.addr());
         ws_send_text(&mut ws, text);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error", what);
     }
     scene.finish("invalid Engine.IO packets");
 }
@@ -49,55 +50,87 @@ fn invalid_engineio_packets_over_websocket_close_the_connection() {
 #[test]
 fn invalid_websocket_frames_close_the_connection() {
     let scene = Scene::start(&[]);
-    let frames: Vec<(&str, Vec<u8>)> = vec![
+    let frames: Vec<(&str, u16, Vec<u8>)> = vec![
         (
             "invalid UTF-8 in a text frame",
+            close_code::INVALID_DATA,
             raw_frame(1, b"42[\"a\",\"\xff\xfe\"]", true),
         ),
-        ("overlong UTF-8 encoding", raw_frame(1, b"4\xc0\xaf", true)),
+        (
+            "overlong UTF-8 encoding",
+            close_code::INVALID_DATA,
+            raw_frame(1, b"4\xc0\xaf", true),
+        ),
         (
             "UTF-16 surrogate in UTF-8",
+            close_code::INVALID_DATA,
             raw_frame(1, b"4\xed\xa0\x80", true),
         ),
         (
             "truncated UTF-8 at the end",
+            close_code::INVALID_DATA,
             raw_frame(1, b"42[\"\xe2\x82", true),
         ),
-        ("invalid UTF-8 across fragments", {
-            let mut f = raw_frame(1, b"4\xe2", false);
-            f.extend(raw_frame(0, b"\x28\xa1", true));
-            f
-        }),
-        ("reserved opcode 3", raw_frame(3, b"x", true)),
-        ("continuation without a start", raw_frame(0, b"4x", true)),
-        ("fragmented ping", raw_frame(9, b"p", false)),
+        (
+            "invalid UTF-8 across fragments",
+            close_code::INVALID_DATA,
+            {
+                let mut f = raw_frame(1, b"4\xe2", false);
+                f.extend(raw_frame(0, b"\x28\xa1", true));
+                f
+            },
+        ),
+        (
+            "reserved opcode 3",
+            close_code::PROTOCOL_ERROR,
+            raw_frame(3, b"x", true),
+        ),
+        (
+            "continuation without a start",
+            close_code::PROTOCOL_ERROR,
+            raw_frame(0, b"4x", true),
+        ),
+        (
+            "fragmented ping",
+            close_code::PROTOCOL_ERROR,
+            raw_frame(9, b"p", false),
+        ),
         (
             "ping payload over 125 bytes",
+            close_code::PROTOCOL_ERROR,
             raw_frame(9, &[b'p'; 200], true),
         ),
-        ("RSV1 set without an extension", {
-            let mut f = raw_frame(1, b"40", true);
-            f[0] |= 0x40;
-            f
-        }),
-        ("unmasked client frame", vec![0x81, 0x02, b'4', b'0']),
-        ("length over maxPayload", {
+        (
+            "RSV1 set without an extension",
+            close_code::PROTOCOL_ERROR,
+            {
+                let mut f = raw_frame(1, b"40", true);
+                f[0] |= 0x40;
+                f
+            },
+        ),
+        (
+            "unmasked client frame",
+            close_code::PROTOCOL_ERROR,
+            vec![0x81, 0x02, b'4', b'0'],
+        ),
+        ("length over maxPayload", close_code::TOO_BIG, {
             let mut f = vec![0x82, 0x80 | 127];
             f.extend_from_slice(&(1u64 << 40).to_be_bytes());
             f.extend_from_slice(&[1, 2, 3, 4]);
             f
         }),
-        ("64-bit length with the top bit set", {
+        ("64-bit length with the top bit set", close_code::TOO_BIG, {
             let mut f = vec![0x82, 0x80 | 127];
             f.extend_from_slice(&u64::MAX.to_be_bytes());
             f.extend_from_slice(&[1, 2, 3, 4]);
             f
         }),
     ];
-    for (what, frame) in &frames {
+    for (what, code, frame) in &frames {
         let mut ws = connected_ws(scene.addr());
         ws_write_raw(&mut ws, frame);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, *code, "", what);
     }
     // Valid UTF-8 split across fragments is fine: the event reaches the chat (an unknown
     // event, ignored) and the connection stays open.
@@ -139,11 +172,20 @@ fn pongs_never_sent_end_the_session_after_the_ping_timeout() {
         );
     }
     for (i, client) in sockets.iter_mut().enumerate() {
+        // Pings deliberately unanswered: the heartbeat is what this case tests, and the
+        // close frame must say so.
         match ws_outcome(&mut client.ws, deadline * 3, false) {
-            WsEnd::Closed(seen) => assert!(
-                seen.iter().all(|t| t == "1"),
-                "mute socket {i}: got {seen:?} before the close"
-            ),
+            WsEnd::Closed { frame, seen } => {
+                assert_eq!(
+                    frame,
+                    Some((close_code::NORMAL, "ping timeout".to_owned())),
+                    "mute socket {i}"
+                );
+                assert!(
+                    seen.iter().all(|t| t == "1"),
+                    "mute socket {i}: got {seen:?} before the close"
+                );
+            }
             WsEnd::Open(seen) => panic!("mute socket {i} still open; saw {seen:?}"),
         }
     }
@@ -169,7 +211,12 @@ fn sessions_that_never_connect_are_closed_after_the_connect_timeout() {
     let mut sockets: Vec<Ws> = (0..50).map(|_| eio_ws(&scene)).collect();
     for (i, ws) in sockets.iter_mut().enumerate() {
         match ws_outcome(ws, Duration::from_millis(CONNECT_TIMEOUT_MS * 3), true) {
-            WsEnd::Closed(seen) => {
+            WsEnd::Closed { frame, seen } => {
+                assert_eq!(
+                    frame,
+                    Some((close_code::NORMAL, "connect timeout".to_owned())),
+                    "socket {i}"
+                );
                 assert!(seen.iter().all(|t| t == "1"), "socket {i}: {seen:?}")
             }
             WsEnd::Open(seen) => panic!("socket {i} never connected but is still open: {seen:?}"),
@@ -220,12 +267,24 @@ fn ping_floods_are_survived() {
             break;
         }
     }
-    assert_closed(&mut ws, IO_TIMEOUT, "Engine.IO ping flood");
+    assert_closed(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error",
+        "Engine.IO ping flood",
+    );
     drop(ws);
     // Binary frames before a Socket.IO CONNECT: a protocol error, closed.
     let mut ws = eio_ws(&scene);
     ws_send_binary(&mut ws, &[1, 2, 3]);
-    assert_closed(&mut ws, IO_TIMEOUT, "binary frame before CONNECT");
+    assert_closed(
+        &mut ws,
+        IO_TIMEOUT,
+        close_code::NORMAL,
+        "parse error",
+        "binary frame before CONNECT",
+    );
     drop(ws);
     scene.finish("ping floods");
 }

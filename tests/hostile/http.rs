@@ -19,16 +19,32 @@ fn response(conn: &mut Http, what: &str) -> Response {
     }
 }
 
-/// Send `bytes` on a new connection; expect `status` and then the connection closed.
+/// How soon after its answer a connection the answer closes must be closed: well under the
+/// request timeout (REQUEST_TIMEOUT_MS), so the idle keep-alive timeout that follows a
+/// kept-alive answer cannot be what closed it.
+const CLOSE_AFTER_ANSWER: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS / 2);
+
+/// Assert `answer` says the connection closes (`Connection: close`) and that it is closed
+/// within [`CLOSE_AFTER_ANSWER`], before the request timeout could close it.
+fn closed_by_answer(conn: &mut Http, answer: &Response, what: &str) {
+    assert_eq!(
+        answer.header("connection").map(str::to_ascii_lowercase),
+        Some("close".to_owned()),
+        "{what}: the answer does not say the connection closes: {answer:?}"
+    );
+    assert!(
+        conn.closed_within(CLOSE_AFTER_ANSWER),
+        "{what}: connection left open {CLOSE_AFTER_ANSWER:?} after {answer:?}"
+    );
+}
+
+/// Send `bytes` on a new connection; expect `status` and then the connection closed by it.
 fn status_then_close(scene: &Scene, bytes: &[u8], status: u16, what: &str) -> Response {
     let mut conn = Http::connect(scene.addr());
     conn.send_raw(bytes);
     let answer = response(&mut conn, what);
     assert_eq!(answer.status, status, "{what}: {answer:?}");
-    assert!(
-        conn.closed_within(IO_TIMEOUT),
-        "{what}: connection left open after {answer:?}"
-    );
+    closed_by_answer(&mut conn, &answer, what);
     answer
 }
 
@@ -141,7 +157,7 @@ fn oversized_heads_get_431_and_are_closed() {
     for conn in &mut conns {
         let answer = response(conn, "1 MB head");
         assert_eq!(answer.status, 431, "1 MB head: {answer:?}");
-        assert!(conn.closed_within(IO_TIMEOUT), "1 MB head: left open");
+        closed_by_answer(conn, &answer, "1 MB head");
     }
     drop(conns);
     scene.finish("oversized heads");
@@ -174,7 +190,7 @@ fn never_finished_heads_get_408_and_are_closed_after_the_request_timeout() {
     for conn in &mut halves {
         let answer = response(conn, "half a head");
         assert_eq!(answer.status, 408, "half a head: {answer:?}");
-        assert!(conn.closed_within(IO_TIMEOUT), "half a head: left open");
+        closed_by_answer(conn, &answer, "half a head");
     }
     for conn in &mut silent {
         assert!(
@@ -189,7 +205,7 @@ fn never_finished_heads_get_408_and_are_closed_after_the_request_timeout() {
         // The dripping connection got a 408 (it had sent part of a head) and was closed.
         let answer = response(drip, "slowloris");
         assert_eq!(answer.status, 408, "slowloris {i}: {answer:?}");
-        assert!(drip.closed_within(IO_TIMEOUT), "slowloris {i}: left open");
+        closed_by_answer(drip, &answer, &format!("slowloris {i}"));
     }
     drop((halves, silent, drips));
     scene.finish("never-finished heads");
@@ -234,10 +250,7 @@ fn huge_and_lying_content_lengths() {
         other => panic!("body that never arrives: {other:?}"),
     };
     assert_eq!(answer.status, 408, "body that never arrives: {answer:?}");
-    assert!(
-        conn.closed_within(IO_TIMEOUT),
-        "body that never arrives: left open"
-    );
+    closed_by_answer(&mut conn, &answer, "body that never arrives");
     // A GET that carries a body (here: bytes that look like a second request). The body is
     // the GET's, never a request of its own: the server answers the GET and then either
     // skips the body or closes; it must not answer the smuggled request.

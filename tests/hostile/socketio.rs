@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::client::{assert_closed, connected_ws, expect_text, parse_sio, ChatClient, WS_TARGET};
 use crate::scene::Scene;
 use crate::server::MAX_PAYLOAD;
-use crate::support::{ws_connect, ws_send_binary, ws_send_text, Ws, IO_TIMEOUT};
+use crate::support::{close_code, ws_connect, ws_send_binary, ws_send_text, Ws, IO_TIMEOUT};
 
 fn eio_ws(scene: &Scene) -> Ws {
     let mut ws = ws_connect(scene.addr(), WS_TARGET).expect("websocket handshake");
@@ -81,7 +81,7 @@ fn invalid_socketio_packets_close_the_connection() {
     for (what, text) in &after_connect {
         let mut ws = connected_ws(scene.addr());
         ws_send_text(&mut ws, text);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error", what);
     }
     // Sent before any CONNECT.
     let before_connect = [
@@ -95,7 +95,7 @@ fn invalid_socketio_packets_close_the_connection() {
     for (what, text) in before_connect {
         let mut ws = eio_ws(&scene);
         ws_send_text(&mut ws, text);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error", what);
     }
     scene.finish("invalid Socket.IO packets");
 }
@@ -133,7 +133,13 @@ fn deeply_nested_json_is_refused_without_harm() {
             connected_ws(scene.addr())
         };
         ws_send_text(&mut ws, text);
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(
+            &mut ws,
+            IO_TIMEOUT,
+            close_code::NORMAL,
+            "parse error: packet data nests too deep",
+            what,
+        );
     }
     // Nesting within the limit inside a chat payload is a chat error, not a closed
     // connection: the field has the wrong type.
@@ -192,7 +198,16 @@ fn huge_json_is_refused_without_harm() {
         };
         // The server may close before the whole message is read.
         let _ = ws.send(tungstenite::Message::text(text.clone()));
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        // Over maxPayload, the frame is refused before any JSON is read.
+        let (code, reason) = if text.len() > MAX_PAYLOAD {
+            (close_code::TOO_BIG, "over maxPayload")
+        } else {
+            (
+                close_code::NORMAL,
+                "parse error: packet data holds too many values",
+            )
+        };
+        assert_closed(&mut ws, IO_TIMEOUT, code, reason, what);
     }
     // Twenty-five connections each send a 900 KB message (under maxPayload, so it is parsed)
     // at once: a chat content far over 4,000 characters, answered with invalid_payload.
@@ -302,7 +317,7 @@ fn wrong_attachment_counts_close_the_connection() {
         if let Some(then) = then {
             let _ = ws.send(tungstenite::Message::text(*then));
         }
-        assert_closed(&mut ws, IO_TIMEOUT, what);
+        assert_closed(&mut ws, IO_TIMEOUT, close_code::NORMAL, "parse error", what);
     }
     // A correct binary event (one placeholder, one attachment) is fine: the chat ignores the
     // unknown event and the connection stays open.
@@ -417,7 +432,17 @@ fn ignored_event_floods_do_not_starve_the_room() {
 
 #[test]
 fn a_poster_that_never_reads_its_acks_is_disconnected() {
-    let scene = Scene::start(&["--max-outbound-bytes", "262144"]);
+    // A heartbeat far longer than the firehose's ten seconds: the poster never reads, so it
+    // never answers a ping, and with the suite's 1.5 s heartbeat that alone would close it.
+    // Here only the outbound limit can.
+    let scene = Scene::start(&[
+        "--max-outbound-bytes",
+        "262144",
+        "--ping-interval",
+        "60000",
+        "--ping-timeout",
+        "60000",
+    ]);
     // A connection posts as fast as it can without ever reading its acks (rate_limited
     // once past the burst): its answers pile up, and once more than max-outbound-bytes wait
     // it is disconnected. The server must get to notice that while the posts keep coming.

@@ -1074,7 +1074,13 @@ describe("readrealm-chat --shards 2 with small configured limits", () => {
       const b = await member(h.clients, book);
       const closed = waitFor(a.socket, "disconnect", WAIT_MS);
       a.socket.emit("chatMessage", { bookId: book, ...a.user, content: "x".repeat(5000) });
-      await closed;
+      const [reason, details] = await closed;
+      if (config.key === "websocket") {
+        // The WebSocket's close event says why (RFC 6455 1009), not 1006 (abnormal closure).
+        assert.equal(reason, "transport close");
+        assert.equal(details?.context?.code, 1009, `close code: ${details?.context?.code}`);
+        assert.match(String(details?.context?.reason), /^over maxPayload/);
+      }
       const [ev] = await b.socket.rec.waitCount("userLeft", 1);
       assert.equal(ev.username, a.user.username);
       await assertCountStays(b.socket, "userLeft", 1, "exactly one userLeft");

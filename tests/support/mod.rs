@@ -667,18 +667,101 @@ pub fn ws_expect_binary(ws: &mut Ws) -> Vec<u8> {
     }
 }
 
-/// Read until the server closes the WebSocket (within `timeout`); the data frames seen
-/// before. Fails the test if it stays open. Pings are not answered.
-pub fn ws_expect_closed(ws: &mut Ws, timeout: Duration) -> Vec<WsEvent> {
+/// RFC 6455 status codes the server's close frames carry (the mapping is in docs/LIMITS.md).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// How the server ended a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsClosed {
+    /// The server's close frame: status code and reason text; `None` when the TCP connection
+    /// ended without one (a browser reports 1006).
+    pub frame: Option<(u16, String)>,
+    /// The data frames that came before (Engine.IO pings left out).
+    pub seen: Vec<WsEvent>,
+}
+
+/// Read until the server closes `ws`; `None` if it is still open after `timeout`. Engine.IO
+/// pings (`2`) are answered when `answer_pings`, so that a test waiting for another cause
+/// cannot be closed by the heartbeat instead.
+pub fn ws_await_close(ws: &mut Ws, timeout: Duration, answer_pings: bool) -> Option<WsClosed> {
+    ws_watch(ws, timeout, answer_pings).ok()
+}
+
+/// Read until the server closes `ws` (`Ok`, how it closed) or `timeout` passes (`Err`, the
+/// data frames seen); Engine.IO pings are left out, and answered when `answer_pings`.
+pub fn ws_watch(
+    ws: &mut Ws,
+    timeout: Duration,
+    answer_pings: bool,
+) -> Result<WsClosed, Vec<WsEvent>> {
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match ws_recv(ws, remaining) {
-            WsEvent::Closed => return seen,
-            WsEvent::Timeout => panic!("websocket still open after {timeout:?}; saw {seen:?}"),
-            other => seen.push(other),
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(seen);
         }
+        let _ = ws
+            .get_mut()
+            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))));
+        let frame = match ws.read() {
+            Ok(Message::Text(text)) if text.as_str() == "2" => {
+                if answer_pings {
+                    let _ = ws.send(Message::text("3"));
+                }
+                continue;
+            }
+            Ok(Message::Text(text)) => {
+                seen.push(WsEvent::Text(text.as_str().to_owned()));
+                continue;
+            }
+            Ok(Message::Binary(data)) => {
+                seen.push(WsEvent::Binary(data.to_vec()));
+                continue;
+            }
+            Ok(Message::Close(frame)) => {
+                frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))
+            }
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::TimedOut
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                continue
+            }
+            Err(_) => None,
+        };
+        return Ok(WsClosed { frame, seen });
+    }
+}
+
+/// Expect the server to close `ws` within `timeout` with a close frame of status `code`
+/// whose reason text starts with `reason`, Engine.IO pings answered meanwhile; the data
+/// frames seen before. Fails the test otherwise.
+pub fn ws_expect_close(ws: &mut Ws, timeout: Duration, code: u16, reason: &str) -> Vec<WsEvent> {
+    let closed = ws_await_close(ws, timeout, true)
+        .unwrap_or_else(|| panic!("websocket still open after {timeout:?} (pings answered)"));
+    assert_close_frame(&closed, code, reason);
+    closed.seen
+}
+
+/// Assert `closed` ended with a close frame of status `code` and a reason starting with
+/// `reason`.
+pub fn assert_close_frame(closed: &WsClosed, code: u16, reason: &str) {
+    match &closed.frame {
+        Some((got, text)) if *got == code && text.starts_with(reason) => {}
+        other => panic!(
+            "expected a close frame {code} {reason:?}..., got {other:?} after {:?}",
+            closed.seen
+        ),
     }
 }
 
