@@ -46,6 +46,7 @@ pub struct ServerConfig {
     /// Whether CORS answers allow credentials (cookies, `withCredentials`).
     pub cors_credentials: bool,
     /// Largest request head, in bytes; larger heads get 431 and the connection closes.
+    /// Default 16384, Node's (see [`crate::http::request::DEFAULT_MAX_HEAD_BYTES`]).
     pub max_head_bytes: usize,
     /// Most headers in one request head.
     pub max_headers: usize,
@@ -93,7 +94,7 @@ impl Default for ServerConfig {
             max_payload: 1_000_000,
             cors: CorsPolicy::AnyOrigin,
             cors_credentials: true,
-            max_head_bytes: 8 * 1024,
+            max_head_bytes: crate::http::request::DEFAULT_MAX_HEAD_BYTES,
             max_headers: 64,
             max_outbound_bytes: 4_000_000,
             max_attachments: 10,
@@ -197,7 +198,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ),
     (
         "--max-head-bytes",
-        "largest HTTP request head in bytes [default: 8192]",
+        "largest HTTP request head in bytes [default: 16384]",
     ),
     ("--max-headers", "most headers in one request [default: 64]"),
     (

@@ -21,10 +21,15 @@ use std::fmt;
 
 /// Default cap on the head (request line, headers and the final blank line), in bytes.
 ///
-/// Engine.IO heads are small (a path, a short query, a dozen browser headers, maybe cookies);
-/// 8 KiB is what nginx and hyper accept by default, so well-behaved clients behind common
-/// proxies already fit, and it bounds the bytes buffered for a connection before any routing.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 8192;
+/// Engine.IO heads are small (a path, a short query, a dozen browser headers), except for
+/// cookies: a browser on a domain with many cookies sends well over 8 KiB. 16 KiB is Node's
+/// default (`--max-http-header-size`, 16384 since Node 13.13 / 12.18.3), which served
+/// ReadRealm's apps before, so every head Node took is taken here. For comparison (defaults,
+/// not a promise of those servers): nginx reads a head into at most 4 buffers of 8 KiB
+/// (`large_client_header_buffers 4 8k`: one line up to 8 KiB, the head up to 32 KiB), Apache
+/// httpd allows 8190 bytes per header line and 100 lines, Go's net/http 1 MiB. The cap bounds
+/// the bytes buffered for a connection before any routing.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16384;
 
 /// Default cap on the number of header lines.
 ///
