@@ -62,9 +62,15 @@ pub struct ServerConfig {
     /// at accept (0: no cap). Keep it under the process's file-descriptor limit.
     pub max_connections: usize,
     /// Open TCP connections from one client IP address; beyond it new ones get 429 and are
-    /// closed at accept (0: no cap). Readers behind one carrier NAT share an address, so
-    /// this is generous; behind a load balancer that connects from its own address, set 0.
+    /// closed (0: no cap, the default). Off by default because a proxy not listed in
+    /// `trusted_proxies` makes every reader one address, and any cap would then silently cap
+    /// the whole server (docs/LIMITS.md). With the proxies listed, the address counted is the
+    /// client's (PROXY header or `X-Forwarded-For`), so a cap is safe to set.
     pub max_connections_per_ip: usize,
+    /// Peers (addresses and CIDR blocks) whose PROXY protocol header (v1 or v2) and
+    /// `X-Forwarded-For` are believed for the client's address; empty by default. From any
+    /// other peer both are ignored as such: a PROXY header is not HTTP and gets 400.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Time allowed for a whole request (head and body) to arrive, counted from when the
     /// connection starts waiting for it: accept, or the end of the previous request on a
     /// keep-alive connection. Bounds slow-header attacks and idle keep-alive connections
@@ -100,7 +106,8 @@ impl Default for ServerConfig {
             max_attachments: 10,
             max_namespaces_per_connection: 32,
             max_connections: 100_000,
-            max_connections_per_ip: 1024,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             request_timeout: Duration::from_millis(10_000),
             max_json_depth: 32,
             max_json_elements: 10_000,
@@ -190,7 +197,11 @@ pub const FLAGS: &[(&str, &str)] = &[
     ),
     (
         "--max-connections-per-ip",
-        "open connections from one client IP; 0: no cap [default: 1024]",
+        "open connections from one client IP; 0: no cap [default: 0]",
+    ),
+    (
+        "--trusted-proxies",
+        "addresses/CIDRs whose PROXY header and X-Forwarded-For name the client [default: none]",
     ),
     (
         "--request-timeout",
@@ -304,6 +315,10 @@ impl Settings {
             "--upgrade-timeout" => server.upgrade_timeout = millis(value)?,
             "--max-connections" => server.max_connections = count(value, 0)?,
             "--max-connections-per-ip" => server.max_connections_per_ip = count(value, 0)?,
+            "--trusted-proxies" => {
+                server.trusted_proxies =
+                    crate::server::proxy::parse_trusted(value).map_err(|what| bad(&what))?
+            }
             "--request-timeout" => server.request_timeout = millis(value)?,
             "--max-head-bytes" => server.max_head_bytes = count(value, 1024)?,
             "--max-headers" => server.max_headers = count(value, 8)?,

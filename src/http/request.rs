@@ -125,6 +125,9 @@ pub struct RequestHead {
     pub websocket_version: Option<String>,
     /// `Access-Control-Request-Headers`, several lines joined with `", "`; for preflights.
     pub request_headers: Option<String>,
+    /// `X-Forwarded-For`, several lines joined with `", "` (RFC 9110 §5.3); believed only from
+    /// a trusted proxy (`server::proxy`).
+    pub forwarded_for: Option<String>,
     /// Bytes of the head, including the final CRLFCRLF: the body (if any) starts here.
     pub head_len: usize,
 }
@@ -236,6 +239,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>
         websocket_key: facts.websocket_key,
         websocket_version: facts.websocket_version,
         request_headers: facts.request_headers,
+        forwarded_for: facts.forwarded_for,
         head_len,
     }))
 }
@@ -267,6 +271,7 @@ struct HeaderFacts {
     websocket_key: Option<String>,
     websocket_version: Option<String>,
     request_headers: Option<String>,
+    forwarded_for: Option<String>,
 }
 
 impl HeaderFacts {
@@ -304,19 +309,28 @@ impl HeaderFacts {
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             keep_first(&mut self.websocket_version, value, "Sec-WebSocket-Version")?;
         } else if name.eq_ignore_ascii_case("access-control-request-headers") {
-            let text = utf8(value, "Access-Control-Request-Headers")?;
-            match &mut self.request_headers {
-                Some(joined) if !text.is_empty() => {
-                    if !joined.is_empty() {
-                        joined.push_str(", ");
-                    }
-                    joined.push_str(text);
-                }
-                Some(_) => {}
-                None => self.request_headers = Some(text.to_owned()),
-            }
+            join_lines(
+                &mut self.request_headers,
+                utf8(value, "Access-Control-Request-Headers")?,
+            );
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            join_lines(&mut self.forwarded_for, utf8(value, "X-Forwarded-For")?);
         }
         Ok(())
+    }
+}
+
+/// Add one line of a list-valued header to the lines before it, joined with `", "`.
+fn join_lines(slot: &mut Option<String>, text: &str) {
+    match slot {
+        Some(joined) if !text.is_empty() => {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(text);
+        }
+        Some(_) => {}
+        None => *slot = Some(text.to_owned()),
     }
 }
 

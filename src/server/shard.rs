@@ -19,10 +19,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::admission::{Admission, Admitted};
+use super::admission::{Admission, Admitted, Attribution, Refusal};
 use super::bus::{BusMessage, Inbox, Peers};
 use super::conn::{Carrying, Conn, ReadEnd};
 use super::ops::Ops;
+use super::proxy::ProxyHeader;
 use super::rooms::Rooms;
 use super::sessions::SessionEntry;
 use super::timers::{SessionRef, Timers};
@@ -242,7 +243,10 @@ impl<H: Handler> Shard<H> {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => match self.admission.admit(peer.ip()) {
+                Ok((mut stream, peer)) => match self.admission.admit(
+                    super::proxy::canonical(peer.ip()),
+                    super::proxy::is_trusted(&self.config.trusted_proxies, peer.ip()),
+                ) {
                     Ok(admitted) => {
                         let _ = stream.set_nodelay(true);
                         self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
@@ -360,6 +364,11 @@ impl<H: Handler> Shard<H> {
             return;
         }
         match conn.carrying {
+            Carrying::Http if conn.admitted.attribution() == Attribution::AwaitingProxyHeader => {
+                if self.read_proxy_header(key) {
+                    self.process_http(key);
+                }
+            }
             Carrying::Http => self.process_http(key),
             Carrying::WebSocket { .. } => self.process_websocket(key),
             // A parked GET's connection sends nothing until answered; keep what arrives
@@ -373,6 +382,64 @@ impl<H: Handler> Shard<H> {
                 }
             }
         }
+    }
+
+    /// A trusted proxy's connection before its first request: take a PROXY header (v1 or v2)
+    /// off the front of the input and count the connection under the client it names. True
+    /// when HTTP may be read next; false while the header is incomplete, or when the
+    /// connection was refused (400 for a bad header, 429 over the per-IP cap) and closes.
+    fn read_proxy_header(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        match super::proxy::parse_proxy_header(&conn.buffers.input) {
+            ProxyHeader::Incomplete => false,
+            ProxyHeader::Absent => {
+                conn.admitted.await_request();
+                true
+            }
+            ProxyHeader::Found { source, len } => {
+                conn.buffers
+                    .input
+                    .drain(..len.min(conn.buffers.input.len()));
+                match source {
+                    None => {
+                        conn.admitted.await_request();
+                        true
+                    }
+                    Some(client) => match conn.admitted.attribute(client) {
+                        Ok(()) => true,
+                        Err(refusal) => {
+                            self.refuse(key, refusal);
+                            false
+                        }
+                    },
+                }
+            }
+            ProxyHeader::Invalid(why) => {
+                conn.buffers.input.clear();
+                crate::http::write_plain_error(
+                    conn.output(),
+                    crate::http::Status::BAD_REQUEST,
+                    why,
+                    &[],
+                    false,
+                );
+                self.close_after_flush(key);
+                false
+            }
+        }
+    }
+
+    /// Answer a connection refused after accept (its client is over the per-IP cap) and
+    /// close it once the answer is out.
+    pub fn refuse(&mut self, key: usize, refusal: Refusal) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.buffers.input.clear();
+        conn.output().extend_from_slice(refusal.response());
+        self.close_after_flush(key);
     }
 
     pub fn mark_dirty(&mut self, key: usize) {
