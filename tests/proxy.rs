@@ -166,6 +166,11 @@ fn a_bad_proxy_header_from_a_trusted_peer_gets_400() {
         "",
     );
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    // Refused as a PROXY header, not merely as an HTTP request that does not parse.
+    assert!(
+        answer.ends_with("invalid PROXY protocol v1 header"),
+        "{answer:?}"
+    );
     assert!(read_until_closed(&mut stream).1);
 }
 
