@@ -393,4 +393,29 @@ mod tests {
         assert!(Settings::default().set("--sync-writes", "maybe").is_err());
         assert!(Settings::default().set("--message-rate", "-1").is_err());
     }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks_and_default_to_none() {
+        let defaults = Settings::default();
+        assert!(defaults.server.trusted_proxies.is_empty());
+        assert_eq!(defaults.server.max_connections_per_ip, 0);
+        let mut settings = Settings::default();
+        settings
+            .set("--trusted-proxies", "10.0.0.0/8, 192.0.2.7")
+            .unwrap();
+        let listed: Vec<String> = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["10.0.0.0/8", "192.0.2.7/32"]);
+        let err = Settings::default()
+            .set("--trusted-proxies", "10.0.0.0/8,proxy.local")
+            .unwrap_err();
+        assert!(
+            err.contains("READREALM_TRUSTED_PROXIES") && err.contains("proxy.local"),
+            "{err}"
+        );
+    }
 }

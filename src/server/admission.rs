@@ -231,6 +231,13 @@ mod tests {
         assert_eq!(admission.open_connections(), 0);
     }
 
+    /// Every connection holds one (idle connections must stay well under 2 KiB each): the
+    /// client's address and its state fit where the optional address was before.
+    #[test]
+    fn a_ticket_stays_small() {
+        assert!(std::mem::size_of::<Admitted>() <= 32);
+    }
+
     #[test]
     fn zero_means_no_cap() {
         let admission = Admission::new(0, 0);

@@ -252,6 +252,7 @@ impl<H: Handler> Shard<H> {
                         self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
                     }
                     Err(refusal) => {
+                        log_refusal(refusal, super::proxy::canonical(peer.ip()));
                         // Best effort: a fresh socket's send buffer takes this at once.
                         let _ = std::io::Write::write(&mut stream, refusal.response());
                         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -437,6 +438,7 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        log_refusal(refusal, conn.admitted.client());
         conn.buffers.input.clear();
         conn.output().extend_from_slice(refusal.response());
         self.close_after_flush(key);
@@ -682,6 +684,36 @@ impl<H: Handler> Shard<H> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Lines a second about refused connections, all shards together: a flood of connections
+/// must not flood the log.
+static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10);
+
+/// Log a refused connection with the client's address (behind a trusted proxy, the client it
+/// named) and what to change if the refusal is wrong.
+fn log_refusal(refusal: Refusal, client: std::net::IpAddr) {
+    if !crate::logging::enabled(crate::logging::Level::Warn) {
+        return;
+    }
+    let Some(suppressed) = REFUSAL_LOG.admit() else {
+        return;
+    };
+    let (cause, fix) = match refusal {
+        Refusal::ServerFull => ("server full", "raise --max-connections"),
+        Refusal::TooManyFromAddress => (
+            "per-IP cap",
+            "if this address is a proxy, list it in --trusted-proxies; or raise \
+             --max-connections-per-ip",
+        ),
+    };
+    crate::log_warn!(
+        "connection_refused",
+        client = client,
+        cause = cause,
+        fix = fix,
+        suppressed_before = suppressed
+    );
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
