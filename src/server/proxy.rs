@@ -255,6 +255,32 @@ mod tests {
         assert!(matches!(parse_proxy_header(&bad), ProxyHeader::Invalid(_)));
     }
 
+    /// Every prefix of a valid header, and every single-byte change of one, gets an answer
+    /// (never a panic), and a found header never claims more bytes than were given.
+    #[test]
+    fn prefixes_and_mutations_never_panic_or_overrun() {
+        let v4 = [203, 0, 113, 9, 192, 0, 2, 1, 0xc7, 0x38, 0x01, 0xbb];
+        let v2 = v2_header(0x1, 0x11, &v4);
+        let v1 = b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 443\r\nGET".to_vec();
+        for header in [v1, v2] {
+            for end in 0..=header.len() {
+                let prefix = &header[..end];
+                if let ProxyHeader::Found { len, .. } = parse_proxy_header(prefix) {
+                    assert!(len <= prefix.len());
+                }
+            }
+            for at in 0..header.len() {
+                for byte in [0u8, b' ', b'\r', b'\n', b':', 0xff, b'9'] {
+                    let mut changed = header.clone();
+                    changed[at] = byte;
+                    if let ProxyHeader::Found { len, .. } = parse_proxy_header(&changed) {
+                        assert!(len <= changed.len());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn forwarded_for_takes_the_rightmost_untrusted_address() {
         let trusted = parse_trusted("10.0.0.0/8").unwrap();
