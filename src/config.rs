@@ -46,6 +46,7 @@ pub struct ServerConfig {
     /// Whether CORS answers allow credentials (cookies, `withCredentials`).
     pub cors_credentials: bool,
     /// Largest request head, in bytes; larger heads get 431 and the connection closes.
+    /// Default 16384, Node's (see [`crate::http::request::DEFAULT_MAX_HEAD_BYTES`]).
     pub max_head_bytes: usize,
     /// Most headers in one request head.
     pub max_headers: usize,
@@ -61,9 +62,15 @@ pub struct ServerConfig {
     /// at accept (0: no cap). Keep it under the process's file-descriptor limit.
     pub max_connections: usize,
     /// Open TCP connections from one client IP address; beyond it new ones get 429 and are
-    /// closed at accept (0: no cap). Readers behind one carrier NAT share an address, so
-    /// this is generous; behind a load balancer that connects from its own address, set 0.
+    /// closed (0: no cap, the default). Off by default because a proxy not listed in
+    /// `trusted_proxies` makes every reader one address, and any cap would then silently cap
+    /// the whole server (docs/LIMITS.md). With the proxies listed, the address counted is the
+    /// client's (PROXY header or `X-Forwarded-For`), so a cap is safe to set.
     pub max_connections_per_ip: usize,
+    /// Peers (addresses and CIDR blocks) whose PROXY protocol header (v1 or v2) and
+    /// `X-Forwarded-For` are believed for the client's address; empty by default. From any
+    /// other peer both are ignored as such: a PROXY header is not HTTP and gets 400.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Time allowed for a whole request (head and body) to arrive, counted from when the
     /// connection starts waiting for it: accept, or the end of the previous request on a
     /// keep-alive connection. Bounds slow-header attacks and idle keep-alive connections
@@ -93,13 +100,14 @@ impl Default for ServerConfig {
             max_payload: 1_000_000,
             cors: CorsPolicy::AnyOrigin,
             cors_credentials: true,
-            max_head_bytes: 8 * 1024,
+            max_head_bytes: crate::http::request::DEFAULT_MAX_HEAD_BYTES,
             max_headers: 64,
             max_outbound_bytes: 4_000_000,
             max_attachments: 10,
             max_namespaces_per_connection: 32,
             max_connections: 100_000,
-            max_connections_per_ip: 1024,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             request_timeout: Duration::from_millis(10_000),
             max_json_depth: 32,
             max_json_elements: 10_000,
@@ -189,7 +197,11 @@ pub const FLAGS: &[(&str, &str)] = &[
     ),
     (
         "--max-connections-per-ip",
-        "open connections from one client IP; 0: no cap [default: 1024]",
+        "open connections from one client IP; 0: no cap [default: 0]",
+    ),
+    (
+        "--trusted-proxies",
+        "addresses/CIDRs whose PROXY header and X-Forwarded-For name the client [default: none]",
     ),
     (
         "--request-timeout",
@@ -197,7 +209,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ),
     (
         "--max-head-bytes",
-        "largest HTTP request head in bytes [default: 8192]",
+        "largest HTTP request head in bytes [default: 16384]",
     ),
     ("--max-headers", "most headers in one request [default: 64]"),
     (
@@ -303,6 +315,10 @@ impl Settings {
             "--upgrade-timeout" => server.upgrade_timeout = millis(value)?,
             "--max-connections" => server.max_connections = count(value, 0)?,
             "--max-connections-per-ip" => server.max_connections_per_ip = count(value, 0)?,
+            "--trusted-proxies" => {
+                server.trusted_proxies =
+                    crate::server::proxy::parse_trusted(value).map_err(|what| bad(&what))?
+            }
             "--request-timeout" => server.request_timeout = millis(value)?,
             "--max-head-bytes" => server.max_head_bytes = count(value, 1024)?,
             "--max-headers" => server.max_headers = count(value, 8)?,
@@ -376,5 +392,30 @@ mod tests {
         assert!(Settings::default().set("--nope", "1").is_err());
         assert!(Settings::default().set("--sync-writes", "maybe").is_err());
         assert!(Settings::default().set("--message-rate", "-1").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks_and_default_to_none() {
+        let defaults = Settings::default();
+        assert!(defaults.server.trusted_proxies.is_empty());
+        assert_eq!(defaults.server.max_connections_per_ip, 0);
+        let mut settings = Settings::default();
+        settings
+            .set("--trusted-proxies", "10.0.0.0/8, 192.0.2.7")
+            .unwrap();
+        let listed: Vec<String> = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["10.0.0.0/8", "192.0.2.7/32"]);
+        let err = Settings::default()
+            .set("--trusted-proxies", "10.0.0.0/8,proxy.local")
+            .unwrap_err();
+        assert!(
+            err.contains("READREALM_TRUSTED_PROXIES") && err.contains("proxy.local"),
+            "{err}"
+        );
     }
 }

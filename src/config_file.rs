@@ -139,6 +139,12 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--max-payload" => server.max_payload.to_string(),
         "--max-connections" => server.max_connections.to_string(),
         "--max-connections-per-ip" => server.max_connections_per_ip.to_string(),
+        "--trusted-proxies" => server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         "--max-head-bytes" => server.max_head_bytes.to_string(),
         "--max-headers" => server.max_headers.to_string(),
         "--max-json-depth" => server.max_json_depth.to_string(),

@@ -88,7 +88,7 @@ for t in "${targets[@]}"; do
             cp -f "$dir"/* "$corpus"/ 2>/dev/null || true
         fi
     done
-    # The HTTP targets need inputs longer than a whole request head (8 KiB) to reach the
+    # The HTTP targets need inputs longer than a whole request head (16 KiB) to reach the
     # head size limit; libFuzzer's default cap for new inputs is 4 KiB.
     case "$t" in
     http_*) max_len=20000 ;;

@@ -9,8 +9,19 @@
 //! and shared by reference count, because the same bytes go to every transport.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use bytes::Bytes;
+
+/// The decoder of `b` records, after [`decode_base64_record`] has removed white space and
+/// trailing `=`: the standard alphabet, no padding expected, and the unused low bits of the
+/// last character ignored (as Node's decoder ignores them).
+const BASE64_RECORD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// The record separator between packets in a polling payload.
 pub const RECORD_SEPARATOR: u8 = 0x1e;
@@ -87,13 +98,67 @@ pub fn decode_payload(body: &[u8]) -> Result<Vec<EioPacket>, EioDecodeError> {
     let text = std::str::from_utf8(body).map_err(|_| EioDecodeError::InvalidUtf8)?;
     text.split(RECORD_SEPARATOR as char)
         .map(|record| match record.strip_prefix('b') {
-            Some(b64) => BASE64
-                .decode(b64)
-                .map(|bytes| EioPacket::Binary(Bytes::from(bytes)))
-                .map_err(|_| EioDecodeError::InvalidBase64),
+            Some(b64) => {
+                decode_base64_record(b64).map(|bytes| EioPacket::Binary(Bytes::from(bytes)))
+            }
             None => decode_text(record),
         })
         .collect()
+}
+
+/// Decode the base64 of a `b` record the way the reference server does where that is
+/// lossless, and refuse the rest.
+///
+/// engine.io on Node decodes `b` records with `Buffer.from(s, "base64")`, whose documented
+/// rules are: ASCII white space anywhere is skipped, the URL-safe alphabet (`-`, `_`) is
+/// accepted beside `+` and `/`, padding may be missing. Clients rely on this:
+/// engine.io-client-java on Android encodes with `Base64.DEFAULT`, which ends every 76
+/// characters and the whole text with a line feed. Accepted here, mirroring Node (checked
+/// with node 20 on each case of the unit tests below):
+///
+/// - white space (space, `\t`, `\n`, `\v`, `\f`, `\r`) anywhere: skipped;
+/// - `-` and `_`, also mixed with `+` and `/`: read as `+` and `/`;
+/// - any number of `=` at the end (none, too few, too many): ignored;
+/// - unused low bits in the last character (`AR==`): ignored.
+///
+/// Node also decodes, without an error, input it can only read by dropping characters:
+/// other characters (`AQ!ID` gives 3 bytes), data after an `=` (`AQ==ID` gives 1), a single
+/// character left over at the end (`AQIDB` gives 3). Those are refused here
+/// ([`EioDecodeError::InvalidBase64`], a 400 that ends the session, as before), because no
+/// client encodes that way and the bytes Node would hand the application are not the ones
+/// sent.
+pub fn decode_base64_record(b64: &str) -> Result<Vec<u8>, EioDecodeError> {
+    let needs_cleaning = b64
+        .bytes()
+        .any(|b| is_js_ascii_space(b) || b == b'-' || b == b'_');
+    let decoded = if needs_cleaning {
+        let cleaned: Vec<u8> = b64
+            .bytes()
+            .filter(|&b| !is_js_ascii_space(b))
+            .map(|b| match b {
+                b'-' => b'+',
+                b'_' => b'/',
+                other => other,
+            })
+            .collect();
+        BASE64_RECORD.decode(trim_padding(&cleaned))
+    } else {
+        BASE64_RECORD.decode(trim_padding(b64.as_bytes()))
+    };
+    decoded.map_err(|_| EioDecodeError::InvalidBase64)
+}
+
+/// ASCII white space as JavaScript's `\s` and Node's base64 decoder see it.
+fn is_js_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// `bytes` without the `=` at its end.
+fn trim_padding(mut bytes: &[u8]) -> &[u8] {
+    while let [rest @ .., b'='] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// An outbound Engine.IO packet, already encoded.
@@ -246,6 +311,65 @@ mod tests {
         assert_eq!(decode_payload(b"b!!"), Err(EioDecodeError::InvalidBase64));
         assert_eq!(decode_payload(b"4\xff"), Err(EioDecodeError::InvalidUtf8));
         assert_eq!(decode_payload(b"x"), Err(EioDecodeError::UnknownType(b'x')));
+    }
+
+    /// Each case was run through Node 20's `Buffer.from(s, "base64")` (engine.io's decoder of
+    /// `b` records); the bytes here are Node's answers, copied from its output.
+    #[test]
+    fn base64_records_decode_as_node_decodes_them() {
+        let node_agrees: &[(&str, &[u8])] = &[
+            ("AQIDBA==", &[1, 2, 3, 4]),
+            ("AQIDBA", &[1, 2, 3, 4]),
+            ("AQIDBA=", &[1, 2, 3, 4]),
+            ("AQIDBA===", &[1, 2, 3, 4]),
+            ("AQIDBA====", &[1, 2, 3, 4]),
+            ("AQID\nBA==\n", &[1, 2, 3, 4]),
+            ("AQ ID\tBA\r\n==", &[1, 2, 3, 4]),
+            ("AQIDBA=\n=", &[1, 2, 3, 4]),
+            ("AQIDBA\u{b}", &[1, 2, 3, 4]),
+            ("AQIDBA\u{c}", &[1, 2, 3, 4]),
+            ("-_-_", &[251, 255, 191]),
+            ("+/-_", &[251, 255, 191]),
+            ("AR==", &[1]),
+            ("AQIDBB==", &[1, 2, 3, 4]),
+            ("", &[]),
+        ];
+        for (input, bytes) in node_agrees {
+            assert_eq!(
+                decode_base64_record(input).as_deref(),
+                Ok(*bytes),
+                "{input:?}"
+            );
+        }
+        // Node decodes these only by dropping characters; refused here.
+        for input in [
+            "AQ!ID",
+            "!!",
+            "AQ==ID",
+            "=AQID",
+            "AQID=BA",
+            "AQIDB",
+            "A",
+            "AQ\u{a0}ID",
+        ] {
+            assert_eq!(
+                decode_base64_record(input),
+                Err(EioDecodeError::InvalidBase64),
+                "{input:?}"
+            );
+        }
+    }
+
+    /// What Android's `Base64.DEFAULT` makes of 100 bytes: a line feed after 76 characters
+    /// and one at the end (RFC 2045 line length, as android.util.Base64 writes it).
+    #[test]
+    fn android_line_broken_base64_in_a_payload() {
+        let bytes: Vec<u8> = (0..100u8).collect();
+        let flat = BASE64.encode(&bytes);
+        let android = format!("{}\n{}\n", &flat[..76], &flat[76..]);
+        let body = format!("451-[\"m\",{{\"_placeholder\":true,\"num\":0}}]\x1eb{android}");
+        let packets = decode_payload(body.as_bytes()).unwrap();
+        assert_eq!(packets[1], EioPacket::Binary(Bytes::from(bytes)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::engineio::sid::{owner_shard, MAX_SHARDS, SID_LEN};
 use crate::http::request::{parse_head, HeadLimits};
 
 /// Most prefixes re-parsed per input: each parse is linear in the prefix, so checking all of
-/// them for an 8 KiB head would make one input cost tens of millions of byte visits.
+/// them for a 16 KiB head would make one input cost over a hundred million byte visits.
 const MAX_PREFIX_CHECKS: usize = 256;
 
 pub fn check(data: &[u8]) {

@@ -21,10 +21,15 @@ use std::fmt;
 
 /// Default cap on the head (request line, headers and the final blank line), in bytes.
 ///
-/// Engine.IO heads are small (a path, a short query, a dozen browser headers, maybe cookies);
-/// 8 KiB is what nginx and hyper accept by default, so well-behaved clients behind common
-/// proxies already fit, and it bounds the bytes buffered for a connection before any routing.
-pub const DEFAULT_MAX_HEAD_BYTES: usize = 8192;
+/// Engine.IO heads are small (a path, a short query, a dozen browser headers), except for
+/// cookies: a browser on a domain with many cookies sends well over 8 KiB. 16 KiB is Node's
+/// default (`--max-http-header-size`, 16384 since Node 13.13 / 12.18.3), which served
+/// ReadRealm's apps before, so every head Node took is taken here. For comparison (defaults,
+/// not a promise of those servers): nginx reads a head into at most 4 buffers of 8 KiB
+/// (`large_client_header_buffers 4 8k`: one line up to 8 KiB, the head up to 32 KiB), Apache
+/// httpd allows 8190 bytes per header line and 100 lines, Go's net/http 1 MiB. The cap bounds
+/// the bytes buffered for a connection before any routing.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16384;
 
 /// Default cap on the number of header lines.
 ///
@@ -120,6 +125,9 @@ pub struct RequestHead {
     pub websocket_version: Option<String>,
     /// `Access-Control-Request-Headers`, several lines joined with `", "`; for preflights.
     pub request_headers: Option<String>,
+    /// `X-Forwarded-For`, several lines joined with `", "` (RFC 9110 §5.3); believed only from
+    /// a trusted proxy (`server::proxy`).
+    pub forwarded_for: Option<String>,
     /// Bytes of the head, including the final CRLFCRLF: the body (if any) starts here.
     pub head_len: usize,
 }
@@ -231,6 +239,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>
         websocket_key: facts.websocket_key,
         websocket_version: facts.websocket_version,
         request_headers: facts.request_headers,
+        forwarded_for: facts.forwarded_for,
         head_len,
     }))
 }
@@ -262,6 +271,7 @@ struct HeaderFacts {
     websocket_key: Option<String>,
     websocket_version: Option<String>,
     request_headers: Option<String>,
+    forwarded_for: Option<String>,
 }
 
 impl HeaderFacts {
@@ -299,19 +309,28 @@ impl HeaderFacts {
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             keep_first(&mut self.websocket_version, value, "Sec-WebSocket-Version")?;
         } else if name.eq_ignore_ascii_case("access-control-request-headers") {
-            let text = utf8(value, "Access-Control-Request-Headers")?;
-            match &mut self.request_headers {
-                Some(joined) if !text.is_empty() => {
-                    if !joined.is_empty() {
-                        joined.push_str(", ");
-                    }
-                    joined.push_str(text);
-                }
-                Some(_) => {}
-                None => self.request_headers = Some(text.to_owned()),
-            }
+            join_lines(
+                &mut self.request_headers,
+                utf8(value, "Access-Control-Request-Headers")?,
+            );
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            join_lines(&mut self.forwarded_for, utf8(value, "X-Forwarded-For")?);
         }
         Ok(())
+    }
+}
+
+/// Add one line of a list-valued header to the lines before it, joined with `", "`.
+fn join_lines(slot: &mut Option<String>, text: &str) {
+    match slot {
+        Some(joined) if !text.is_empty() => {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(text);
+        }
+        Some(_) => {}
+        None => *slot = Some(text.to_owned()),
     }
 }
 

@@ -4,7 +4,12 @@
 //! Every accepted connection holds an [`Admitted`] ticket for life (it travels with the
 //! connection when it is handed to another shard); dropping the ticket gives its place back.
 //! The counts are shared by all shards, since SO_REUSEPORT spreads one client's connections
-//! over them. The per-IP table is touched only on accept and close, never per message.
+//! over them. The per-IP table is touched only on accept (or, for a trusted proxy's
+//! connection, once the client's address is known) and close, never per message.
+//!
+//! A connection from a trusted proxy (`--trusted-proxies`) is counted in the total at accept
+//! but per IP only once its client is known: from the PROXY header, else from the first
+//! request's `X-Forwarded-For`, else it is the proxy's own ([`Admitted::attribute`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -51,7 +56,23 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Admitted {
     admission: Arc<Admission>,
-    ip: Option<IpAddr>,
+    /// The client's address once known; until then the trusted proxy's.
+    client: IpAddr,
+    state: Attribution,
+}
+
+/// Where a connection stands in the per-IP count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    /// Counted under `client`.
+    Counted,
+    /// Not counted per IP (no per-IP cap); `client` is final.
+    Uncounted,
+    /// From a trusted proxy, nothing read yet: a PROXY header may come first.
+    AwaitingProxyHeader,
+    /// From a trusted proxy, no PROXY header with an address: the first request's
+    /// `X-Forwarded-For` names the client.
+    AwaitingRequest,
 }
 
 impl Admission {
@@ -64,31 +85,38 @@ impl Admission {
         })
     }
 
-    /// Take a place for a connection from `ip`, or say why there is none.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+    /// Take a place for a connection from `peer`, or say why there is none. A `trusted_proxy`
+    /// peer's connection is counted per IP later, under its client ([`Admitted::attribute`]).
+    pub fn admit(self: &Arc<Self>, peer: IpAddr, trusted_proxy: bool) -> Result<Admitted, Refusal> {
         let total = self.total.fetch_add(1, Ordering::AcqRel);
         if self.max_total > 0 && total >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::ServerFull);
         }
-        if self.max_per_ip == 0 {
-            return Ok(Admitted {
-                admission: Arc::clone(self),
-                ip: None,
-            });
+        let mut admitted = Admitted {
+            admission: Arc::clone(self),
+            client: peer,
+            state: Attribution::AwaitingProxyHeader,
+        };
+        if !trusted_proxy {
+            // On refusal, dropping `admitted` gives the total place back.
+            admitted.attribute(peer)?;
         }
+        Ok(admitted)
+    }
+
+    /// Count one more connection for `ip`, or refuse.
+    fn count(&self, ip: IpAddr) -> Result<(), Refusal> {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= self.max_per_ip {
-            drop(per_ip);
-            self.total.fetch_sub(1, Ordering::AcqRel);
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
             return Err(Refusal::TooManyFromAddress);
         }
         *count += 1;
-        Ok(Admitted {
-            admission: Arc::clone(self),
-            ip: Some(ip),
-        })
+        Ok(())
     }
 
     /// Open connections now, across all shards.
@@ -98,10 +126,50 @@ impl Admission {
     }
 }
 
+impl Admitted {
+    /// Where the connection stands in the per-IP count.
+    pub fn attribution(&self) -> Attribution {
+        self.state
+    }
+
+    /// The client's address: final once [`Admitted::attribution`] is `Counted` or
+    /// `Uncounted`; until then the trusted proxy's.
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The connection belongs to `client` from now on: count it there, or refuse (the
+    /// connection must then be closed, with [`Refusal::response`]). Called once; later calls
+    /// change nothing.
+    pub fn attribute(&mut self, client: IpAddr) -> Result<(), Refusal> {
+        if matches!(self.state, Attribution::Counted | Attribution::Uncounted) {
+            return Ok(());
+        }
+        self.client = client;
+        if self.admission.max_per_ip == 0 {
+            self.state = Attribution::Uncounted;
+            return Ok(());
+        }
+        // Refused: stays uncounted (nothing to give back), and is closed by the caller.
+        self.state = Attribution::Uncounted;
+        self.admission.count(client)?;
+        self.state = Attribution::Counted;
+        Ok(())
+    }
+
+    /// No PROXY header named the client: wait for the first request's `X-Forwarded-For`.
+    pub fn await_request(&mut self) {
+        if self.state == Attribution::AwaitingProxyHeader {
+            self.state = Attribution::AwaitingRequest;
+        }
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         let admission = &self.admission;
-        if let Some(ip) = self.ip {
+        if self.state == Attribution::Counted {
+            let ip = self.client;
             let mut per_ip = admission.per_ip.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = per_ip.get_mut(&ip) {
                 *count = count.saturating_sub(1);
@@ -123,23 +191,60 @@ mod tests {
         let admission = Admission::new(3, 2);
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        let first = admission.admit(a).unwrap();
-        let _second = admission.admit(a).unwrap();
-        assert_eq!(admission.admit(a).unwrap_err(), Refusal::TooManyFromAddress);
-        let _third = admission.admit(b).unwrap();
-        assert_eq!(admission.admit(b).unwrap_err(), Refusal::ServerFull);
+        let first = admission.admit(a, false).unwrap();
+        let _second = admission.admit(a, false).unwrap();
+        assert_eq!(
+            admission.admit(a, false).unwrap_err(),
+            Refusal::TooManyFromAddress
+        );
+        let _third = admission.admit(b, false).unwrap();
+        assert_eq!(admission.admit(b, false).unwrap_err(), Refusal::ServerFull);
         assert_eq!(admission.open_connections(), 3);
         drop(first);
         assert_eq!(admission.open_connections(), 2);
-        assert!(admission.admit(a).is_ok());
+        assert!(admission.admit(a, false).is_ok());
         assert_eq!(admission.per_ip.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_trusted_proxys_connection_is_counted_under_its_client_once_known() {
+        let admission = Admission::new(10, 1);
+        let proxy: IpAddr = [10, 0, 0, 2].into();
+        let client: IpAddr = [198, 51, 100, 4].into();
+        // Many connections from the proxy: none counted per IP before attribution.
+        let mut first = admission.admit(proxy, true).unwrap();
+        let mut second = admission.admit(proxy, true).unwrap();
+        assert_eq!(first.attribution(), Attribution::AwaitingProxyHeader);
+        assert!(admission.per_ip.lock().unwrap().is_empty());
+        first.attribute(client).unwrap();
+        assert_eq!(first.attribution(), Attribution::Counted);
+        assert_eq!(first.client(), client);
+        // A second connection of the same client is over the cap of 1.
+        assert_eq!(second.attribute(client), Err(Refusal::TooManyFromAddress));
+        drop(second);
+        assert_eq!(admission.per_ip.lock().unwrap().get(&client), Some(&1));
+        // Attribution happens once.
+        first.attribute(proxy).unwrap();
+        assert_eq!(first.client(), client);
+        drop(first);
+        assert!(admission.per_ip.lock().unwrap().is_empty());
+        assert_eq!(admission.open_connections(), 0);
+    }
+
+    /// Every connection holds one (idle connections must stay well under 2 KiB each): the
+    /// client's address and its state fit where the optional address was before.
+    #[test]
+    fn a_ticket_stays_small() {
+        assert!(std::mem::size_of::<Admitted>() <= 32);
     }
 
     #[test]
     fn zero_means_no_cap() {
         let admission = Admission::new(0, 0);
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let held: Vec<_> = (0..1000).map(|_| admission.admit(ip).unwrap()).collect();
+        let held: Vec<_> = (0..1000)
+            .map(|_| admission.admit(ip, false).unwrap())
+            .collect();
         assert_eq!(admission.open_connections(), 1000);
         drop(held);
         assert_eq!(admission.open_connections(), 0);

@@ -9,6 +9,7 @@ mod bus;
 mod conn;
 mod listener;
 mod ops;
+pub mod proxy;
 mod rooms;
 mod sessions;
 mod shard;

@@ -19,10 +19,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::admission::{Admission, Admitted};
+use super::admission::{Admission, Admitted, Attribution, Refusal};
 use super::bus::{BusMessage, Inbox, Peers};
 use super::conn::{Carrying, Conn, ReadEnd};
 use super::ops::Ops;
+use super::proxy::ProxyHeader;
 use super::rooms::Rooms;
 use super::sessions::SessionEntry;
 use super::timers::{SessionRef, Timers};
@@ -254,12 +255,16 @@ impl<H: Handler> Shard<H> {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => match self.admission.admit(peer.ip()) {
+                Ok((mut stream, peer)) => match self.admission.admit(
+                    super::proxy::canonical(peer.ip()),
+                    super::proxy::is_trusted(&self.config.trusted_proxies, peer.ip()),
+                ) {
                     Ok(admitted) => {
                         let _ = stream.set_nodelay(true);
                         self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
                     }
                     Err(refusal) => {
+                        log_refusal(refusal, super::proxy::canonical(peer.ip()));
                         // Best effort: a fresh socket's send buffer takes this at once.
                         let _ = std::io::Write::write(&mut stream, refusal.response());
                         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -372,6 +377,11 @@ impl<H: Handler> Shard<H> {
             return;
         }
         match conn.carrying {
+            Carrying::Http if conn.admitted.attribution() == Attribution::AwaitingProxyHeader => {
+                if self.read_proxy_header(key) {
+                    self.process_http(key);
+                }
+            }
             Carrying::Http => self.process_http(key),
             Carrying::WebSocket { .. } => self.process_websocket(key),
             // A parked GET's connection sends nothing until answered; keep what arrives
@@ -385,6 +395,65 @@ impl<H: Handler> Shard<H> {
                 }
             }
         }
+    }
+
+    /// A trusted proxy's connection before its first request: take a PROXY header (v1 or v2)
+    /// off the front of the input and count the connection under the client it names. True
+    /// when HTTP may be read next; false while the header is incomplete, or when the
+    /// connection was refused (400 for a bad header, 429 over the per-IP cap) and closes.
+    fn read_proxy_header(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        match super::proxy::parse_proxy_header(&conn.buffers.input) {
+            ProxyHeader::Incomplete => false,
+            ProxyHeader::Absent => {
+                conn.admitted.await_request();
+                true
+            }
+            ProxyHeader::Found { source, len } => {
+                conn.buffers
+                    .input
+                    .drain(..len.min(conn.buffers.input.len()));
+                match source {
+                    None => {
+                        conn.admitted.await_request();
+                        true
+                    }
+                    Some(client) => match conn.admitted.attribute(client) {
+                        Ok(()) => true,
+                        Err(refusal) => {
+                            self.refuse(key, refusal);
+                            false
+                        }
+                    },
+                }
+            }
+            ProxyHeader::Invalid(why) => {
+                conn.buffers.input.clear();
+                crate::http::write_plain_error(
+                    conn.output(),
+                    crate::http::Status::BAD_REQUEST,
+                    why,
+                    &[],
+                    false,
+                );
+                self.close_after_flush(key);
+                false
+            }
+        }
+    }
+
+    /// Answer a connection refused after accept (its client is over the per-IP cap) and
+    /// close it once the answer is out.
+    pub fn refuse(&mut self, key: usize, refusal: Refusal) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        log_refusal(refusal, conn.admitted.client());
+        conn.buffers.input.clear();
+        conn.output().extend_from_slice(refusal.response());
+        self.close_after_flush(key);
     }
 
     pub fn mark_dirty(&mut self, key: usize) {
@@ -652,6 +721,36 @@ impl<H: Handler> Shard<H> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Lines a second about refused connections, all shards together: a flood of connections
+/// must not flood the log.
+static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10);
+
+/// Log a refused connection with the client's address (behind a trusted proxy, the client it
+/// named) and what to change if the refusal is wrong.
+fn log_refusal(refusal: Refusal, client: std::net::IpAddr) {
+    if !crate::logging::enabled(crate::logging::Level::Warn) {
+        return;
+    }
+    let Some(suppressed) = REFUSAL_LOG.admit() else {
+        return;
+    };
+    let (cause, fix) = match refusal {
+        Refusal::ServerFull => ("server full", "raise --max-connections"),
+        Refusal::TooManyFromAddress => (
+            "per-IP cap",
+            "if this address is a proxy, list it in --trusted-proxies; or raise \
+             --max-connections-per-ip",
+        ),
+    };
+    crate::log_warn!(
+        "connection_refused",
+        client = client,
+        cause = cause,
+        fix = fix,
+        suppressed_before = suppressed
+    );
 }
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {

@@ -7,8 +7,10 @@
 
 use std::time::Instant;
 
+use super::admission::Attribution;
 use super::bus::BusMessage;
 use super::conn::Carrying;
+use super::proxy;
 use super::shard::{detach, Shard};
 use super::timers::SessionRef;
 use super::ws::{self, WsClose};
@@ -67,6 +69,9 @@ impl<H: Handler> Shard<H> {
                     return;
                 }
             };
+            if !self.attribute_to_forwarded_client(key, &head) {
+                return;
+            }
             let next = self.route(key, head);
             if let Some(conn) = self.conns.get_mut(key) {
                 // Answered, or no longer awaiting a request (parked GET, WebSocket).
@@ -77,6 +82,33 @@ impl<H: Handler> Shard<H> {
             match next {
                 Next::Continue => continue,
                 Next::Stop => return,
+            }
+        }
+    }
+
+    /// The first request of a trusted proxy's connection that had no PROXY header naming its
+    /// client: count the connection under the client its `X-Forwarded-For` names (the proxy
+    /// itself without one). Before the request is routed, so a refusal (429 over the per-IP
+    /// cap) is an HTTP answer even for a WebSocket handshake. False when refused.
+    fn attribute_to_forwarded_client(&mut self, key: usize, head: &RequestHead) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.admitted.attribution() != Attribution::AwaitingRequest {
+            return true;
+        }
+        let peer = conn.admitted.client();
+        let client = match head.forwarded_for.as_deref() {
+            Some(list) => {
+                proxy::client_from_forwarded_for(list, peer, &self.config.trusted_proxies)
+            }
+            None => peer,
+        };
+        match conn.admitted.attribute(client) {
+            Ok(()) => true,
+            Err(refusal) => {
+                self.refuse(key, refusal);
+                false
             }
         }
     }
