@@ -230,6 +230,9 @@ impl<H: Handler> Shard<H> {
         if let Some(until) = self.accept_paused_until {
             next = Some(next.map_or(until, |n| n.min(until)));
         }
+        if let Some(at) = self.handler.next_wake(&self.app) {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         next.map(|at| at.saturating_duration_since(now + TIMER_SLACK))
     }
 
