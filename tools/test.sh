@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine: installs what it needs, builds, then runs the
 # Rust unit and integration tests, the upstream protocol suites, the socket.io-client tests in
-# tests/js, the python-socketio tests, the reading-room page in chromium (tests/browser), and the format and lint checks.
+# tests/js, the python-socketio and rust_socketio client tests, the reading-room page in
+# chromium (tests/browser), and the format and lint checks.
 # Usage: tools/test.sh   (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,9 @@ echo "== socket.io-client tests (tests/js)"
 
 echo "== python-socketio client tests (tests/python)"
 tests/python/run.sh
+
+echo "== rust_socketio client tests (tests/rust_client)"
+tests/rust_client/run.sh
 
 echo "== reading-room page in Debian's chromium (tests/browser)"
 if ! command -v chromium >/dev/null 2>&1; then
