@@ -188,6 +188,10 @@ impl<H: Handler> Shard<H> {
                 return Err(e);
             }
             let woke = Instant::now();
+            // Deadlines that passed while the shard slept come first, as in Node's event loop
+            // (timers, then I/O): a request arriving after its session's ping timeout finds
+            // the session closed, even when the shard wakes late for both.
+            self.run_timers(woke);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
