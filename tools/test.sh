@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine: installs what it needs, builds, then runs the
-# Rust unit and integration tests, the socket.io-client tests in tests/js, the python-socketio
-# tests, the reading-room page in chromium (tests/browser), and the format and lint checks.
+# Rust unit and integration tests, the upstream protocol suites, the socket.io-client tests in
+# tests/js, the python-socketio and rust_socketio client tests, the reading-room page in
+# chromium (tests/browser), and the format and lint checks.
 # Usage: tools/test.sh   (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,19 @@ cargo test --release --all-targets --locked
 echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (tools/fuzz.sh)"
 tools/fuzz.sh "${FUZZ_SECONDS:-20}"
 
+# The independent upstream Engine.IO v4 and Socket.IO v5 suites against `conformance`
+# (skipped with a message when they cannot be fetched; UPSTREAM_SUITES_DIR names a local copy).
+echo "== upstream protocol suites (tools/upstream-suites.sh)"
+tools/upstream-suites.sh
+
 echo "== socket.io-client tests (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 echo "== python-socketio client tests (tests/python)"
 tests/python/run.sh
+
+echo "== rust_socketio client tests (tests/rust_client)"
+tests/rust_client/run.sh
 
 echo "== reading-room page in Debian's chromium (tests/browser)"
 if ! command -v chromium >/dev/null 2>&1; then

@@ -198,6 +198,10 @@ impl<H: Handler> Shard<H> {
                 return Err(e);
             }
             let woke = Instant::now();
+            // Deadlines that passed while the shard slept come first, as in Node's event loop
+            // (timers, then I/O): a request arriving after its session's ping timeout finds
+            // the session closed, even when the shard wakes late for both.
+            self.run_timers(woke);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -242,6 +246,9 @@ impl<H: Handler> Shard<H> {
         }
         if let Some(until) = self.accept_paused_until {
             next = Some(next.map_or(until, |n| n.min(until)));
+        }
+        if let Some(at) = self.handler.next_wake(&self.app) {
+            next = Some(next.map_or(at, |n| n.min(at)));
         }
         next.map(|at| at.saturating_duration_since(now + TIMER_SLACK))
     }

@@ -310,6 +310,13 @@ pub trait Handler: Send + Sync + 'static {
     /// work gathered during the turn (one store write for many messages).
     fn on_turn_end(&self, _shard: &mut ShardOf<'_, Self>) {}
 
+    /// The latest instant the shard may sleep until for this application: work the
+    /// application deferred (kept in its shard state) is then done in the [`Self::on_turn_end`]
+    /// of a turn at or after it. None (the default) adds no wake-up.
+    fn next_wake(&self, _shard: &Self::Shard) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Plain Engine.IO servers only: a message arrived; return the messages to send back.
     fn on_engine_message(&self, _message: EngineMessage) -> Vec<EngineMessage> {
         Vec::new()

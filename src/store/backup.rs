@@ -39,6 +39,14 @@ pub enum Method {
 
 /// Back `data_dir` up into `to`, which must not exist yet (or be an empty directory).
 pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    backup_as(data_dir, to, euid)
+}
+
+/// [`backup`] as a process with effective user id `euid` decides it: the tests use another
+/// user's id to check, without root, that a directory not ours is never written into.
+pub(super) fn backup_as(data_dir: &Path, to: &Path, euid: u32) -> Result<Method, StoreError> {
     if !data_dir.join("CURRENT").is_file() {
         return Err(StoreError(format!(
             "{} holds no message store (no CURRENT file)",
@@ -55,7 +63,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
         // An empty directory: RocksDB's checkpoint wants to create it itself.
         let _ = std::fs::remove_dir(to);
     }
-    if !owned_by_us(data_dir) {
+    if !owned_by(data_dir, euid) {
         return copy_from_running(data_dir, to);
     }
     match Store::open(data_dir, false) {
@@ -68,11 +76,9 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
     }
 }
 
-/// Whether this process runs as the owner of `dir` (only then may it write into it).
-fn owned_by_us(dir: &Path) -> bool {
+/// Whether user `euid` owns `dir` (only then may a backup by it write into it).
+fn owned_by(dir: &Path, euid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
     std::fs::metadata(dir).is_ok_and(|meta| meta.uid() == euid)
 }
 

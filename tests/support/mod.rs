@@ -110,16 +110,31 @@ pub fn start_socketio(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     })
 }
 
+/// How long a shut-down server may take to end its shard threads before the test fails.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Drop for TestServer {
+    /// Shut the server down and join it: a shard thread that panicked, returned an error or
+    /// did not end within [`JOIN_TIMEOUT`] fails the test (unless it is failing already, when a
+    /// second panic would abort the process and hide the first message).
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown();
-            // Join, but never hang a test on a stuck shard thread.
+            // Join on another thread, so a stuck shard fails the test instead of hanging it.
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let _ = tx.send(handle.join());
             });
-            let _ = rx.recv_timeout(Duration::from_secs(3));
+            let problem = match rx.recv_timeout(JOIN_TIMEOUT) {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => format!("the server ended with an error: {e}"),
+                Err(_) => format!("the server's shard threads did not end within {JOIN_TIMEOUT:?}"),
+            };
+            if std::thread::panicking() {
+                eprintln!("TestServer: {problem}");
+            } else {
+                panic!("TestServer: {problem}");
+            }
         }
     }
 }

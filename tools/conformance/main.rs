@@ -1,7 +1,9 @@
 //! The conformance test server of docs/PROTOCOL.md, for independent Engine.IO v4 and Socket.IO v5
 //! test suites: `conformance engineio` or `conformance socketio`, on 127.0.0.1:3000 (or the
 //! address in `CONFORMANCE_LISTEN`), with pingInterval 300 ms, pingTimeout 200 ms,
-//! maxPayload 1,000,000, connectTimeout 1000 ms and CORS origin `*`.
+//! maxPayload 1,000,000, connectTimeout 1000 ms and CORS origin `*`. In Socket.IO mode the
+//! `auth` event follows each CONNECT answer after `conformance::AUTH_DELAY` (20 ms; why: its
+//! doc). `tools/upstream-suites.sh` runs the upstream suites against both modes.
 
 use std::process::ExitCode;
 use std::time::Duration;
