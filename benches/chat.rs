@@ -25,6 +25,8 @@ use readrealm_chat::chat::message::message_value;
 use readrealm_chat::chat::validate::{self, MessageRequest, Payload};
 use readrealm_chat::socketio::event_json::{first_arg, FirstArg};
 use readrealm_chat::socketio::handler::event_array;
+use readrealm_chat::socketio::packet::{decode_deferred, Limits};
+use readrealm_chat::socketio::Event;
 use readrealm_chat::socketio::{packet_frames, Packet};
 use readrealm_chat::store::{MessageId, StoredMessage, StoredValue};
 
@@ -67,6 +69,19 @@ fn simd_typed(text: &str, buf: &mut Vec<u8>) -> Result<MessageRequest, ChatError
     validate::message(payload.as_ref(), MAX_CONTENT)
 }
 
+/// The whole server path from the Socket.IO text: `decode_deferred` (normalise, depth check,
+/// one pass for shape and name), the `Event` (its name read), then `serde_typed`'s work.
+fn server_path(packet: &str) -> Result<MessageRequest, ChatError> {
+    let limits = Limits::default();
+    let json = decode_deferred(packet, &limits)
+        .ok()
+        .and_then(|(p, _)| p.json)
+        .unwrap_or_default();
+    let event = Event::from_json(json, Vec::new(), Some(1));
+    let payload = event.first_arg::<Payload<'_>>().ok().flatten();
+    validate::message(payload.as_ref(), MAX_CONTENT)
+}
+
 /// The path before typed decoding: a `serde_json::Value` tree of the whole array first.
 fn serde_tree(text: &str) -> Result<MessageRequest, ChatError> {
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
@@ -92,6 +107,8 @@ fn parse_and_validate(c: &mut Criterion) {
         assert_eq!(expected.is_ok(), !name.contains("refused"), "{name}");
         assert_eq!(simd_typed(&text, &mut buf), expected);
         assert_eq!(serde_tree(&text), expected);
+        let packet = format!("21{text}");
+        assert_eq!(server_path(&packet), expected);
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_with_input(BenchmarkId::new("serde_json typed", name), &text, |b, t| {
             b.iter(|| serde_typed(black_box(t)))
@@ -99,6 +116,11 @@ fn parse_and_validate(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("simd-json typed", name), &text, |b, t| {
             b.iter(|| simd_typed(black_box(t), &mut buf))
         });
+        g.bench_with_input(
+            BenchmarkId::new("server path from packet text", name),
+            &packet,
+            |b, t| b.iter(|| server_path(black_box(t))),
+        );
         g.bench_with_input(
             BenchmarkId::new("serde_json Value tree (before)", name),
             &text,

@@ -127,6 +127,32 @@ impl<'de> Deserialize<'de> for EventName<'de> {
     }
 }
 
+/// The name of an event whose data text the decoder has already checked: the first element
+/// when it is a string, read without a pass over the rest (`None` for a number, or for text
+/// that is not an event array). Costs the length of the name.
+pub fn event_name(json: &str) -> Option<String> {
+    let rest = json
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .strip_prefix('[')?;
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+    let bytes = rest.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    // The closing quote: the first `"` not escaped by an odd run of backslashes.
+    let mut escaped = false;
+    let end = bytes.iter().enumerate().skip(1).find_map(|(i, &b)| {
+        match (escaped, b) {
+            (true, _) => escaped = false,
+            (false, b'\\') => escaped = true,
+            (false, b'"') => return Some(i),
+            _ => {}
+        }
+        None
+    })?;
+    serde_json::from_str(rest.get(..=end)?).ok()
+}
+
 /// The first argument of an event array (the element after the name) as a `T`, the rest
 /// skipped: `Ok(None)` when the event has no argument.
 ///
@@ -224,6 +250,22 @@ mod tests {
     fn head_follows_any_depth_without_recursion() {
         let deep = format!("[\"x\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
         assert!(EventHead::read(&deep).is_ok());
+    }
+
+    #[test]
+    fn event_name_reads_only_the_first_string() {
+        assert_eq!(event_name(r#"["chat",1]"#).as_deref(), Some("chat"));
+        assert_eq!(
+            event_name(" [ \"a\\\"b\\\\\" ,{}]").as_deref(),
+            Some("a\"b\\")
+        );
+        assert_eq!(
+            event_name(r#"["t\u00e9\ufffd"]"#).as_deref(),
+            Some("t\u{e9}\u{fffd}")
+        );
+        for text in ["[1,\"x\"]", "[]", "{}", "", "[\"open", "[null]"] {
+            assert_eq!(event_name(text), None, "{text}");
+        }
     }
 
     #[test]

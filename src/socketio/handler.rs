@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::event_json::{first_arg, EventHead, EventName};
+use super::event_json::{event_name, first_arg};
 use super::packet::Packet;
 
 /// A refused CONNECT: sent to the client as CONNECT_ERROR `{"message", "data"}`.
@@ -43,10 +43,7 @@ pub struct Event {
 impl Event {
     /// An event from its data array's text, as [`super::packet::decode_deferred`] keeps it.
     pub fn from_json(json: Box<str>, attachments: Vec<Bytes>, ack_id: Option<u64>) -> Event {
-        let name = match EventHead::read(&json) {
-            Ok(EventHead::Array(EventName::Str(name))) => Some(name.into()),
-            _ => None,
-        };
+        let name = event_name(&json).map(String::into_boxed_str);
         Event {
             json,
             name,

@@ -35,6 +35,17 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
     let mut i = 0;
     while let Some(&byte) = bytes.get(i) {
         if in_string {
+            // Most of a string is neither a quote nor a backslash: skip to the next one.
+            if byte != b'"' && byte != b'\\' {
+                let run = bytes
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\')
+                    .unwrap_or(bytes.len() - i);
+                i += run;
+                continue;
+            }
             match byte {
                 b'"' => {
                     in_string = false;

@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::event_json::{EventHead, EventName};
+use super::event_json::{self, EventHead, EventName};
 use super::json_limits::{self, JsonLimitError};
 use super::json_text;
 
@@ -182,10 +182,7 @@ impl Packet {
         }
         match (&self.data, &self.json) {
             (Some(Value::Array(items)), _) => items.first().and_then(Value::as_str).map(Into::into),
-            (None, Some(json)) => match EventHead::read(json) {
-                Ok(EventHead::Array(EventName::Str(name))) => Some(name),
-                _ => None,
-            },
+            (None, Some(json)) => event_json::event_name(json).map(Into::into),
             _ => None,
         }
     }
