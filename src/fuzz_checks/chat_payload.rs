@@ -30,6 +30,7 @@ use crate::chat::validate::{
     MAX_USER_ID_CHARS,
 };
 use crate::socketio::handler::{event_array, Event};
+use crate::socketio::json_text::normalize;
 use crate::socketio::packet::{decode_deferred, encode_into, Limits, Packet};
 
 pub fn check(data: &[u8]) {
@@ -41,7 +42,10 @@ pub fn check(data: &[u8]) {
     } else {
         8
     };
-    let Ok(value) = serde_json::from_str::<Value>(&String::from_utf8_lossy(json)) else {
+    // Read as the server reads a packet's data: lone surrogate escapes and numbers beyond
+    // f64 rewritten first (`json_text::normalize`), so such inputs are checked, not skipped.
+    let text = String::from_utf8_lossy(json);
+    let Ok(value) = serde_json::from_str::<Value>(&normalize(&text)) else {
         return;
     };
     let Some(event) = through_socketio("chatMessage", &value) else {
