@@ -28,7 +28,23 @@ const REPLACEMENT_ESCAPE: &str = "\\ufffd";
 /// The length of the result is at most `text.len()` (each rewrite is no longer than what it
 /// replaces), so a limit checked on the input also bounds the output.
 pub fn normalize(text: &str) -> Cow<'_, str> {
+    match normalize_within(text, usize::MAX) {
+        Ok(out) => out,
+        // No text nests deeper than `usize::MAX`.
+        Err(TooDeep) => Cow::Borrowed(text),
+    }
+}
+
+/// The text nests deeper than the depth allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep;
+
+/// [`normalize`], refusing in the same pass a text whose arrays and objects nest deeper than
+/// `max_depth` (counted as [`super::json_limits::check`] counts them: open `[`/`{` outside
+/// strings), so the decoder's path for events reads the bytes once for both.
+pub fn normalize_within(text: &str, max_depth: usize) -> Result<Cow<'_, str>, TooDeep> {
     let bytes = text.as_bytes();
+    let mut depth = 0usize;
     // Replacements as (start, end, with), in order and not overlapping.
     let mut edits: Vec<(usize, usize, &'static str)> = Vec::new();
     let mut in_string = false;
@@ -82,6 +98,17 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
                 in_string = true;
                 i += 1;
             }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(TooDeep);
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
             b'-' | b'0'..=b'9' => {
                 let end = i + bytes
                     .get(i..)
@@ -99,7 +126,7 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
         }
     }
     if edits.is_empty() {
-        return Cow::Borrowed(text);
+        return Ok(Cow::Borrowed(text));
     }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -109,7 +136,7 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
         at = end;
     }
     out.push_str(text.get(at..).unwrap_or_default());
-    Cow::Owned(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Whether a number token parses (as JSON numbers are a subset of Rust's float syntax) to an
@@ -195,6 +222,24 @@ mod tests {
         ] {
             assert!(matches!(normalize(text), Cow::Borrowed(_)), "{text}");
         }
+    }
+
+    #[test]
+    fn depth_is_checked_in_the_same_pass_as_json_limits_counts_it() {
+        for (text, depth) in [
+            (r#"["a",{"b":[1]}]"#, 3),
+            (r#"["[[[[{{{{", "\"[[["]"#, 1),
+            (r#"[["\ud83d"],{"k":[1e400]}]"#, 3),
+        ] {
+            assert!(normalize_within(text, depth).is_ok(), "{text}");
+            assert_eq!(normalize_within(text, depth - 1), Err(TooDeep), "{text}");
+            assert!(
+                crate::socketio::json_limits::check(text, depth - 1, usize::MAX).is_err(),
+                "{text}"
+            );
+        }
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(normalize_within(&deep, 127), Err(TooDeep));
     }
 
     #[test]

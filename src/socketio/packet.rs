@@ -374,14 +374,16 @@ fn decode_with(
         validate(kind, None)?;
         return Ok((packet, count));
     }
-    let rest = json_text::normalize(rest);
     if defer_events && kind == PacketKind::Event {
-        check_limits(&rest, limits.max_json_depth, usize::MAX)?;
+        // One pass rewrites and checks the depth; the values are not counted.
+        let rest = json_text::normalize_within(rest, limits.max_json_depth)
+            .map_err(|_| PacketError::JsonTooDeep)?;
         let head = EventHead::read(&rest).map_err(|_| PacketError::InvalidJson)?;
         validate_event_head(&head)?;
         packet.json = Some(rest.into());
         return Ok((packet, count));
     }
+    let rest = json_text::normalize(rest);
     check_limits(&rest, limits.max_json_depth, limits.max_json_elements)?;
     let data = serde_json::from_str::<Value>(&rest).map_err(|_| PacketError::InvalidJson)?;
     validate(kind, Some(&data))?;
