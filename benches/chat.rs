@@ -1,10 +1,12 @@
 //! Criterion benches of the chat's per-message CPU work outside the store:
 //!
-//! - `chatMessage` payload parsing and validation: serde_json (what the server does today: the
-//!   Socket.IO decoder parses the event array into a `serde_json::Value`, then
-//!   `chat::validate::message` checks it) against simd-json, both as a drop-in parser for the
-//!   same `Value` and parsing into simd-json's borrowed value with the same rules checked on it
-//!   (`simd` below, written here to measure whether a switch would pay);
+//! - `chatMessage` payload parsing and validation, from the event array's text to a checked
+//!   `MessageRequest`: serde_json into the typed, borrowed `validate::Payload` (the server's
+//!   path: `Event::first_arg`), the same typed structs through simd-json's serde deserializer
+//!   (which needs a mutable copy of the text), and, for reference, the path before typed
+//!   decoding (serde_json into a `serde_json::Value` tree, then the same rules);
+//! - a `chatMessage` whose content is 200,000 numbers (about 400 kB), refused for its type:
+//!   what it costs to answer it on the typed paths;
 //! - encoding one broadcast: the work done once per stored message in the chat's turn end
 //!   (`src/chat/mod.rs`): the Message JSON, the `newMessage` packet's frames (shared by every
 //!   recipient, `src/server/sessions.rs` `broadcast_from`), and the sender's ack.
@@ -15,11 +17,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use readrealm_chat::chat::errors::ChatError;
 use readrealm_chat::chat::message::message_value;
-use readrealm_chat::chat::validate::{self, MessageRequest};
+use readrealm_chat::chat::validate::{self, MessageRequest, Payload};
+use readrealm_chat::socketio::event_json::{first_arg, FirstArg};
 use readrealm_chat::socketio::handler::event_array;
+use readrealm_chat::socketio::packet::{decode_deferred, Limits};
+use readrealm_chat::socketio::Event;
 use readrealm_chat::socketio::{packet_frames, Packet};
 use readrealm_chat::store::{MessageId, StoredMessage, StoredValue};
 
@@ -46,127 +53,78 @@ fn payloads() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Today's path: serde_json into a `Value`, then the chat's validation.
-fn serde_path(text: &str) -> Option<MessageRequest> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    validate::message(value.as_array()?.get(1), MAX_CONTENT).ok()
+/// The server's path: serde_json straight into the typed payload, then the chat's rules.
+fn serde_typed(text: &str) -> Result<MessageRequest, ChatError> {
+    let payload = first_arg::<Payload<'_>>(text).ok().flatten();
+    validate::message(payload.as_ref(), MAX_CONTENT)
 }
 
-/// simd-json as a drop-in parser for the same `serde_json::Value` (it needs a mutable copy).
-fn simd_serde_path(text: &str, buf: &mut Vec<u8>) -> Option<MessageRequest> {
+/// simd-json's serde deserializer into the same typed payload (it needs a mutable copy).
+fn simd_typed(text: &str, buf: &mut Vec<u8>) -> Result<MessageRequest, ChatError> {
     buf.clear();
     buf.extend_from_slice(text.as_bytes());
-    let value: Value = simd_json::serde::from_slice(buf).ok()?;
-    validate::message(value.as_array()?.get(1), MAX_CONTENT).ok()
+    let payload = simd_json::serde::from_slice::<FirstArg<Payload<'_>>>(buf)
+        .ok()
+        .and_then(|FirstArg(arg)| arg);
+    validate::message(payload.as_ref(), MAX_CONTENT)
 }
 
-/// simd-json's borrowed value, with `chat::validate`'s rules checked on it directly.
-mod simd {
-    use simd_json::borrowed::Value;
-    use simd_json::StaticNode;
+/// The whole server path from the Socket.IO text: `decode_deferred` (normalise, depth check,
+/// one pass for shape and name), the `Event` (its name read), then `serde_typed`'s work.
+fn server_path(packet: &str) -> Result<MessageRequest, ChatError> {
+    let limits = Limits::default();
+    let json = decode_deferred(packet, &limits)
+        .ok()
+        .and_then(|(p, _)| p.json)
+        .unwrap_or_default();
+    let event = Event::from_json(json, Vec::new(), Some(1));
+    let payload = event.first_arg::<Payload<'_>>().ok().flatten();
+    validate::message(payload.as_ref(), MAX_CONTENT)
+}
 
-    use readrealm_chat::chat::validate::{
-        MessageRequest, MAX_BOOK_ID, MAX_USERNAME_CHARS, MAX_USER_ID_CHARS,
-    };
-
-    pub fn parse(
-        text: &str,
-        buf: &mut Vec<u8>,
-        buffers: &mut simd_json::Buffers,
-    ) -> Option<MessageRequest> {
-        buf.clear();
-        buf.extend_from_slice(text.as_bytes());
-        let value = simd_json::borrowed::to_value_with_buffers(buf, buffers).ok()?;
-        let Value::Array(items) = value else {
-            return None;
-        };
-        let Some(Value::Object(fields)) = items.get(1) else {
-            return None;
-        };
-        Some(MessageRequest {
-            book_id: book_id(fields.get("bookId"))?,
-            user_id: user_id(fields.get("userId"))?,
-            username: username(fields.get("username"))?,
-            content: content(fields.get("content"), super::MAX_CONTENT)?,
-        })
-    }
-
-    fn book_id(v: Option<&Value>) -> Option<u64> {
-        let id = match v? {
-            Value::Static(StaticNode::U64(n)) => *n,
-            Value::Static(StaticNode::I64(n)) => u64::try_from(*n).ok()?,
-            Value::Static(StaticNode::F64(f))
-                if f.fract() == 0.0 && *f >= 1.0 && *f <= MAX_BOOK_ID as f64 =>
-            {
-                *f as u64
-            }
-            Value::String(s)
-                if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                s.parse().ok()?
-            }
-            _ => return None,
-        };
-        (1..=MAX_BOOK_ID).contains(&id).then_some(id)
-    }
-
-    fn user_id(v: Option<&Value>) -> Option<String> {
-        let id = match v? {
-            Value::String(s) => s.to_string(),
-            Value::Static(StaticNode::U64(n)) => n.to_string(),
-            Value::Static(StaticNode::I64(n)) => n.to_string(),
-            _ => return None,
-        };
-        let n = id.chars().count();
-        (n > 0 && n <= MAX_USER_ID_CHARS).then_some(id)
-    }
-
-    fn username(v: Option<&Value>) -> Option<String> {
-        let Value::String(s) = v? else { return None };
-        let name = s.trim();
-        let n = name.chars().count();
-        (n > 0 && n <= MAX_USERNAME_CHARS && !name.chars().any(char::is_control))
-            .then(|| name.to_owned())
-    }
-
-    fn content(v: Option<&Value>, max: usize) -> Option<String> {
-        let Value::String(s) = v? else { return None };
-        let text = s.trim();
-        let n = text.chars().count();
-        let ok = n > 0
-            && n <= max
-            && !text
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t');
-        ok.then(|| text.to_owned())
-    }
+/// The path before typed decoding: a `serde_json::Value` tree of the whole array first.
+fn serde_tree(text: &str) -> Result<MessageRequest, ChatError> {
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let payload = value
+        .as_array()
+        .and_then(|items| items.get(1))
+        .and_then(|arg| Payload::deserialize(arg).ok());
+    validate::message(payload.as_ref(), MAX_CONTENT)
 }
 
 fn parse_and_validate(c: &mut Criterion) {
     let mut g = c.benchmark_group("chatMessage parse+validate");
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let mut buffers = simd_json::Buffers::default();
-    for (name, text) in payloads() {
-        // The three paths must agree before they are timed.
-        let expected = serde_path(&text).expect("a valid chatMessage");
-        assert_eq!(simd_serde_path(&text, &mut buf).as_ref(), Some(&expected));
-        assert_eq!(
-            simd::parse(&text, &mut buf, &mut buffers).as_ref(),
-            Some(&expected)
-        );
+    let mut buf = Vec::with_capacity(512 * 1024);
+    let numbers = vec!["0"; 200_000].join(",");
+    let refused = format!(
+        r#"["chatMessage",{{"bookId":2701,"userId":"u1","username":"Ann","content":[{numbers}]}}]"#
+    );
+    let mut cases = payloads();
+    cases.push(("200k numbers (refused)", refused));
+    for (name, text) in cases {
+        // The paths must agree before they are timed.
+        let expected = serde_typed(&text);
+        assert_eq!(expected.is_ok(), !name.contains("refused"), "{name}");
+        assert_eq!(simd_typed(&text, &mut buf), expected);
+        assert_eq!(serde_tree(&text), expected);
+        let packet = format!("21{text}");
+        assert_eq!(server_path(&packet), expected);
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("serde_json", name), &text, |b, t| {
-            b.iter(|| serde_path(black_box(t)))
+        g.bench_with_input(BenchmarkId::new("serde_json typed", name), &text, |b, t| {
+            b.iter(|| serde_typed(black_box(t)))
+        });
+        g.bench_with_input(BenchmarkId::new("simd-json typed", name), &text, |b, t| {
+            b.iter(|| simd_typed(black_box(t), &mut buf))
         });
         g.bench_with_input(
-            BenchmarkId::new("simd-json serde Value", name),
-            &text,
-            |b, t| b.iter(|| simd_serde_path(black_box(t), &mut buf)),
+            BenchmarkId::new("server path from packet text", name),
+            &packet,
+            |b, t| b.iter(|| server_path(black_box(t))),
         );
         g.bench_with_input(
-            BenchmarkId::new("simd-json borrowed", name),
+            BenchmarkId::new("serde_json Value tree (before)", name),
             &text,
-            |b, t| b.iter(|| simd::parse(black_box(t), &mut buf, &mut buffers)),
+            |b, t| b.iter(|| serde_tree(black_box(t))),
         );
     }
     g.finish();

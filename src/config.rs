@@ -76,10 +76,14 @@ pub struct ServerConfig {
     /// keep-alive connection. Bounds slow-header attacks and idle keep-alive connections
     /// (Node's keepAliveTimeout is 5 s, so clients expect idle connections to close).
     pub request_timeout: Duration,
-    /// Deepest JSON nesting accepted in one Socket.IO packet (chat payloads are 2 deep).
+    /// Deepest JSON nesting accepted in one Socket.IO packet; deeper closes the connection.
+    /// The default is serde_json's own limit (127), so what socket.io parses below it is
+    /// answered here too.
     pub max_json_depth: usize,
-    /// Most JSON values (array elements and object members) in one Socket.IO packet; bounds
-    /// what a small packet may make the server allocate.
+    /// Most JSON values (array elements and object members) in one Socket.IO packet that is
+    /// decoded into a tree (CONNECT, ACK, packets with attachments); bounds what a small
+    /// packet may make the server allocate. EVENTs without attachments are read into typed
+    /// values without a tree and are not counted (maxPayload bounds them).
     pub max_json_elements: usize,
     /// Cross-shard channel capacity, in messages, per shard.
     pub bus_capacity: usize,
@@ -109,7 +113,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             trusted_proxies: Vec::new(),
             request_timeout: Duration::from_millis(10_000),
-            max_json_depth: 32,
+            max_json_depth: crate::socketio::packet::Limits::DEFAULT_MAX_JSON_DEPTH,
             max_json_elements: 10_000,
             bus_capacity: 65_536,
         }
@@ -214,11 +218,11 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("--max-headers", "most headers in one request [default: 64]"),
     (
         "--max-json-depth",
-        "deepest JSON nesting in one packet [default: 32]",
+        "deepest JSON nesting in one packet [default: 127]",
     ),
     (
         "--max-json-elements",
-        "most JSON values in one packet [default: 10000]",
+        "most JSON values in a CONNECT, ACK or binary packet [default: 10000]",
     ),
     (
         "--max-attachments",

@@ -711,7 +711,7 @@ impl Handler for RoomsHandler {
     }
 
     fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
-        let args = event.args().to_vec();
+        let Ok(args) = event.args() else { return };
         match event.name() {
             Some("join") => {
                 let room = args[0].as_str().unwrap_or_default().to_owned();

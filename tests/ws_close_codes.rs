@@ -41,8 +41,8 @@ impl Handler for Room {
     }
 
     fn on_event(&self, socket: &mut Socket<'_, ()>, event: Event) {
-        if let (Some("say"), Some(id)) = (event.name(), event.ack_id) {
-            socket.broadcast("r", "said", event.args().to_vec(), true);
+        if let (Some("say"), Some(id), Ok(args)) = (event.name(), event.ack_id, event.args()) {
+            socket.broadcast("r", "said", args, true);
             socket.ack(id, vec![], vec![]);
         }
     }

@@ -26,6 +26,7 @@ use errors::{ChatError, ErrorCode};
 use home::{home_shard, HomeShard, Post};
 use limits::{ChatLimits, RateLimiter};
 use message::{message_value, presence, room_name};
+use validate::Payload;
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
 /// clients, and a client must not be able to flood the log (every error is still counted in
@@ -143,10 +144,22 @@ impl Handler for ChatApp {
     }
 
     fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event) {
-        let payload = event.args().first();
         let Some(name) = event.name() else {
             return;
         };
+        if !matches!(name, "joinRoom" | "chatMessage" | "leaveRoom") {
+            // Unknown events are ignored (docs/API.md), their arguments never read.
+            return;
+        }
+        // The payload is read from the event's text into typed fields: nothing is built for
+        // a field of the wrong type, however large (see `validate`).
+        let payload = match event.first_arg::<Payload<'_>>() {
+            Ok(payload) => payload,
+            // The decoder checked the text and a `Payload` takes any value, so this is not
+            // expected; answered as a bad payload all the same.
+            Err(_) => Some(Payload::NotObject),
+        };
+        let payload = payload.as_ref();
         let result = match name {
             "joinRoom" => self.join(socket, payload),
             "chatMessage" => self.post(socket, payload, event.ack_id),
@@ -264,7 +277,7 @@ impl ChatApp {
     fn join(
         &self,
         socket: &mut SocketOf<'_, Self>,
-        payload: Option<&Value>,
+        payload: Option<&Payload<'_>>,
     ) -> Result<Option<Value>, ChatError> {
         let request = validate::join(payload)?;
         check_identity(socket.state, &request.user_id)?;
@@ -314,7 +327,7 @@ impl ChatApp {
     fn post(
         &self,
         socket: &mut SocketOf<'_, Self>,
-        payload: Option<&Value>,
+        payload: Option<&Payload<'_>>,
         ack_id: Option<u64>,
     ) -> Result<Option<Value>, ChatError> {
         let request = validate::message(payload, self.limits.max_content_chars)?;
@@ -355,7 +368,7 @@ impl ChatApp {
     fn leave(
         &self,
         socket: &mut SocketOf<'_, Self>,
-        payload: Option<&Value>,
+        payload: Option<&Payload<'_>>,
     ) -> Result<Option<Value>, ChatError> {
         let request = validate::leave(payload)?;
         if let Some(user_id) = &request.user_id {

@@ -1,12 +1,23 @@
-//! Chat payloads: parsed and checked against docs/API.md's rules before anything else happens.
+//! Chat payloads: decoded from the event's JSON text into typed fields and checked against
+//! docs/API.md's rules before anything else happens.
 //!
 //! Everything here comes from the network, so every field is checked for presence, type and
-//! range, and the error message names the field. Values are returned normalised: the book id
-//! as a number, the user id as a string, names and content trimmed.
+//! range, and the error message names the field. The payload is read by serde visitors
+//! ([`Payload`]) straight from the text, strings borrowed: no `serde_json::Value` tree is
+//! built, a field of the wrong type (a 400 kB array where `content` should be) is skipped
+//! without keeping anything and answered `invalid_payload`, and keys the chat does not know
+//! are skipped the same way. A key given twice counts with its last value, as in
+//! JavaScript's `JSON.parse`. Values are returned normalised: the book id as a number, the
+//! user id as a string, names and content trimmed.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 
 use super::errors::ChatError;
+use crate::socketio::event_json::{skip_map, skip_rest};
 
 /// The largest book id: JavaScript's `Number.MAX_SAFE_INTEGER`.
 pub const MAX_BOOK_ID: u64 = 9_007_199_254_740_991;
@@ -38,57 +49,94 @@ pub struct LeaveRequest {
     pub user_id: Option<String>,
 }
 
-fn object(payload: Option<&Value>) -> Result<&Map<String, Value>, ChatError> {
-    payload
-        .and_then(Value::as_object)
-        .ok_or_else(|| ChatError::invalid("payload must be an object"))
+/// One JSON value of a payload, as far as the rules look at it: containers are skipped, not
+/// kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
 }
 
-pub fn join(payload: Option<&Value>) -> Result<JoinRequest, ChatError> {
+/// The fields of a payload object the chat reads; `None` when the key is absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields<'a> {
+    pub book_id: Option<Field<'a>>,
+    pub user_id: Option<Field<'a>>,
+    pub username: Option<Field<'a>>,
+    pub content: Option<Field<'a>>,
+}
+
+/// An event's first argument: an object (its chat fields), or anything else.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<'a> {
+    Object(Fields<'a>),
+    NotObject,
+}
+
+impl<'a> Payload<'a> {
+    /// Read a payload from its JSON text (tests and benches; the server reads it from the
+    /// event with `Event::first_arg`).
+    pub fn from_json(json: &'a str) -> Result<Payload<'a>, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+fn object<'p, 'a>(payload: Option<&'p Payload<'a>>) -> Result<&'p Fields<'a>, ChatError> {
+    match payload {
+        Some(Payload::Object(fields)) => Ok(fields),
+        _ => Err(ChatError::invalid("payload must be an object")),
+    }
+}
+
+pub fn join(payload: Option<&Payload<'_>>) -> Result<JoinRequest, ChatError> {
     let fields = object(payload)?;
     Ok(JoinRequest {
-        book_id: book_id(fields.get("bookId"))?,
-        user_id: user_id(fields.get("userId"))?,
-        username: username(fields.get("username"))?,
+        book_id: book_id(fields.book_id.as_ref())?,
+        user_id: user_id(fields.user_id.as_ref())?,
+        username: username(fields.username.as_ref())?,
     })
 }
 
 pub fn message(
-    payload: Option<&Value>,
+    payload: Option<&Payload<'_>>,
     max_content_chars: usize,
 ) -> Result<MessageRequest, ChatError> {
     let fields = object(payload)?;
     Ok(MessageRequest {
-        book_id: book_id(fields.get("bookId"))?,
-        user_id: user_id(fields.get("userId"))?,
-        username: username(fields.get("username"))?,
-        content: content(fields.get("content"), max_content_chars)?,
+        book_id: book_id(fields.book_id.as_ref())?,
+        user_id: user_id(fields.user_id.as_ref())?,
+        username: username(fields.username.as_ref())?,
+        content: content(fields.content.as_ref(), max_content_chars)?,
     })
 }
 
-pub fn leave(payload: Option<&Value>) -> Result<LeaveRequest, ChatError> {
+pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
     let fields = object(payload)?;
-    let user_id = match fields.get("userId") {
-        None | Some(Value::Null) => None,
+    let user_id = match fields.user_id.as_ref() {
+        None | Some(Field::Null) => None,
         some => Some(user_id(some)?),
     };
     Ok(LeaveRequest {
-        book_id: book_id(fields.get("bookId"))?,
-        username: username(fields.get("username"))?,
+        book_id: book_id(fields.book_id.as_ref())?,
+        username: username(fields.username.as_ref())?,
         user_id,
     })
 }
 
 /// A whole number from 1 to 2^53-1, as a JSON number or a string of decimal digits.
-pub fn book_id(value: Option<&Value>) -> Result<u64, ChatError> {
+pub fn book_id(value: Option<&Field<'_>>) -> Result<u64, ChatError> {
     const RULE: &str = "bookId must be a whole number from 1 to 9007199254740991";
     let id = match value {
-        Some(Value::Number(n)) => n.as_u64().or_else(|| {
+        Some(Field::Number(n)) => n.as_u64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= MAX_BOOK_ID as f64)
                 .map(|f| f as u64)
         }),
-        Some(Value::String(s))
+        Some(Field::Str(s))
             if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
             s.parse::<u64>().ok()
@@ -101,10 +149,10 @@ pub fn book_id(value: Option<&Value>) -> Result<u64, ChatError> {
 }
 
 /// A non-empty string of at most 128 characters; a JSON number becomes its decimal string.
-pub fn user_id(value: Option<&Value>) -> Result<String, ChatError> {
+pub fn user_id(value: Option<&Field<'_>>) -> Result<String, ChatError> {
     let id = match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        Some(Field::Str(s)) => s.clone().into_owned(),
+        Some(Field::Number(n)) => n.to_string(),
         None => return Err(ChatError::invalid("userId is required")),
         _ => return Err(ChatError::invalid("userId must be a string")),
     };
@@ -116,9 +164,9 @@ pub fn user_id(value: Option<&Value>) -> Result<String, ChatError> {
 }
 
 /// 1–64 characters after trimming, no control characters.
-pub fn username(value: Option<&Value>) -> Result<String, ChatError> {
+pub fn username(value: Option<&Field<'_>>) -> Result<String, ChatError> {
     let name = match value {
-        Some(Value::String(s)) => s.trim(),
+        Some(Field::Str(s)) => s.trim(),
         None => return Err(ChatError::invalid("username is required")),
         _ => return Err(ChatError::invalid("username must be a string")),
     };
@@ -137,9 +185,9 @@ pub fn username(value: Option<&Value>) -> Result<String, ChatError> {
 }
 
 /// 1–`max_chars` characters after trimming; no control characters but newline and tab.
-pub fn content(value: Option<&Value>, max_chars: usize) -> Result<String, ChatError> {
+pub fn content(value: Option<&Field<'_>>, max_chars: usize) -> Result<String, ChatError> {
     let text = match value {
-        Some(Value::String(s)) => s.trim(),
+        Some(Field::Str(s)) => s.trim(),
         None => return Err(ChatError::invalid("content is required")),
         _ => return Err(ChatError::invalid("content must be a string")),
     };
@@ -160,17 +208,154 @@ pub fn content(value: Option<&Value>, max_chars: usize) -> Result<String, ChatEr
     Ok(text.to_owned())
 }
 
+/// The keys of a payload object the chat reads.
+enum Key {
+    BookId,
+    UserId,
+    Username,
+    Content,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "bookId" => Key::BookId,
+                    "userId" => Key::UserId,
+                    "username" => Key::Username,
+                    "content" => Key::Content,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::BookId => &mut fields.book_id,
+                        Key::UserId => &mut fields.user_id,
+                        Key::Username => &mut fields.username,
+                        Key::Content => &mut fields.content,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // A repeated key: the last value counts, as in `JSON.parse`.
+                    *slot = Some(map.next_value::<Field<'de>>()?);
+                }
+                Ok(Payload::Object(fields))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload<'de>, A::Error> {
+                skip_rest(&mut seq)?;
+                Ok(Payload::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<Payload<'de>, E> {
+                Ok(Payload::NotObject)
+            }
+        }
+        deserializer.deserialize_any(PayloadVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(s)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(n.into()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Field<'de>, E> {
+                Ok(Number::from_f64(n).map_or(Field::Null, Field::Number))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Bool(b))
+            }
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+                skip_rest(&mut seq)?;
+                Ok(Field::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+                skip_map(map)?;
+                Ok(Field::Object)
+            }
+        }
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn f(value: Value) -> Field<'static> {
+        Field::deserialize(value).expect("any value is a field")
+    }
+
+    fn p(value: Value) -> Payload<'static> {
+        Payload::deserialize(value).expect("any value is a payload")
+    }
 
     #[test]
     fn book_ids_accept_numbers_and_digit_strings_in_range() {
-        assert_eq!(book_id(Some(&json!(2701))).unwrap(), 2701);
-        assert_eq!(book_id(Some(&json!("2701"))).unwrap(), 2701);
+        assert_eq!(book_id(Some(&f(json!(2701)))).unwrap(), 2701);
+        assert_eq!(book_id(Some(&f(json!("2701")))).unwrap(), 2701);
         assert_eq!(
-            book_id(Some(&json!(9_007_199_254_740_991u64))).unwrap(),
+            book_id(Some(&f(json!(9_007_199_254_740_991u64)))).unwrap(),
             MAX_BOOK_ID
         );
         for bad in [
@@ -187,52 +372,88 @@ mod tests {
             json!([1]),
             json!(true),
         ] {
-            assert!(book_id(Some(&bad)).is_err(), "{bad}");
+            assert!(book_id(Some(&f(bad.clone()))).is_err(), "{bad}");
         }
         assert!(book_id(None).unwrap_err().message.contains("bookId"));
     }
 
     #[test]
     fn user_ids_are_strings_or_numbers() {
-        assert_eq!(user_id(Some(&json!("u-17"))).unwrap(), "u-17");
-        assert_eq!(user_id(Some(&json!(17))).unwrap(), "17");
-        assert!(user_id(Some(&json!(""))).is_err());
-        assert!(user_id(Some(&json!("x".repeat(129)))).is_err());
-        assert!(user_id(Some(&json!("é".repeat(128)))).is_ok());
-        assert!(user_id(Some(&json!({}))).is_err());
+        assert_eq!(user_id(Some(&f(json!("u-17")))).unwrap(), "u-17");
+        assert_eq!(user_id(Some(&f(json!(17)))).unwrap(), "17");
+        assert!(user_id(Some(&f(json!("")))).is_err());
+        assert!(user_id(Some(&f(json!("x".repeat(129))))).is_err());
+        assert!(user_id(Some(&f(json!("é".repeat(128))))).is_ok());
+        assert!(user_id(Some(&f(json!({})))).is_err());
     }
 
     #[test]
     fn usernames_are_trimmed_and_bounded() {
-        assert_eq!(username(Some(&json!("  Ishmael \n"))).unwrap(), "Ishmael");
-        assert!(username(Some(&json!("   "))).is_err());
-        assert!(username(Some(&json!("a".repeat(65)))).is_err());
-        assert!(username(Some(&json!("a\u{7}b"))).is_err());
+        assert_eq!(
+            username(Some(&f(json!("  Ishmael \n")))).unwrap(),
+            "Ishmael"
+        );
+        assert!(username(Some(&f(json!("   ")))).is_err());
+        assert!(username(Some(&f(json!("a".repeat(65))))).is_err());
+        assert!(username(Some(&f(json!("a\u{7}b")))).is_err());
     }
 
     #[test]
     fn content_allows_newline_and_tab_only() {
-        assert_eq!(content(Some(&json!(" a\n\tb ")), 4000).unwrap(), "a\n\tb");
-        assert!(content(Some(&json!("a\rb")), 4000).is_err());
-        assert!(content(Some(&json!("")), 4000).is_err());
-        assert!(content(Some(&json!("é".repeat(4000))), 4000).is_ok());
-        assert!(content(Some(&json!("é".repeat(4001))), 4000).is_err());
+        assert_eq!(
+            content(Some(&f(json!(" a\n\tb "))), 4000).unwrap(),
+            "a\n\tb"
+        );
+        assert!(content(Some(&f(json!("a\rb"))), 4000).is_err());
+        assert!(content(Some(&f(json!(""))), 4000).is_err());
+        assert!(content(Some(&f(json!("é".repeat(4000)))), 4000).is_ok());
+        assert!(content(Some(&f(json!("é".repeat(4001)))), 4000).is_err());
     }
 
     #[test]
     fn payloads_must_be_objects_and_errors_name_the_field() {
-        assert!(join(Some(&json!([1])))
+        assert!(join(Some(&p(json!([1]))))
             .unwrap_err()
             .message
             .contains("object"));
         assert!(join(None).is_err());
         let err = message(
-            Some(&json!({"bookId": 1, "userId": "u", "username": "n"})),
+            Some(&p(json!({"bookId": 1, "userId": "u", "username": "n"}))),
             4000,
         )
         .unwrap_err();
         assert!(err.message.contains("content"));
-        let ok = leave(Some(&json!({"bookId": "5", "username": "n"}))).unwrap();
+        let ok = leave(Some(&p(json!({"bookId": "5", "username": "n"})))).unwrap();
         assert_eq!((ok.book_id, ok.user_id), (5, None));
+    }
+
+    #[test]
+    fn payload_text_is_read_with_borrowed_strings_and_last_duplicate_wins() {
+        let text = r#"{"bookId":2701,"x":[1,{"y":2}],"userId":"u1","username":"Ann","content":"a","content":"hi \u00e9"}"#;
+        let payload = Payload::from_json(text).unwrap();
+        let Payload::Object(fields) = &payload else {
+            panic!("an object")
+        };
+        assert!(matches!(
+            fields.user_id,
+            Some(Field::Str(Cow::Borrowed("u1")))
+        ));
+        let request = message(Some(&payload), 4000).unwrap();
+        assert_eq!(request.content, "hi \u{e9}");
+        assert_eq!(request.book_id, 2701);
+    }
+
+    #[test]
+    fn a_content_of_two_hundred_thousand_numbers_is_refused_by_type() {
+        let numbers = vec!["1"; 200_000].join(",");
+        let text =
+            format!(r#"{{"bookId":2701,"userId":"u1","username":"Ann","content":[{numbers}]}}"#);
+        let payload = Payload::from_json(&text).unwrap();
+        let Payload::Object(fields) = &payload else {
+            panic!("an object")
+        };
+        assert_eq!(fields.content, Some(Field::Array));
+        let err = message(Some(&payload), 4000).unwrap_err();
+        assert_eq!(err.message, "content must be a string");
     }
 }

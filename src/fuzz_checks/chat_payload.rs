@@ -4,8 +4,10 @@
 //! Input layout: byte 0 picks the content limit (even: the default 4000 characters, odd: 8,
 //! so the limit is reachable); the rest, as lossy UTF-8, is a JSON value (inputs that are not
 //! JSON are skipped). The value travels the way the server receives it: as the first argument
-//! of a Socket.IO event, encoded and decoded (it must come back the same), then given to
-//! [`validate::join`], [`validate::message`] and [`validate::leave`]. Beyond "never panics":
+//! of a Socket.IO event, encoded and decoded as the server does (its text kept, and as a tree
+//! it must come back the same), read from the event's text into a typed
+//! [`validate::Payload`], then given to [`validate::join`], [`validate::message`] and
+//! [`validate::leave`]. Beyond "never panics":
 //!
 //! - each field validator accepts exactly what docs/API.md allows, checked against a separate
 //!   statement of each rule (bookId a whole number 1..=2^53-1 as a number or a digit string;
@@ -17,17 +19,19 @@
 //!   canonical payload built from it validates to the same request;
 //! - every refusal is `invalid_payload` with a message naming the field (or the payload).
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::json::same_value;
 use crate::chat::errors::{ChatError, ErrorCode};
 use crate::chat::limits::ChatLimits;
 use crate::chat::validate::{
-    self, JoinRequest, LeaveRequest, MessageRequest, MAX_BOOK_ID, MAX_USERNAME_CHARS,
+    self, JoinRequest, LeaveRequest, MessageRequest, Payload, MAX_BOOK_ID, MAX_USERNAME_CHARS,
     MAX_USER_ID_CHARS,
 };
-use crate::socketio::handler::event_array;
-use crate::socketio::packet::{decode, encode_into, Limits, Packet};
+use crate::socketio::handler::{event_array, Event};
+use crate::socketio::json_text::normalize;
+use crate::socketio::packet::{decode_deferred, encode_into, Limits, Packet};
 
 pub fn check(data: &[u8]) {
     let Some((&choice, json)) = data.split_first() else {
@@ -38,20 +42,30 @@ pub fn check(data: &[u8]) {
     } else {
         8
     };
-    let Ok(value) = serde_json::from_str::<Value>(&String::from_utf8_lossy(json)) else {
+    // Read as the server reads a packet's data: lone surrogate escapes and numbers beyond
+    // f64 rewritten first (`json_text::normalize`), so such inputs are checked, not skipped.
+    let text = String::from_utf8_lossy(json);
+    let Ok(value) = serde_json::from_str::<Value>(&normalize(&text)) else {
         return;
     };
-    let Some(payload) = through_socketio("chatMessage", &value) else {
+    let Some(event) = through_socketio("chatMessage", &value) else {
         return;
     };
+    let payload = event
+        .first_arg::<Payload<'_>>()
+        .expect("a payload takes any value")
+        .expect("the argument survives");
     let payload = Some(&payload);
-    let fields = payload.and_then(Value::as_object);
+    let fields = value.as_object();
 
     let join = validate::join(payload);
     check_refusal(&join, &["payload", "bookId", "userId", "username"]);
     assert_eq!(join.is_ok(), fields.is_some_and(join_ok), "{value}");
     if let Ok(request) = join {
-        assert_eq!(validate::join(Some(&canonical_join(&request))), Ok(request));
+        assert_eq!(
+            validate::join(Some(&typed(canonical_join(&request)))),
+            Ok(request)
+        );
     }
 
     let message = validate::message(payload, max_content);
@@ -62,7 +76,7 @@ pub fn check(data: &[u8]) {
     let expected = fields.is_some_and(|f| join_ok(f) && content_ok(f.get("content"), max_content));
     assert_eq!(message.is_ok(), expected, "{value}");
     if let Ok(request) = message {
-        let again = validate::message(Some(&canonical_message(&request)), max_content);
+        let again = validate::message(Some(&typed(canonical_message(&request))), max_content);
         assert_eq!(again, Ok(request));
     }
 
@@ -78,16 +92,16 @@ pub fn check(data: &[u8]) {
     assert_eq!(leave.is_ok(), expected, "{value}");
     if let Ok(request) = leave {
         assert_eq!(
-            validate::leave(Some(&canonical_leave(&request))),
+            validate::leave(Some(&typed(canonical_leave(&request)))),
             Ok(request)
         );
     }
 }
 
-/// `value` as the first argument of event `name`: encoded, decoded, and taken back out the
-/// way the chat handler does. `None` when the event cannot carry it (the decoder's JSON
-/// limits); otherwise it must come back unchanged.
-fn through_socketio(name: &str, value: &Value) -> Option<Value> {
+/// `value` as the first argument of event `name`: encoded, then decoded as the server does
+/// into an [`Event`]. `None` when the event cannot carry it (the decoder's JSON limits);
+/// otherwise its arguments, decoded into a tree, must come back unchanged.
+fn through_socketio(name: &str, value: &Value) -> Option<Event> {
     let packet = Packet::event(
         "/",
         event_array(name, vec![value.clone()]),
@@ -97,12 +111,21 @@ fn through_socketio(name: &str, value: &Value) -> Option<Value> {
     let mut text = Vec::new();
     encode_into(&packet, &mut text);
     let text = String::from_utf8(text).expect("the encoder writes UTF-8");
-    let (back, _) = decode(&text, &Limits::default()).ok()?;
-    let args = back.data.as_ref().and_then(Value::as_array)?;
-    assert_eq!(args.first().and_then(Value::as_str), Some(name));
-    let arg = args.get(1).expect("the argument survives");
+    let (back, _) = decode_deferred(&text, &Limits::default()).ok()?;
+    let json = back
+        .json
+        .expect("an event without attachments keeps its text");
+    let event = Event::from_json(json, Vec::new(), back.id);
+    assert_eq!(event.name(), Some(name));
+    let args = event.args().expect("within serde's depth");
+    let arg = args.first().expect("the argument survives");
     assert!(same_value(arg, value), "{value} came back as {arg}");
-    Some(arg.clone())
+    Some(event)
+}
+
+/// A payload as the validators take it, from a tree.
+fn typed(value: Value) -> Payload<'static> {
+    Payload::deserialize(value).expect("a payload takes any value")
 }
 
 fn check_refusal<T>(result: &Result<T, ChatError>, fields: &[&str]) {

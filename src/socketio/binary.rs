@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::packet::{decode, Limits, Packet, PacketError};
+use super::packet::{decode_deferred, Limits, Packet, PacketError};
 
 /// Reassembles packets from Engine.IO messages: text messages start packets, binary messages
 /// complete them.
@@ -49,7 +49,7 @@ impl Reassembler {
         if self.pending.is_some() {
             return Err(PacketError::UnexpectedText);
         }
-        let (mut packet, count) = decode(text, &self.limits)?;
+        let (mut packet, count) = decode_deferred(text, &self.limits)?;
         if !packet.kind.is_binary() {
             return Ok(Some(packet));
         }
@@ -140,7 +140,7 @@ mod tests {
             .expect("complete");
         assert!(!r.is_waiting());
         assert_eq!(packet.kind, PacketKind::BinaryEvent);
-        assert_eq!(packet.event_name(), Some("hello"));
+        assert_eq!(packet.event_name().as_deref(), Some("hello"));
         assert_eq!(
             packet.data,
             Some(json!(["hello", {"_placeholder": true, "num": 0}]))

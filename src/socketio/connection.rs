@@ -150,10 +150,11 @@ impl<S: Default> SioConnection<S> {
                 self.remove(call, index, "client namespace disconnect", out);
             }
             PacketKind::Event | PacketKind::BinaryEvent => {
-                let event = Event {
-                    data: packet.data.unwrap_or(Value::Null),
-                    attachments: packet.attachments,
-                    ack_id: packet.id,
+                let event = match (packet.json, &packet.data) {
+                    (Some(json), _) => Event::from_json(json, packet.attachments, packet.id),
+                    (None, Some(data)) => Event::from_value(data, packet.attachments, packet.id),
+                    // The decoder refuses an EVENT without data.
+                    (None, None) => return Err(SioError::Packet(PacketError::EventDataNotArray)),
                 };
                 let handler = call.handler;
                 self.call(call, index, out, |socket| handler.on_event(socket, event));

@@ -6,8 +6,10 @@
 //! network and keeps every byte written by one place.
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::event_json::{event_name, first_arg};
 use super::packet::Packet;
 
 /// A refused CONNECT: sent to the client as CONNECT_ERROR `{"message", "data"}`.
@@ -17,28 +19,73 @@ pub struct Refusal {
     pub data: Option<Value>,
 }
 
-/// An event from the client: `data` is the whole array, event name first; binary values are
-/// placeholders indexing `attachments`.
+/// An event from the client: its data array (event name first) as JSON text, never parsed
+/// into a tree unless the application asks for one; binary values are placeholders
+/// (`{"_placeholder":true,"num":i}`) indexing `attachments`.
+///
+/// Decode the arguments you expect with [`Event::first_arg`] into typed values (serde
+/// derive or a hand-written visitor, strings borrowed from the text): a wrong type is then
+/// refused without building anything, and the application answers it. [`Event::args`]
+/// builds the `serde_json::Value` tree of every argument, for applications that echo
+/// arbitrary JSON (its size is bounded by maxPayload only: several times the text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub data: Value,
+    /// The data array's text; what the decoder checked and rewrote (see
+    /// [`super::packet::decode_deferred`]).
+    json: Box<str>,
+    /// The name when it is a string (`None` for events named by a number).
+    name: Option<Box<str>>,
     pub attachments: Vec<Bytes>,
     /// Present when the client waits for an acknowledgement.
     pub ack_id: Option<u64>,
 }
 
 impl Event {
-    /// The event name (the first element), if it is a string.
-    pub fn name(&self) -> Option<&str> {
-        self.data.as_array()?.first()?.as_str()
+    /// An event from its data array's text, as [`super::packet::decode_deferred`] keeps it.
+    pub fn from_json(json: Box<str>, attachments: Vec<Bytes>, ack_id: Option<u64>) -> Event {
+        let name = event_name(&json).map(String::into_boxed_str);
+        Event {
+            json,
+            name,
+            attachments,
+            ack_id,
+        }
     }
 
-    /// The arguments after the name.
-    pub fn args(&self) -> &[Value] {
-        self.data
-            .as_array()
-            .and_then(|a| a.get(1..))
-            .unwrap_or_default()
+    /// An event from a decoded data array (a packet with attachments, whose placeholders
+    /// were checked on the tree).
+    pub fn from_value(data: &Value, attachments: Vec<Bytes>, ack_id: Option<u64>) -> Event {
+        // Writing a `Value` to a string cannot fail: its keys are always strings.
+        let json = serde_json::to_string(data).unwrap_or_else(|_| "[]".to_owned());
+        Event::from_json(json.into_boxed_str(), attachments, ack_id)
+    }
+
+    /// The event name (the first element), if it is a string.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The data array as JSON text, name first.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The first argument (the element after the name) as a `T`, the other arguments skipped
+    /// without being decoded; `Ok(None)` when there is none. Errors are `T`'s own (a wrong
+    /// type, a missing field).
+    pub fn first_arg<'a, T: Deserialize<'a>>(&'a self) -> Result<Option<T>, serde_json::Error> {
+        first_arg(&self.json)
+    }
+
+    /// Every argument after the name, decoded into `Value`s. Fails only when the data nests
+    /// deeper than serde_json follows (possible when `--max-json-depth` is set above
+    /// [`super::packet::Limits::SERDE_MAX_DEPTH`]).
+    pub fn args(&self) -> Result<Vec<Value>, serde_json::Error> {
+        let mut all: Vec<Value> = serde_json::from_str(&self.json)?;
+        if !all.is_empty() {
+            all.remove(0);
+        }
+        Ok(all)
     }
 }
 

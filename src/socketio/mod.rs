@@ -7,8 +7,10 @@
 pub mod binary;
 pub mod conformance;
 pub mod connection;
+pub mod event_json;
 pub mod handler;
 pub mod json_limits;
+pub mod json_text;
 pub mod packet;
 
 use bytes::Bytes;

@@ -19,7 +19,9 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::event_json::{self, EventHead, EventName};
 use super::json_limits::{self, JsonLimitError};
+use super::json_text;
 
 /// Event names a client may not emit: they have a meaning of their own on the server
 /// (socket.io's `RESERVED_EVENTS`).
@@ -91,8 +93,14 @@ pub struct Packet {
     pub nsp: String,
     /// The ack id.
     pub id: Option<u64>,
-    /// The JSON data. Binary values appear as `{"_placeholder":true,"num":i}`.
+    /// The JSON data. Binary values appear as `{"_placeholder":true,"num":i}`. `None` when
+    /// there is none, or when the data is kept as text in [`Packet::json`].
     pub data: Option<Value>,
+    /// The data as JSON text, not parsed into a tree: set only by [`decode_deferred`] for an
+    /// EVENT without attachments (checked for syntax, shape, name and depth, with lone
+    /// surrogates and out-of-range numbers rewritten by [`json_text::normalize`]). The
+    /// encoder writes it when `data` is `None`.
+    pub json: Option<Box<str>>,
     /// Binary attachments, in order. For `BinaryEvent`/`BinaryAck` its length equals the
     /// attachment count once the packet is complete; other kinds that go on the wire ignore
     /// it, except `Event`/`Ack`, which are written as their binary forms when it is non-empty.
@@ -161,18 +169,20 @@ impl Packet {
             nsp: nsp.to_owned(),
             id,
             data,
+            json: None,
             attachments,
         }
     }
 
     /// The event name: the first element of an event's data array, when it is a string.
     /// `None` for other kinds and for events named by a number.
-    pub fn event_name(&self) -> Option<&str> {
+    pub fn event_name(&self) -> Option<std::borrow::Cow<'_, str>> {
         if !self.kind.is_event() {
             return None;
         }
-        match &self.data {
-            Some(Value::Array(items)) => items.first().and_then(Value::as_str),
+        match (&self.data, &self.json) {
+            (Some(Value::Array(items)), _) => items.first().and_then(Value::as_str).map(Into::into),
+            (None, Some(json)) => event_json::event_name(json).map(Into::into),
             _ => None,
         }
     }
@@ -256,9 +266,14 @@ pub struct Limits {
     /// Engine.IO message (already capped by maxPayload), held until the last one arrives, so
     /// this count times maxPayload bounds what one half-received packet can pin in memory.
     pub max_attachments: usize,
-    /// Deepest JSON nesting in a packet's data.
+    /// Deepest JSON nesting in a packet's data (every packet; serde_json follows at most
+    /// [`Limits::SERDE_MAX_DEPTH`] levels into a tree, so a larger value acts as that for the
+    /// packets decoded into one).
     pub max_json_depth: usize,
-    /// Most JSON values in a packet's data (see [`super::json_limits`]).
+    /// Most JSON values in a packet's data, for the packets decoded into a tree (see
+    /// [`super::json_limits`]): CONNECT, ACK, CONNECT_ERROR and packets with attachments. An
+    /// EVENT without attachments is never decoded into a tree by [`decode_deferred`], so it
+    /// is not counted: its size is bounded by maxPayload alone.
     pub max_json_elements: usize,
 }
 
@@ -267,8 +282,11 @@ impl Limits {
     /// with one message (an image or a file or two), and keeps a stalled binary packet's
     /// memory to a small multiple of maxPayload. The server's configuration may override it.
     pub const DEFAULT_MAX_ATTACHMENTS: usize = 10;
-    /// Chat payloads are two levels deep; 32 leaves room for any sane application data.
-    pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+    /// The deepest nesting serde_json decodes into a tree (its recursion limit): what
+    /// socket.io would parse below it, this server parses too.
+    pub const SERDE_MAX_DEPTH: usize = 127;
+    /// serde_json's own limit: a packet within it is never closed for its depth.
+    pub const DEFAULT_MAX_JSON_DEPTH: usize = Self::SERDE_MAX_DEPTH;
     /// Ten thousand values: a few hundred kB of `serde_json::Value`s at most.
     pub const DEFAULT_MAX_JSON_ELEMENTS: usize = 10_000;
 }
@@ -284,12 +302,34 @@ impl Default for Limits {
 }
 
 /// Decode one Socket.IO packet from the text of an Engine.IO message (without the Engine.IO
-/// `4`).
+/// `4`), its data decoded into a [`Value`] tree.
 ///
 /// Returns the packet and the number of attachments that must follow it. For
 /// `BinaryEvent`/`BinaryAck` the packet's `attachments` is empty and the count is what the
 /// packet announced (possibly 0); for every other kind the count is 0.
+///
+/// The data text is first rewritten by [`json_text::normalize`] (lone surrogate escapes
+/// become U+FFFD, numbers beyond `f64` become `null`), so what `JSON.parse` accepts is
+/// accepted here too.
 pub fn decode(text: &str, limits: &Limits) -> Result<(Packet, usize), PacketError> {
+    decode_with(text, limits, false)
+}
+
+/// [`decode`], except that an EVENT without attachments keeps its data as text in
+/// [`Packet::json`]: read once for its syntax, shape and name, its depth checked, but no
+/// tree built and its values not counted against [`Limits::max_json_elements`]. This is the
+/// server's path: an application decodes the arguments it wants into typed values (see
+/// [`super::handler::Event`]), and an argument of the wrong type is refused there, with an
+/// answer, not here with a close.
+pub fn decode_deferred(text: &str, limits: &Limits) -> Result<(Packet, usize), PacketError> {
+    decode_with(text, limits, true)
+}
+
+fn decode_with(
+    text: &str,
+    limits: &Limits,
+    defer_events: bool,
+) -> Result<(Packet, usize), PacketError> {
     let first = *text.as_bytes().first().ok_or(PacketError::Empty)?;
     let kind = PacketKind::from_digit(first).ok_or(PacketError::UnknownType(first))?;
     // The type digit is ASCII, so index 1 is a char boundary.
@@ -322,27 +362,55 @@ pub fn decode(text: &str, limits: &Limits) -> Result<(Packet, usize), PacketErro
     };
     rest = after;
 
-    let data = if rest.is_empty() {
-        None
-    } else {
-        json_limits::check(rest, limits.max_json_depth, limits.max_json_elements).map_err(|e| {
-            match e {
-                JsonLimitError::TooDeep => PacketError::JsonTooDeep,
-                JsonLimitError::TooManyElements => PacketError::JsonTooManyElements,
-            }
-        })?;
-        Some(serde_json::from_str::<Value>(rest).map_err(|_| PacketError::InvalidJson)?)
-    };
-    validate(kind, data.as_ref())?;
-
-    let packet = Packet {
+    let mut packet = Packet {
         kind,
         nsp: nsp.to_owned(),
         id,
-        data,
+        data: None,
+        json: None,
         attachments: Vec::new(),
     };
+    if rest.is_empty() {
+        validate(kind, None)?;
+        return Ok((packet, count));
+    }
+    if defer_events && kind == PacketKind::Event {
+        // One pass rewrites and checks the depth; the values are not counted.
+        let rest = json_text::normalize_within(rest, limits.max_json_depth)
+            .map_err(|_| PacketError::JsonTooDeep)?;
+        let head = EventHead::read(&rest).map_err(|_| PacketError::InvalidJson)?;
+        validate_event_head(&head)?;
+        packet.json = Some(rest.into());
+        return Ok((packet, count));
+    }
+    let rest = json_text::normalize(rest);
+    check_limits(&rest, limits.max_json_depth, limits.max_json_elements)?;
+    let data = serde_json::from_str::<Value>(&rest).map_err(|_| PacketError::InvalidJson)?;
+    validate(kind, Some(&data))?;
+    packet.data = Some(data);
     Ok((packet, count))
+}
+
+fn check_limits(text: &str, max_depth: usize, max_elements: usize) -> Result<(), PacketError> {
+    json_limits::check(text, max_depth, max_elements).map_err(|e| match e {
+        JsonLimitError::TooDeep => PacketError::JsonTooDeep,
+        JsonLimitError::TooManyElements => PacketError::JsonTooManyElements,
+    })
+}
+
+/// [`validate`]'s EVENT rules, on a head read without a tree.
+fn validate_event_head(head: &EventHead<'_>) -> Result<(), PacketError> {
+    match head {
+        EventHead::NotArray => Err(PacketError::EventDataNotArray),
+        EventHead::Array(EventName::Number) => Ok(()),
+        EventHead::Array(EventName::Str(name)) if RESERVED_EVENT_NAMES.contains(&&**name) => {
+            Err(PacketError::ReservedEventName)
+        }
+        EventHead::Array(EventName::Str(_)) => Ok(()),
+        EventHead::Array(EventName::Other | EventName::Missing) => {
+            Err(PacketError::EventNameInvalid)
+        }
+    }
 }
 
 /// The payload rules of socket.io-parser's `isPayloadValid`, tightened so that an EVENT, ACK
@@ -422,6 +490,8 @@ pub fn encode_into(packet: &Packet, out: &mut Vec<u8>) {
         // Writing a `Value` into a `Vec` cannot fail: the writer is infallible and a
         // `Value`'s object keys are always strings.
         let _ = serde_json::to_writer(&mut *out, data);
+    } else if let Some(json) = &packet.json {
+        out.extend_from_slice(json.as_bytes());
     }
 }
 
@@ -579,7 +649,7 @@ mod tests {
             )
         );
         assert_eq!(count, 0);
-        assert_eq!(p.event_name(), Some("project:delete"));
+        assert_eq!(p.event_name().as_deref(), Some("project:delete"));
     }
 
     #[test]
@@ -726,6 +796,94 @@ mod tests {
             decode(r#"2["x",[1,2,3,4,5,6]]"#, &tight),
             Err(PacketError::JsonTooManyElements)
         );
+    }
+
+    #[test]
+    fn serde_max_depth_is_what_serde_json_decodes() {
+        let unlimited = Limits {
+            max_json_depth: usize::MAX,
+            ..Limits::default()
+        };
+        let nested = |levels: usize| {
+            // The event array itself is one level.
+            let inner = levels - 1;
+            format!("2[\"x\",{}{}]", "[".repeat(inner), "]".repeat(inner))
+        };
+        let at = nested(Limits::SERDE_MAX_DEPTH);
+        assert!(decode(&at, &unlimited).is_ok());
+        let beyond = nested(Limits::SERDE_MAX_DEPTH + 1);
+        assert_eq!(decode(&beyond, &unlimited), Err(PacketError::InvalidJson));
+        // With the default limit it is refused by the pre-check first, on both paths.
+        assert_eq!(dec(&beyond), Err(PacketError::JsonTooDeep));
+        assert_eq!(
+            decode_deferred(&beyond, &limits()),
+            Err(PacketError::JsonTooDeep)
+        );
+        assert!(decode_deferred(&at, &limits()).is_ok());
+    }
+
+    #[test]
+    fn deferred_events_keep_their_text_and_are_not_counted() {
+        let numbers = vec!["0"; 200_000].join(",");
+        let text = format!(r#"2/admin,7["chatMessage",{{"bookId":2701,"content":[{numbers}]}}]"#);
+        assert_eq!(dec(&text), Err(PacketError::JsonTooManyElements));
+        let (p, count) = decode_deferred(&text, &limits()).expect("answered, not refused");
+        assert_eq!(count, 0);
+        assert_eq!(
+            (p.kind, p.nsp.as_str(), p.id),
+            (PacketKind::Event, "/admin", Some(7))
+        );
+        assert_eq!(p.data, None);
+        assert_eq!(p.event_name().as_deref(), Some("chatMessage"));
+        let json = p.json.as_deref().expect("kept as text");
+        assert_eq!(Some(json), text.get("2/admin,7".len()..));
+        assert_eq!(enc(&p), text);
+    }
+
+    #[test]
+    fn deferred_events_obey_the_same_rules_as_trees() {
+        for text in [
+            "2{}",
+            "2\"x\"",
+            "2[]",
+            "2[null]",
+            "2[[\"x\"]]",
+            "2[\"connect\"]",
+            "2[\"x\"",
+            "2[\"x\"]y",
+            "2[\"x\",]",
+            "2[\"x\",01]",
+            "2[\"\\ud83d\",1e400]",
+            "2[5,1]",
+            "2[\"x\",\"\\u12\"]",
+            "2[\"disconnecting\",{}]",
+        ] {
+            let tree = dec(text).map(|_| ());
+            let deferred = decode_deferred(text, &limits()).map(|_| ());
+            assert_eq!(tree, deferred, "{text}");
+        }
+        // Other kinds are decoded into trees on both paths.
+        let (p, _) = decode_deferred("3[1]", &limits()).unwrap();
+        assert_eq!((p.data, p.json), (Some(json!([1])), None));
+        let (p, _) =
+            decode_deferred("51-[\"x\",{\"_placeholder\":true,\"num\":0}]", &limits()).unwrap();
+        assert!(p.data.is_some() && p.json.is_none());
+    }
+
+    #[test]
+    fn lone_surrogates_and_overflowing_numbers_decode_everywhere() {
+        let (p, _) = dec(r#"2["ev\udc00",{"k\ud800":"\ud83d"},1e400]"#).expect("accepted");
+        assert_eq!(
+            p.data,
+            Some(json!(["ev\u{fffd}", {"k\u{fffd}": "\u{fffd}"}, null]))
+        );
+        let (p, _) = dec(r#"31["\ud83d"]"#).expect("an ack argument");
+        assert_eq!(p.data, Some(json!(["\u{fffd}"])));
+        let (p, _) = dec(r#"0{"token":"\udfff"}"#).expect("an auth object");
+        assert_eq!(p.data, Some(json!({"token": "\u{fffd}"})));
+        let (p, _) = decode_deferred(r#"2["\ud83d",-1e999]"#, &limits()).expect("deferred");
+        assert_eq!(p.json.as_deref(), Some(r#"["\ufffd",null]"#));
+        assert_eq!(p.event_name().as_deref(), Some("\u{fffd}"));
     }
 
     #[test]
@@ -916,13 +1074,15 @@ mod tests {
     #[test]
     fn event_name_is_first_string_of_an_event_only() {
         let p = Packet::event("/", json!(["chat", 1]), None, Vec::new());
-        assert_eq!(p.event_name(), Some("chat"));
+        assert_eq!(p.event_name().as_deref(), Some("chat"));
         let p = Packet::event("/", json!([1, "chat"]), None, Vec::new());
         assert_eq!(p.event_name(), None);
         let p = Packet::ack("/", 1, json!(["chat"]), Vec::new());
         assert_eq!(p.event_name(), None);
         let (p, _) = dec("51-[\"bin\",{\"_placeholder\":true,\"num\":0}]").expect("valid");
-        assert_eq!(p.event_name(), Some("bin"));
+        assert_eq!(p.event_name().as_deref(), Some("bin"));
+        let (p, _) = decode_deferred("2[\"t\\u00e9\",1]", &limits()).expect("valid");
+        assert_eq!(p.event_name().as_deref(), Some("t\u{e9}"));
     }
 
     #[test]
