@@ -72,6 +72,8 @@ def get(d, path):
 def fmt(v, digits=0):
     if v is None:
         return "–"
+    if isinstance(v, str):
+        return v
     if isinstance(v, float) or digits:
         return ("{:,.%df}" % digits).format(v)
     return "{:,}".format(v)
@@ -233,6 +235,8 @@ def main():
             ("latency to arrival p99.9 (ms)", "latency_arrival.p999_ms", 3, True),
             ("latency to arrival max (ms)", "latency_arrival.max_ms", 3, True),
             ("ack to arrival p99 (ms)", "ack_latency_arrival.p99_ms", 3, True),
+            ("… send → first member's arrival p50 / p99 (ms)", lambda r: "%s / %s" % (fmt(get(r, "first_arrival.p50_ms"), 3), fmt(get(r, "first_arrival.p99_ms"), 3)) if get(r, "first_arrival") else None, 0, None),
+            ("… first → last member's arrival p50 / p99 (ms)", lambda r: "%s / %s" % (fmt(get(r, "fanout_spread.p50_ms"), 3), fmt(get(r, "fanout_spread.p99_ms"), 3)) if get(r, "fanout_spread") else None, 0, None),
             ("latency to read p50 (ms)", "latency.p50_ms", 3, True),
             ("latency to read p99 (ms)", "latency.p99_ms", 3, True),
             ("latency to read p99.9 (ms)", "latency.p999_ms", 3, True),
