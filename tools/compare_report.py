@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--servers")
     ap.add_argument("--loadavg", default="")
     ap.add_argument("--cpu-split", default="")
+    ap.add_argument("--load-end", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     runs = {}
@@ -144,6 +145,8 @@ def main():
     p.append("- machine: %s" % machine())
     if a.loadavg:
         p.append(load_note(a.loadavg))
+    if a.load_end:
+        p.append("- load average when the run ended (1, 5, 15 min): %s" % a.load_end)
     p.append("- servers: %s; %s" % (", ".join(NAMES.get(s, s) for s in servers), versions()))
     busy = [r.get("machine_busy_cores") for by in runs.values() for r in by.values()
             if isinstance(r, dict) and r.get("machine_busy_cores") is not None]
@@ -394,6 +397,24 @@ def main():
                 label, f.get("frame_bytes"), get(f, "single.us_per_frame"), fmt(get(f, "single.frames_per_cpu_s")),
                 get(f, "batched.us_per_frame"), fmt(get(f, "batched.frames_per_cpu_s"))))
     p.append("")
+    w = runs.get("floor-wake", {}).get("wakefloor")
+    if w:
+        p.append("## Wake-up floor\n")
+        p.append("`wakefloor --gap-ms 20%s`: a 64-byte message over loopback TCP every 20 ms between "
+                 "two otherwise idle threads, the responder pinned like the servers and the prober "
+                 "like loadgen; no server involved. *Hop* is send → the kernel's receive timestamp, "
+                 "*wake* is that timestamp → the blocked responder's `recvmsg` returned, *round "
+                 "trip* is send → the prober read the answer. Whatever a server does, its latency "
+                 "at light load includes a hop and a wake on the way in (the probe's send is a "
+                 "wake-up too).\n" % (
+                     " --server-cpu %s --client-cpu %s" % (w.get("server_cpu"), w.get("client_cpu"))
+                     if w.get("server_cpu") is not None else ""))
+        p.append("| part | p50 (ms) | p99 (ms) | max (ms) |")
+        p.append("|---|---|---|---|")
+        for key, label in (("hop", "hop"), ("wake", "wake"), ("round_trip", "round trip")):
+            p.append("| %s | %.3f | %.3f | %.3f |" % (label, get(w, key + ".p50_ms") or 0,
+                                                     get(w, key + ".p99_ms") or 0, get(w, key + ".max_ms") or 0))
+        p.append("")
     print("\n".join(p))
 
 
