@@ -340,8 +340,8 @@ def main():
                 r = by.get(s, {})
                 lossy = (r.get("lost") or 0) + (r.get("duplicated") or 0)
                 p99 = get(r, "latency_arrival.p99_ms")
-            cells += [fmt(r.get("deliveries_per_server_cpu_s")) + (" (lost/dup %d)" % lossy if lossy else ""),
-                      fmt(p99 if p99 is not None else get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
+                cells += [fmt(r.get("deliveries_per_server_cpu_s")) + (" (lost/dup %d)" % lossy if lossy else ""),
+                          fmt(p99 if p99 is not None else get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
             cells.append(" / ".join(
                 "%.2f" % (by[s]["loadgen_cpu_s"] / by[s]["window_s"])
                 if by.get(s, {}).get("loadgen_cpu_s") is not None and by[s].get("window_s") else "–"

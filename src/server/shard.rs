@@ -58,9 +58,11 @@ const EVENTS_CAPACITY: usize = 1024;
 const READ_BUDGET: usize = 256 * 1024;
 
 /// How long one turn writes large fan-outs before it reads again. A write of one frame to a
-/// loopback or LAN socket costs the shard 3–5 µs of kernel time, so this is some 50 writes:
-/// a turn's reads wait at most about this long behind fan-out writes.
-const WRITE_BUDGET: Duration = Duration::from_micros(200);
+/// loopback or LAN socket costs the shard 3–5 µs of kernel time, so this is some 100–150
+/// writes: a turn's reads wait at most about this long behind fan-out writes. Shorter costs
+/// fan-out throughput (each extra turn is a poll and its bookkeeping; at 200 µs, rooms of 250
+/// lost about 5% of their deliveries per CPU-second in BENCHMARKS.md's comparison).
+const WRITE_BUDGET: Duration = Duration::from_micros(500);
 
 /// Fan-out writes between two looks at the clock.
 const WRITES_PER_CLOCK_CHECK: usize = 8;
