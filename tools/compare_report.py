@@ -72,6 +72,8 @@ def get(d, path):
 def fmt(v, digits=0):
     if v is None:
         return "–"
+    if isinstance(v, str):
+        return v
     if isinstance(v, float) or digits:
         return ("{:,.%df}" % digits).format(v)
     return "{:,}".format(v)
@@ -120,6 +122,8 @@ def main():
     ap.add_argument("--quick")
     ap.add_argument("--servers")
     ap.add_argument("--loadavg", default="")
+    ap.add_argument("--cpu-split", default="")
+    ap.add_argument("--load-end", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     runs = {}
@@ -141,6 +145,8 @@ def main():
     p.append("- machine: %s" % machine())
     if a.loadavg:
         p.append(load_note(a.loadavg))
+    if a.load_end:
+        p.append("- load average when the run ended (1, 5, 15 min): %s" % a.load_end)
     p.append("- servers: %s; %s" % (", ".join(NAMES.get(s, s) for s in servers), versions()))
     busy = [r.get("machine_busy_cores") for by in runs.values() for r in by.values()
             if isinstance(r, dict) and r.get("machine_busy_cores") is not None]
@@ -153,9 +159,20 @@ def main():
                  "affected." % (min(busy), max(busy), cores))
     if missing:
         p.append("- not measured: %s (not available when this ran)" % ", ".join(NAMES[m] for m in missing))
-    p.append("- load generator: `tools/loadgen` on the same machine (the servers and the load "
-             "generator share its cores); each case runs on a freshly started server; ours runs "
-             "with its defaults (RocksDB store, one shard per core, no fsync per write).")
+    if a.cpu_split and not a.cpu_split.startswith("none"):
+        p.append("- load generator: `tools/loadgen` on the same machine; CPU split: %s, so each "
+                 "server has its own core(s) (ours then runs one shard per core it may use); each "
+                 "case runs on a freshly started server; ours runs with its defaults (RocksDB "
+                 "store, no fsync per write)." % a.cpu_split)
+    else:
+        p.append("- load generator: `tools/loadgen` on the same machine (the servers and the load "
+                 "generator share its cores); each case runs on a freshly started server; ours runs "
+                 "with its defaults (RocksDB store, one shard per core, no fsync per write).")
+    p.append("- latency: send → *arrival* is the kernel's receive timestamp of the read that "
+             "completed the frame (`SO_TIMESTAMPNS`, see tools/loadgen/README.md): the server's "
+             "delay plus the loopback hop, not the probe's. Send → *read* is when the probe got "
+             "round to parsing it (the figure earlier runs reported). Both start at the sender's "
+             "clock reading just before it queues the message to its writer task.")
     p.append("- ratios: `ours vs X` is ours ÷ X for figures where more is better and X ÷ ours "
              "where less is better, so above 1× means readrealm-chat does better.\n")
 
@@ -190,9 +207,12 @@ def main():
         add("idle RSS ≤ 2 KiB per connection at %s held" % a.idle_conns,
             "%.2f KiB" % (kib / 1024) if kib is not None else "–",
             (kib <= 2048) if kib is not None else None)
-        p99 = get(o("fanout-ref"), "latency.p99_ms")
-        add("p99 delivery latency ≤ 1 ms (reference fan-out)", "%.3f ms" % p99 if p99 is not None else "–",
-            (p99 <= 1.0) if p99 is not None else None)
+        for case, label in (("fanout-ref", "reference fan-out"), ("fanout-light", "light fan-out")):
+            p99 = get(o(case), "latency_arrival.p99_ms")
+            read99 = get(o(case), "latency.p99_ms")
+            add("p99 send → kernel arrival ≤ 1 ms (%s)" % label,
+                ("%.3f ms (send → read by the probe: %.3f ms)" % (p99, read99)) if p99 is not None else "–",
+                (p99 <= 1.0) if p99 is not None else None)
         j99 = get(o("joins"), "join_to_history.p99_ms")
         add("join → 50 messages of history p99 ≤ 1 ms at 1,000/s", "%.3f ms" % j99 if j99 is not None else "–",
             (j99 <= 1.0) if j99 is not None else None)
@@ -213,11 +233,18 @@ def main():
             ("deliveries/s", "deliveries_per_s", 0, False),
             ("**deliveries per server CPU-second**", "deliveries_per_server_cpu_s", 0, False),
             ("server CPU (cores busy)", "server_cpu_util", 3, True),
-            ("latency p50 (ms)", "latency.p50_ms", 3, True),
-            ("latency p99 (ms)", "latency.p99_ms", 3, True),
-            ("latency p99.9 (ms)", "latency.p999_ms", 3, True),
-            ("latency max (ms)", "latency.max_ms", 3, True),
-            ("ack p99 (ms)", "ack_latency.p99_ms", 3, True),
+            ("latency to arrival p50 (ms)", "latency_arrival.p50_ms", 3, True),
+            ("**latency to arrival p99 (ms)**", "latency_arrival.p99_ms", 3, True),
+            ("latency to arrival p99.9 (ms)", "latency_arrival.p999_ms", 3, True),
+            ("latency to arrival max (ms)", "latency_arrival.max_ms", 3, True),
+            ("ack to arrival p99 (ms)", "ack_latency_arrival.p99_ms", 3, True),
+            ("… send → first member's arrival p50 / p99 (ms)", lambda r: "%s / %s" % (fmt(get(r, "first_arrival.p50_ms"), 3), fmt(get(r, "first_arrival.p99_ms"), 3)) if get(r, "first_arrival") else None, 0, None),
+            ("… first → last member's arrival p50 / p99 (ms)", lambda r: "%s / %s" % (fmt(get(r, "fanout_spread.p50_ms"), 3), fmt(get(r, "fanout_spread.p99_ms"), 3)) if get(r, "fanout_spread") else None, 0, None),
+            ("latency to read p50 (ms)", "latency.p50_ms", 3, True),
+            ("latency to read p99 (ms)", "latency.p99_ms", 3, True),
+            ("latency to read p99.9 (ms)", "latency.p999_ms", 3, True),
+            ("latency to read max (ms)", "latency.max_ms", 3, True),
+            ("ack to read p99 (ms)", "ack_latency.p99_ms", 3, True),
             ("lost", "lost", 0, None),
             ("duplicated", "duplicated", 0, None),
             ("send errors", lambda r: sum(r.get("ack_errors", {}).values()) if r else None, 0, None),
@@ -269,8 +296,15 @@ def main():
     section("Fan-out, reference load", "fanout-ref",
             "`loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8`: 20 rooms × 100 "
             "members, 4 senders per room at 8 messages/s each (2,000 WebSocket clients, 640 "
-            "messages/s, 64,000 deliveries/s offered). Latency is send → receipt at every member.",
+            "messages/s, 64,000 deliveries/s offered). Latency is send → arrival (kernel) and "
+            "send → read (probe) at every member.",
             fanout_rows(), floor_lines("fanout-ref", "ref"))
+    section("Fan-out, light load", "fanout-light",
+            "`loadgen fanout --rooms 20 --members 100 --senders 1 --rate 1`: 20 rooms × 100 "
+            "members, one sender per room at 1 message/s (2,000 WebSocket clients, 20 messages/s, "
+            "2,000 deliveries/s offered), over a window twice the other cases'. The server is idle "
+            "most of the time: latency here is a lone message's path through an idle server.",
+            fanout_rows())
     section("Fan-out, hot rooms", "fanout-hot",
             "`loadgen fanout --rooms 2 --members 250 --senders 10 --rate 8`: 2 rooms × 250 "
             "members, 10 senders per room at 8/s (40,000 deliveries/s offered).",
@@ -293,7 +327,7 @@ def main():
                  "generator's own (it shares the machine's cores with the server).\n")
         head = ["senders/room", "offered/s"]
         for s in servers:
-            head += ["%s deliv/CPU-s" % NAMES.get(s, s), "%s p99 ms" % NAMES.get(s, s),
+            head += ["%s deliv/CPU-s" % NAMES.get(s, s), "%s p99 to arrival ms" % NAMES.get(s, s),
                      "%s CPU" % NAMES.get(s, s)]
         head.append("loadgen CPU (%s)" % " / ".join(servers))
         p.append("| " + " | ".join(head) + " |")
@@ -305,8 +339,9 @@ def main():
             for s in servers:
                 r = by.get(s, {})
                 lossy = (r.get("lost") or 0) + (r.get("duplicated") or 0)
+                p99 = get(r, "latency_arrival.p99_ms")
                 cells += [fmt(r.get("deliveries_per_server_cpu_s")) + (" (lost/dup %d)" % lossy if lossy else ""),
-                          fmt(get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
+                          fmt(p99 if p99 is not None else get(r, "latency.p99_ms"), 3), fmt(r.get("server_cpu_util"), 2)]
             cells.append(" / ".join(
                 "%.2f" % (by[s]["loadgen_cpu_s"] / by[s]["window_s"])
                 if by.get(s, {}).get("loadgen_cpu_s") is not None and by[s].get("window_s") else "–"
@@ -362,6 +397,24 @@ def main():
                 label, f.get("frame_bytes"), get(f, "single.us_per_frame"), fmt(get(f, "single.frames_per_cpu_s")),
                 get(f, "batched.us_per_frame"), fmt(get(f, "batched.frames_per_cpu_s"))))
     p.append("")
+    w = runs.get("floor-wake", {}).get("wakefloor")
+    if w:
+        p.append("## Wake-up floor\n")
+        p.append("`wakefloor --gap-ms 20%s`: a 64-byte message over loopback TCP every 20 ms between "
+                 "two otherwise idle threads, the responder pinned like the servers and the prober "
+                 "like loadgen; no server involved. *Hop* is send → the kernel's receive timestamp, "
+                 "*wake* is that timestamp → the blocked responder's `recvmsg` returned, *round "
+                 "trip* is send → the prober read the answer. Whatever a server does, its latency "
+                 "at light load includes a hop and a wake on the way in (the probe's send is a "
+                 "wake-up too).\n" % (
+                     " --server-cpu %s --client-cpu %s" % (w.get("server_cpu"), w.get("client_cpu"))
+                     if w.get("server_cpu") is not None else ""))
+        p.append("| part | p50 (ms) | p99 (ms) | max (ms) |")
+        p.append("|---|---|---|---|")
+        for key, label in (("hop", "hop"), ("wake", "wake"), ("round_trip", "round trip")):
+            p.append("| %s | %.3f | %.3f | %.3f |" % (label, get(w, key + ".p50_ms") or 0,
+                                                     get(w, key + ".p99_ms") or 0, get(w, key + ".max_ms") or 0))
+        p.append("")
     print("\n".join(p))
 
 

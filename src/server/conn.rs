@@ -86,8 +86,10 @@ pub struct Conn {
     pub close_by: Option<Instant>,
     /// WRITABLE interest is registered.
     pub writable_armed: bool,
-    /// In the shard's list of connections to flush at the end of the loop turn.
+    /// In one of the shard's lists of connections to flush (answers or fan-out).
     pub dirty: bool,
+    /// In the shard's list of answers, written first at the end of the loop turn.
+    pub urgent: bool,
     /// When the connection was accepted (kept across hand-overs).
     pub opened_at: Instant,
     /// The request head (and body) being waited for must be complete by then; `None` while
@@ -123,6 +125,7 @@ impl Conn {
             close_by: None,
             writable_armed: false,
             dirty: false,
+            urgent: false,
             opened_at: Instant::now(),
             request_deadline: None,
             queued_deadline: None,

@@ -586,13 +586,17 @@ impl<H: Handler> Shard<H> {
         seq: Option<u64>,
     ) {
         let mut delivered = 0;
-        for member in self.rooms.members(nsp, room) {
+        let members = self.rooms.members(nsp, room);
+        // A large fan-out is written after the turn's answers (shard.rs, `end_turn`).
+        self.fanning_out = members.len() > super::shard::SMALL_FANOUT;
+        for member in members {
             if Some(member.session) == except || seq.is_some_and(|seq| seq <= member.floor) {
                 continue;
             }
             self.send_frames(member.session, frames);
             delivered += 1;
         }
+        self.fanning_out = false;
         self.ops.metrics.shard(self.index).delivered(delivered);
     }
 

@@ -1,9 +1,17 @@
 //! One shard: a mio event loop thread that owns its connections, sessions, rooms and timers.
 //!
 //! The loop: wait for readiness, the earliest deadline or a wake from another shard; accept;
-//! read and process each ready connection; run due timers; read the bus; then flush every
-//! connection that got output during the turn (one write per connection per turn, however
-//! many frames it got). Follows mio's rules: drain readiness to `WouldBlock`, retry on
+//! read and process each ready connection; run due timers; read the bus; then wake the shards
+//! the turn sent messages to (they write their part of a broadcast meanwhile) and flush the
+//! connections that got output (one write per connection, however many frames it got).
+//!
+//! Output is written in two classes. Answers to one connection (acks, emits, HTTP answers,
+//! pongs) and small broadcasts are written first, all of them, every turn. Connections that
+//! got output from a large room fan-out are written after them, in order, for at most
+//! [`WRITE_BUDGET`] per turn; the rest wait for the next turn, which polls without sleeping
+//! and so reads what arrived meanwhile before writing more. So an ack or a small room's
+//! message never waits behind a thousand writes of someone else's fan-out, and a long
+//! fan-out does not keep a shard from reading. Follows mio's rules: drain readiness to `WouldBlock`, retry on
 //! `Interrupted`, ignore unknown tokens, ask for WRITABLE only while output is queued, never
 //! reuse a token during the turn that freed it, back off on EMFILE.
 //!
@@ -54,6 +62,20 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Bytes read from one connection per readiness before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 
+/// How long one turn writes large fan-outs before it reads again. A write of one frame to a
+/// loopback or LAN socket costs the shard 3–5 µs of kernel time, so this is some 100–150
+/// writes: a turn's reads wait at most about this long behind fan-out writes. Shorter costs
+/// fan-out throughput (each extra turn is a poll and its bookkeeping; at 200 µs, rooms of 250
+/// lost about 5% of their deliveries per CPU-second in BENCHMARKS.md's comparison).
+const WRITE_BUDGET: Duration = Duration::from_micros(500);
+
+/// Fan-out writes between two looks at the clock.
+const WRITES_PER_CLOCK_CHECK: usize = 8;
+
+/// A broadcast to more of this shard's members than this is a large fan-out: its connections
+/// are written after the turn's other output, within [`WRITE_BUDGET`].
+pub const SMALL_FANOUT: usize = 16;
+
 pub struct Shard<H: Handler> {
     pub index: usize,
     pub config: Arc<ServerConfig>,
@@ -95,8 +117,15 @@ pub struct Shard<H: Handler> {
     pub ops: Ops,
     /// The application's state for this shard.
     pub app: H::Shard,
-    /// Connections with output to write at the end of this turn.
+    /// Connections with output to write at the end of this turn, all of them (answers, small
+    /// broadcasts).
     pub dirty: Vec<usize>,
+    /// Connections with output from large fan-outs, written after `dirty`, oldest first, for
+    /// at most [`WRITE_BUDGET`] per turn. May hold keys already written through `dirty` or
+    /// freed since: an entry whose connection is not `dirty` is skipped.
+    bulk: VecDeque<usize>,
+    /// True while a large fan-out is being delivered: output marked now goes to `bulk`.
+    pub fanning_out: bool,
     /// Connections closed this turn; their slab slots are freed at the end of it.
     closed: Vec<usize>,
     /// Shards sent bus messages this turn, to wake once each.
@@ -148,6 +177,8 @@ impl<H: Handler> Shard<H> {
             ops,
             app: H::Shard::default(),
             dirty: Vec::new(),
+            bulk: VecDeque::new(),
+            fanning_out: false,
             closed: Vec::new(),
             to_wake: vec![false; shard_count],
             next_generation: 1,
@@ -186,7 +217,7 @@ impl<H: Handler> Shard<H> {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            let timeout = if self.read_again.is_empty() {
+            let timeout = if self.read_again.is_empty() && self.bulk.is_empty() {
                 self.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
@@ -463,10 +494,20 @@ impl<H: Handler> Shard<H> {
         self.close_after_flush(key);
     }
 
+    /// Queue a connection's output for writing at the end of the turn: with the turn's
+    /// answers, or with the large fan-outs while [`Shard::fanning_out`] is set. A connection
+    /// queued as fan-out that gets an answer too moves up to the answers.
     pub fn mark_dirty(&mut self, key: usize) {
+        let bulk = self.fanning_out;
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
+            if bulk {
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.bulk.push_back(key);
+                }
+            } else if !conn.urgent {
                 conn.dirty = true;
+                conn.urgent = true;
                 self.dirty.push(key);
             }
         }
@@ -631,22 +672,64 @@ impl<H: Handler> Shard<H> {
         false
     }
 
-    /// Let the application finish the turn, write every dirty connection, free closed slots,
-    /// wake shards we sent messages to.
+    /// Let the application finish the turn, wake shards we sent messages to (before writing,
+    /// so they write their part of a broadcast while this one writes its own), write the
+    /// answers, then large fan-outs within the budget, free closed slots, wake shards that
+    /// closes sent messages to.
     fn end_turn(&mut self) {
         self.app_turn_end();
-        let dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.iter().copied() {
-            self.flush(key);
-        }
-        self.dirty = dirty;
-        self.dirty.clear();
+        self.wake_peers();
+        self.flush_answers();
+        self.flush_bulk();
+        // A connection closed while its fan-out was written may have told a room it left.
+        self.flush_answers();
         for key in self.closed.drain(..) {
             self.conns.try_remove(key);
         }
+        self.wake_peers();
+    }
+
+    /// Write every connection queued with the turn's answers. Writing one can close a
+    /// connection, and that close can queue more answers (its rooms are told it left): those
+    /// are written too, in the same turn, never dropped from the queue (a connection marked
+    /// dirty but in no queue would not be written again).
+    fn flush_answers(&mut self) {
+        let mut queue = Vec::new();
+        loop {
+            std::mem::swap(&mut self.dirty, &mut queue);
+            if queue.is_empty() {
+                return;
+            }
+            for key in queue.drain(..) {
+                self.flush(key);
+            }
+        }
+    }
+
+    fn wake_peers(&mut self) {
         for (shard, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
                 self.peers.wake(shard);
+            }
+        }
+    }
+
+    /// Write queued fan-out connections, oldest first, until none is left or the turn has
+    /// written them for [`WRITE_BUDGET`] (no budget while shutting down).
+    fn flush_bulk(&mut self) {
+        let started = Instant::now();
+        let mut written = 0;
+        while let Some(key) = self.bulk.pop_front() {
+            if !self.conns.get(key).is_some_and(|c| c.dirty) {
+                continue;
+            }
+            self.flush(key);
+            written += 1;
+            if written % WRITES_PER_CLOCK_CHECK == 0
+                && !self.shutting_down
+                && started.elapsed() >= WRITE_BUDGET
+            {
+                return;
             }
         }
     }
@@ -659,6 +742,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         conn.dirty = false;
+        conn.urgent = false;
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {

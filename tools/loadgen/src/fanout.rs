@@ -4,6 +4,17 @@
 //! every sender's sequence numbers, so after a drain period a message acknowledged to its
 //! sender but missing at a member counts as lost, and one seen twice as duplicated. The server's
 //! CPU seconds and RSS are read over the counted window that follows the warm-up.
+//!
+//! Latency is measured twice for every delivery and ack: to the frame's *arrival* (the kernel's
+//! receive timestamp of the read that completed it, see `tsstream`; WebSocket only), which is
+//! the server's delay plus the loopback hop, and to when this process *read* and parsed it,
+//! which adds however long the client took to get round to it (one process reading a hundred
+//! copies of a message one after another stamps the last of them late).
+//!
+//! For each message it also keeps the first and the last arrival among the room's members,
+//! which splits the arrival latency in two: send → first arrival (the probe's send, the
+//! server's wake-up, read, store and first write) and first → last arrival (the time the
+//! server took to write the fan-out).
 
 use crate::args::Args;
 use crate::net::Target;
@@ -36,8 +47,14 @@ struct Shared {
     /// Counted window in CLOCK_REALTIME ns; 0 while not (yet) set.
     window_start: AtomicU64,
     window_end: AtomicU64,
+    /// send → this process read the packet (µs).
     latency: ShardedHistogram,
     ack_latency: ShardedHistogram,
+    /// send → kernel receive time of the frame (µs); empty over long-polling.
+    arrival_latency: ShardedHistogram,
+    ack_arrival_latency: ShardedHistogram,
+    /// Per sender (global sender id), per sequence number: (first, last) kernel arrival in ns.
+    arrivals: Vec<Mutex<Vec<(u64, u64)>>>,
     delivered_window: AtomicU64,
     delivered_total: AtomicU64,
     duplicated: AtomicU64,
@@ -91,8 +108,8 @@ fn bit_get(bits: &[u64], i: usize) -> bool {
     bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
 }
 
-/// Handles one packet arriving at `member`.
-fn on_packet(shared: &Shared, member: &Member, packet: &str) {
+/// Handles one packet arriving at `member`; `arrival` is its kernel receive time, if known.
+fn on_packet(shared: &Shared, member: &Member, packet: &str, arrival: Option<u64>) {
     if let Some(st) = proto::parse_new_message(packet) {
         let now = proto::now_ns();
         if st.run != shared.run {
@@ -127,6 +144,22 @@ fn on_packet(shared: &Shared, member: &Member, packet: &str) {
             shared
                 .latency
                 .record(member.index, now.saturating_sub(st.t_ns) / 1000);
+            if let Some(a) = arrival {
+                shared
+                    .arrival_latency
+                    .record(member.index, a.saturating_sub(st.t_ns) / 1000);
+                if let Some(Ok(mut v)) = shared.arrivals.get(s).map(|m| m.lock()) {
+                    let seq = st.seq as usize;
+                    if v.len() <= seq {
+                        v.resize(seq + 1, (0, 0));
+                    }
+                    let (first, last) = &mut v[seq];
+                    if *first == 0 || a < *first {
+                        *first = a;
+                    }
+                    *last = (*last).max(a);
+                }
+            }
         }
     } else if packet.starts_with('3') && !setup::on_join_ack(packet, &member.slot) {
         let Some((id, ok)) = proto::parse_ack(packet) else {
@@ -146,6 +179,11 @@ fn on_packet(shared: &Shared, member: &Member, packet: &str) {
                     shared
                         .ack_latency
                         .record(member.index, now.saturating_sub(t) / 1000);
+                    if let Some(a) = arrival {
+                        shared
+                            .ack_arrival_latency
+                            .record(member.index, a.saturating_sub(t) / 1000);
+                    }
                 }
             }
         } else if let Ok(mut e) = shared.ack_errors.lock() {
@@ -250,6 +288,11 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         window_end: AtomicU64::new(0),
         latency: ShardedHistogram::new(16),
         ack_latency: ShardedHistogram::new(16),
+        arrival_latency: ShardedHistogram::new(16),
+        arrivals: (0..p.rooms * p.senders)
+            .map(|_| Mutex::new(Vec::new()))
+            .collect(),
+        ack_arrival_latency: ShardedHistogram::new(16),
         delivered_window: AtomicU64::new(0),
         delivered_total: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
@@ -280,7 +323,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
                 book: base + m.room as u64,
                 user: format!("u{}", m.index),
                 slot: m.slot.clone(),
-                handler: move |p: &str| on_packet(&sh, &mm, p),
+                handler: move |p: &str, arrival: Option<u64>| on_packet(&sh, &mm, p, arrival),
             }
         })
         .collect();
@@ -358,6 +401,16 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
 
     let latency = shared.latency.merged();
     let ack_latency = shared.ack_latency.merged();
+    let arrival_latency = shared.arrival_latency.merged();
+    let ack_arrival_latency = shared.ack_arrival_latency.merged();
+    let (first_arrival, fanout_spread) = spread(&members, &shared, &p);
+    let arrival_summary = |h: &hdrhistogram::Histogram<u64>| {
+        if h.is_empty() {
+            serde_json::Value::Null
+        } else {
+            report::summary(h)
+        }
+    };
     let delivered = shared.delivered_window.load(Relaxed);
     let duplicated = shared.duplicated.load(Relaxed);
     let cpu = match (before.cpu, after.cpu) {
@@ -392,6 +445,10 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         "foreign": shared.foreign.load(Relaxed), "disconnected": disconnected,
         "latency": report::summary(&latency),
         "ack_latency": report::summary(&ack_latency),
+        "latency_arrival": arrival_summary(&arrival_latency),
+        "ack_latency_arrival": arrival_summary(&ack_arrival_latency),
+        "first_arrival": arrival_summary(&first_arrival),
+        "fanout_spread": arrival_summary(&fanout_spread),
         "server_pid": pid,
         "server_cpu_s": cpu.map(|c| report::round(c, 3)),
         "server_cpu_util": cpu.map(|c| report::round(c / window, 3)),
@@ -409,8 +466,12 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
             "  deliveries: {delivered} in {window:.2} s = {:.0}/s (offered {offered:.0}/s); sent {sent}, acked {acked}, errors {errors:?}",
             delivered as f64 / window
         ),
-        format!("  latency send→receive: {}", report::brief(&latency)),
-        format!("  latency send→ack:     {}", report::brief(&ack_latency)),
+        format!("  latency send→arrival: {}", report::brief(&arrival_latency)),
+        format!("  latency send→read:    {}", report::brief(&latency)),
+        format!("    send→first arrival: {}", report::brief(&first_arrival)),
+        format!("    first→last arrival: {}", report::brief(&fanout_spread)),
+        format!("  ack send→arrival:     {}", report::brief(&ack_arrival_latency)),
+        format!("  ack send→read:        {}", report::brief(&ack_latency)),
         format!(
             "  lost {lost}, duplicated {duplicated}, reordered {}, unacked-but-delivered {unacked_delivered}, disconnected {disconnected}",
             shared.reordered.load(Relaxed)
@@ -444,6 +505,39 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
 /// The number of clients `--rooms` × `--members` asks for.
 fn total_clients(args: &Args) -> usize {
     args.get::<usize>("rooms", 20) * args.get::<usize>("members", 100)
+}
+
+/// Per message sent in the counted window: send → first arrival at a member of its room, and
+/// first → last arrival (µs histograms; empty without kernel timestamps).
+fn spread(
+    members: &[Arc<Member>],
+    shared: &Shared,
+    p: &Params,
+) -> (hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>) {
+    let (mut first_h, mut spread_h) = (report::new_histogram(), report::new_histogram());
+    for room in 0..p.rooms {
+        for local in 0..p.senders {
+            let sent_at = members[room * p.members + local]
+                .sent
+                .lock()
+                .map(|s| s.sent_at.clone())
+                .unwrap_or_default();
+            let Some(Ok(arrivals)) = shared
+                .arrivals
+                .get(room * p.senders + local)
+                .map(|m| m.lock())
+            else {
+                continue;
+            };
+            for (&(first, last), &t) in arrivals.iter().zip(&sent_at) {
+                if first != 0 && shared.in_window(t) {
+                    first_h.saturating_record((first.saturating_sub(t) / 1000).max(1));
+                    spread_h.saturating_record((last.saturating_sub(first) / 1000).max(1));
+                }
+            }
+        }
+    }
+    (first_h, spread_h)
 }
 
 /// (lost, acked, sent, unacked-but-delivered) over all members, from the senders' records.

@@ -37,7 +37,7 @@ async fn child(args: &Args, target: Target, transport: Transport) -> bool {
                 user: format!("i{g}"),
                 slot,
                 // Idle clients ignore everything but their join ack; pings are answered below.
-                handler: move |p: &str| {
+                handler: move |p: &str, _arrival: Option<u64>| {
                     if p.starts_with('3') {
                         setup::on_join_ack(p, &s2);
                     }

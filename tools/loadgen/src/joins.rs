@@ -39,7 +39,7 @@ async fn prefill(
                 book: base + room as u64,
                 user: format!("filler{room}x{w}"),
                 slot,
-                handler: move |p: &str| {
+                handler: move |p: &str, _arrival: Option<u64>| {
                     if p.starts_with('3') && !setup::on_join_ack(p, &s2) {
                         if let Some((_, true)) = proto::parse_ack(p) {
                             acked.fetch_add(1, Relaxed);
@@ -102,7 +102,7 @@ struct Dial {
 async fn one_join(dial: Dial, book: u64, i: u64, c: Arc<Counters>, expect: usize) {
     let (tx, rx) = oneshot::channel::<(u64, usize)>();
     let mut tx = Some(tx);
-    let handler = move |p: &str| {
+    let handler = move |p: &str, _arrival: Option<u64>| {
         if proto::is_event(p, "previousMessages") {
             if let Some(tx) = tx.take() {
                 let _ = tx.send((proto::now_ns(), proto::count_messages(p)));

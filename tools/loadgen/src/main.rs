@@ -15,6 +15,7 @@ mod proto;
 mod report;
 mod setup;
 mod transport;
+mod tsstream;
 mod ws;
 
 use transport::Transport;
@@ -23,7 +24,8 @@ const USAGE: &str = "\
 usage: loadgen SCENARIO [--name value ...]
 
 scenarios:
-  fanout   R rooms × M members, S senders per room at RATE msg/s each; end-to-end latency,
+  fanout   R rooms × M members, S senders per room at RATE msg/s each; latency send → kernel
+           arrival (SO_TIMESTAMPNS) and send → read by the client,
            deliveries/s, lost/duplicated, deliveries per server CPU-second
            --rooms 20 --members 100 --senders 4 --rate 8 --warmup 3 --duration 10 --drain 3
   polling  fanout with clients on HTTP long-polling (same options)

@@ -259,7 +259,7 @@ fn dispatch<H: Handler>(rec: &str, tx: &mpsc::UnboundedSender<Out>, handler: &mu
             false
         }
         Some(b'4') => {
-            handler(&rec[1..]);
+            handler(&rec[1..], None);
             false
         }
         Some(b'1') => true,

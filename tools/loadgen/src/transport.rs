@@ -71,9 +71,11 @@ impl Conn {
     }
 }
 
-/// Receives each Engine.IO message packet (without its leading `4`) in arrival order.
-pub trait Handler: FnMut(&str) + Send + 'static {}
-impl<F: FnMut(&str) + Send + 'static> Handler for F {}
+/// Receives each Engine.IO message packet (without its leading `4`) in arrival order, with the
+/// kernel's receive time of the read that completed it (ns since the Unix epoch, CLOCK_REALTIME)
+/// where the transport has one (WebSocket; None over long-polling).
+pub trait Handler: FnMut(&str, Option<u64>) + Send + 'static {}
+impl<F: FnMut(&str, Option<u64>) + Send + 'static> Handler for F {}
 
 /// Opens a Socket.IO session on `/` over `transport` from source address `src`.
 pub async fn connect<H: Handler>(

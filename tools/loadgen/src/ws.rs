@@ -1,10 +1,13 @@
 //! The WebSocket transport: `GET /socket.io/?EIO=4&transport=websocket` upgraded with
 //! tokio-tungstenite (small buffers, so 100,000 idle clients stay cheap), one Engine.IO packet
 //! per text frame. A reader task answers pings and feeds the handler; a writer task drains the
-//! queue, flushing once per batch of queued packets.
+//! queue, flushing once per batch of queued packets. The socket is read through
+//! [`TimestampedStream`], so each packet reaches the handler with the kernel's receive time of
+//! the read that completed its frame (see `tsstream` for that definition).
 
 use crate::net::{self, Target};
 use crate::transport::{protocol_error, Conn, Handler, Out};
+use crate::tsstream::TimestampedStream;
 use futures_util::{SinkExt, StreamExt};
 use std::io;
 use std::net::Ipv4Addr;
@@ -23,7 +26,7 @@ pub async fn connect<H: Handler>(
     src: Ipv4Addr,
     mut handler: H,
 ) -> io::Result<Conn> {
-    let stream = net::connect(target, src).await?;
+    let (stream, clock) = TimestampedStream::new(net::connect(target, src).await?)?;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", target.host);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -52,7 +55,7 @@ pub async fn connect<H: Handler>(
                 } else if s.starts_with("44") {
                     return Err(protocol_error(format!("connect refused: {s}")));
                 } else if let Some(p) = s.strip_prefix('4') {
-                    handler(p);
+                    handler(p, clock.last());
                 }
             }
             Some(Ok(_)) => {}
@@ -74,7 +77,7 @@ pub async fn connect<H: Handler>(
                     if s == "2" {
                         let _ = pong_tx.send(Out::Packet("3".to_string()));
                     } else if let Some(p) = s.strip_prefix('4') {
-                        handler(p);
+                        handler(p, clock.last());
                     } else if s.starts_with('1') {
                         break;
                     }
