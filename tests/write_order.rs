@@ -222,12 +222,12 @@ fn an_ack_is_written_before_a_large_fan_out() {
 }
 
 /// A turn that has written a large fan-out for a while reads again before writing the rest:
-/// a message posted to a small room while a 500-member fan-out is being written is read,
+/// a message posted to a small room while a 1,500-member fan-out is being written is read,
 /// acked and delivered before that fan-out reaches its last member (before the change that
 /// made it so, it was not even read until the whole fan-out was written).
 #[test]
 fn a_long_fan_out_lets_the_shard_read_and_answer_in_between() {
-    const MEMBERS: usize = 500;
+    const MEMBERS: usize = 1500;
     let dir = temp_dir("budget");
     let store = Arc::new(Store::open(&dir, false).unwrap());
     let mut config = base_config();
@@ -265,8 +265,11 @@ fn a_long_fan_out_lets_the_shard_read_and_answer_in_between() {
         ));
     };
     post(&mut poster, 1, "poster", "to the crowd");
-    // The shard is now writing 500 copies (some milliseconds); post to the small room.
-    std::thread::sleep(Duration::from_millis(1));
+    // Once the first member has its copy, the shard is writing 1,500 of them (several
+    // milliseconds, far beyond the write budget); post to the small room then, so the post
+    // surely arrives while the fan-out is being written, however loaded the machine.
+    let (first, _) = members[0].until(r#"42["newMessage""#);
+    assert!(first.contains("to the crowd"), "first member: {first}");
     post(&mut other, 2, "other", "aside");
 
     let (ack, other_ack_at) = other.until("431");

@@ -329,3 +329,80 @@ fn a_peer_that_never_reads_its_close_frame_is_disconnected_within_the_linger_bou
     handle.shutdown();
     let _ = handle.join();
 }
+
+/// How many sessions the server closed for `reason` (`/metrics`' disconnect counter).
+fn disconnects(metrics: &Metrics, reason: &str) -> u64 {
+    let prefix = format!("readrealm_disconnects_total{{reason=\"{reason}\"}} ");
+    metrics
+        .render(&[])
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_reader_over_max_outbound_bytes_gets_1008_right_after_the_frame_it_was_reading() {
+    let mut config = base_config();
+    config.max_payload = 100_000;
+    config.max_outbound_bytes = 256 * 1024;
+    quiet(&mut config);
+    let metrics = Metrics::new(1);
+    let handle = readrealm_chat::server::start_with(
+        config.clone(),
+        Room,
+        Ops::serving(std::sync::Arc::clone(&metrics), None),
+    )
+    .expect("server starts");
+    let server = TestServer::external(handle.local_addr(), &config.path);
+    // The slow reader: a tiny receive buffer, in the room, not reading for now.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let url = format!("ws://{}{}", server.addr, server.websocket_target(None));
+    let (mut slow, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+    assert!(ws_expect_text(&mut slow).starts_with("0{"));
+    ws_send_text(&mut slow, "40");
+    assert!(ws_expect_text(&mut slow).starts_with("40{"));
+    let mut bystander = member(&server);
+    let mut speaker = member(&server);
+    // The room hears 50 kB messages until the server gives up on the slow reader (more than
+    // the kernel buffers hold, then more than --max-outbound-bytes queued for it).
+    let padding = "y".repeat(50_000);
+    let mut said = 0;
+    while disconnects(&metrics, "transport_close") == 0 {
+        assert!(said < 1000, "the slow reader was never cut off");
+        ws_send_text(&mut speaker, &format!(r#"421["say","{said}{padding}"]"#));
+        assert_eq!(ws_expect_text(&mut speaker), "431[]");
+        assert!(ws_expect_text(&mut bystander).starts_with(&format!(r#"42["said","{said}y"#)));
+        said += 1;
+    }
+    // Now it reads: whole messages in order, then the close frame saying why, within the
+    // close linger.
+    let closed = ws_await_close(&mut slow, Duration::from_secs(5), true).expect("closed");
+    match &closed.frame {
+        Some((POLICY, reason)) if reason == "reader too slow: over --max-outbound-bytes" => {}
+        other => panic!("expected 1008 reader too slow, got {other:?}"),
+    }
+    assert!(
+        !closed.seen.is_empty(),
+        "it got what was in the kernel buffers"
+    );
+    for (n, event) in closed.seen.iter().enumerate() {
+        let whole = format!(r#"42["said","{n}{padding}"]"#);
+        assert!(
+            matches!(event, WsEvent::Text(text) if *text == whole),
+            "message {n} whole and in order"
+        );
+    }
+    assert!(
+        closed.seen.len() < said,
+        "what was queued behind the cut was dropped"
+    );
+    room_works(&mut speaker, &mut bystander, said);
+    handle.shutdown();
+    let _ = handle.join();
+}

@@ -155,6 +155,21 @@ impl Conn {
         self.io().output.len().saturating_sub(written)
     }
 
+    /// Drop the queued WebSocket frames that have not begun to go out, keeping a frame in
+    /// progress whole, so that a close frame queued next is the next thing the peer reads.
+    /// False (nothing dropped) when the output does not hold whole frames from its start.
+    pub fn cut_output_after_frame_in_progress(&mut self) -> bool {
+        let written = self.written;
+        let output = &mut self.io().output;
+        match super::ws::frame_cut(output, written) {
+            Some(end) => {
+                output.truncate(end);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Take the output not yet written (for a hand-off to another shard).
     pub fn unwritten_output(&mut self) -> Vec<u8> {
         let written = std::mem::take(&mut self.written);

@@ -35,6 +35,7 @@ use super::proxy::ProxyHeader;
 use super::rooms::Rooms;
 use super::sessions::SessionEntry;
 use super::timers::{SessionRef, Timers};
+use super::ws::{self, WsClose};
 use crate::config::ServerConfig;
 use crate::engineio::session::{CloseReason, TIMER_SLACK};
 use crate::http::Cors;
@@ -761,8 +762,18 @@ impl<H: Handler> Shard<H> {
             Ok(false) => {
                 if conn.pending_output() > self.config.max_outbound_bytes {
                     // Too slow a reader: it reloads on reconnect (docs/ARCHITECTURE.md,
-                    // principle 4).
-                    self.close_conn(key, CloseReason::TransportClose);
+                    // principle 4). A WebSocket gets a close frame right after the frame it is
+                    // reading (what was queued behind it is dropped), within the close linger.
+                    let websocket = matches!(conn.carrying, Carrying::WebSocket { .. });
+                    if websocket && conn.cut_output_after_frame_in_progress() {
+                        let close = WsClose::new(
+                            ws::status::POLICY,
+                            "reader too slow: over --max-outbound-bytes",
+                        );
+                        self.close_websocket(key, close, CloseReason::TransportClose);
+                    } else {
+                        self.close_conn(key, CloseReason::TransportClose);
+                    }
                     return;
                 }
                 if !conn.writable_armed {

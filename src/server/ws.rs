@@ -97,7 +97,8 @@ pub mod status {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not UTF-8.
     pub const INVALID_DATA: u16 = 1007;
-    /// A policy refusal (a second WebSocket for a session that has one).
+    /// A policy refusal (a second WebSocket for a session that has one; a reader so far
+    /// behind that more than `--max-outbound-bytes` wait for it).
     pub const POLICY: u16 = 1008;
     /// A message or frame over maxPayload.
     pub const TOO_BIG: u16 = 1009;
@@ -200,9 +201,75 @@ pub fn write_close(out: &mut Vec<u8>, close: &WsClose) {
     out.extend_from_slice(reason);
 }
 
+/// Where to cut a WebSocket connection's queued output so that a close frame appended after
+/// the cut is the next thing its peer reads: the end of the server frame that byte `written`
+/// falls in (a frame partly written must go out whole), or the start of the first frame not
+/// yet begun. `output` must hold whole server frames from its first byte (unmasked, as
+/// [`write_frame`] and [`write_close`] write them); `None` when it does not (the HTTP `101`
+/// answer still in it, say), and the caller then closes without a frame.
+pub fn frame_cut(output: &[u8], written: usize) -> Option<usize> {
+    let mut pos = 0;
+    while pos < output.len() {
+        if written <= pos {
+            return Some(pos);
+        }
+        let first = *output.get(pos)?;
+        let second = *output.get(pos + 1)?;
+        if first & 0x70 != 0
+            || !matches!(first & 0x0f, 0 | 1 | 2 | 8 | 9 | 10)
+            || second & 0x80 != 0
+        {
+            return None;
+        }
+        let (header, len) = match second & 0x7f {
+            126 => (
+                4,
+                u16::from_be_bytes(output.get(pos + 2..pos + 4)?.try_into().ok()?) as u64,
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(output.get(pos + 2..pos + 10)?.try_into().ok()?),
+            ),
+            n => (2, u64::from(n)),
+        };
+        let end = pos
+            .checked_add(header)?
+            .checked_add(usize::try_from(len).ok()?)?;
+        if end > output.len() {
+            return None;
+        }
+        if written < end {
+            return Some(end);
+        }
+        pos = end;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_cut_keeps_the_frame_in_progress_and_drops_the_rest() {
+        let mut out = Vec::new();
+        write_frame(&mut out, false, b"42[\"a\"]");
+        let first = out.len();
+        write_frame(&mut out, true, &[7u8; 300]);
+        let second = out.len();
+        write_frame(&mut out, false, &vec![b'x'; 70_000]);
+        assert_eq!(frame_cut(&out, 0), Some(0));
+        assert_eq!(frame_cut(&out, 1), Some(first));
+        assert_eq!(frame_cut(&out, first), Some(first));
+        assert_eq!(frame_cut(&out, first + 5), Some(second));
+        assert_eq!(frame_cut(&out, second + 1), Some(out.len()));
+        // Not whole frames from the start: an HTTP answer, a frame cut short, a masked one.
+        assert_eq!(frame_cut(b"HTTP/1.1 101 Switching Protocols\r\n", 3), None);
+        assert_eq!(frame_cut(&out[..out.len() - 1], second + 1), None);
+        assert_eq!(frame_cut(&[0x81, 0x82, 1, 2, 3, 4, 5, 6], 1), None);
+        // Everything written: nothing to cut.
+        assert_eq!(frame_cut(&out, out.len()), None);
+    }
 
     #[test]
     fn frame_headers_use_the_shortest_length_form() {
