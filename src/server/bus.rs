@@ -48,8 +48,24 @@ pub enum BusMessage<F> {
     },
     /// An application message for [`crate::socketio::Handler::on_forward`].
     Forward(F),
-    /// Stop accepting, close every session and exit the loop.
+    /// Stop accepting and reading clients, finish with the peers (`shutdown.rs`), close
+    /// every session and exit the loop.
     Shutdown,
+    /// A shutdown round's marker from shard `from`: everything that shard sent the receiver
+    /// before it is ahead of it in the inbox (`shutdown.rs`).
+    ShutdownMarker {
+        from: usize,
+        round: Round,
+    },
+}
+
+/// The shutdown rounds, in order (`shutdown.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// The sender reads no more client input, so it forwards nothing more.
+    NoMoreForwards = 0,
+    /// The sender has handled every forward from every shard and sent their acks.
+    AnswersSent = 1,
 }
 
 /// One shard's inbox, as seen by the others.
