@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use readrealm_chat::config::Layer;
+use readrealm_chat::socketio::handler::{ShardOf, SocketOf, SocketRef};
+use readrealm_chat::socketio::{Event, Handler, Refusal};
 use serde_json::Value;
 use support::*;
 use tungstenite::Message;
@@ -261,4 +264,93 @@ fn sigint_does_the_same() {
 #[test]
 fn with_two_shards_every_stored_post_is_acked_before_the_close() {
     graceful(libc::SIGTERM, 2);
+}
+
+/// A post on shard 1 is forwarded to shard 0, which answers it. Both steps are slow, so the
+/// forward reaches shard 0 after that shard was told to shut down, and its ack reaches shard 1
+/// well after shard 0 said it forwards nothing more: only a second round ("every forward
+/// answered") tells shard 1 that no ack is still on its way.
+struct SlowHome;
+
+/// How long shard 1 takes over a post before forwarding it, and shard 0 before answering.
+const SLOW_FORWARD: Duration = Duration::from_millis(150);
+const SLOW_ANSWER: Duration = Duration::from_millis(300);
+
+impl Handler for SlowHome {
+    type State = ();
+    type Shard = ();
+    type Forward = (SocketRef, u64);
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+
+    fn on_connect(&self, _socket: &mut SocketOf<'_, Self>, _auth: &Value) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event) {
+        if let (Some("post"), Some(ack)) = (event.name(), event.ack_id) {
+            std::thread::sleep(SLOW_FORWARD);
+            let me = socket.me();
+            socket.forward(0, (me, ack));
+        }
+    }
+
+    fn on_forward(&self, shard: &mut ShardOf<'_, Self>, (to, ack): (SocketRef, u64)) {
+        std::thread::sleep(SLOW_ANSWER);
+        shard.ack_to(to, ack, vec![Value::from("stored")]);
+    }
+}
+
+#[test]
+fn an_ack_sent_after_its_home_shard_began_shutting_down_still_reaches_the_client() {
+    let mut config = base_config();
+    config.path = "/socket.io/".into();
+    config.layer = Layer::SocketIo;
+    config.shards = 2;
+    quiet(&mut config);
+    let handle = readrealm_chat::server::start(config, SlowHome).expect("server starts");
+    let server = TestServer::external(handle.local_addr(), "/socket.io/");
+    // A client on shard 1 (the kernel spreads connections; the sid names the shard).
+    let mut client = None;
+    for _ in 0..64 {
+        let (ws, open) = server.ws_session();
+        let sid = open["sid"].as_str().expect("a sid");
+        if readrealm_chat::engineio::sid::owner_shard(sid) == Some(1) {
+            client = Some(ws);
+            break;
+        }
+    }
+    let mut client = client.expect("a connection on shard 1 within 64");
+    ws_send_text(&mut client, "40");
+    assert!(ws_expect_text(&mut client).starts_with("40{"));
+    ws_send_text(&mut client, r#"427["post"]"#);
+    // Shard 1 is inside its slow event when both shards are told to stop: shard 0 starts its
+    // rounds at once, shard 1 forwards the post first.
+    std::thread::sleep(SLOW_FORWARD / 3);
+    let stopped = Instant::now();
+    handle.shutdown();
+    let mut seen = Vec::new();
+    loop {
+        match ws_recv(&mut client, Duration::from_secs(5)) {
+            WsEvent::Text(text) => seen.push(text),
+            WsEvent::Closed => break,
+            other => panic!("{other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [r#"437["stored"]"#, "1"],
+        "the ack, then the Engine.IO close"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.join());
+    });
+    let joined = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the shards end");
+    joined.expect("the shards end without an error");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
 }
