@@ -270,9 +270,13 @@ fn with_two_shards_every_stored_post_is_acked_before_the_close() {
 /// forward reaches shard 0 after that shard was told to shut down, and its ack reaches shard 1
 /// well after shard 0 said it forwards nothing more: only a second round ("every forward
 /// answered") tells shard 1 that no ack is still on its way.
-struct SlowHome;
+struct SlowHome {
+    /// How long shard 1 takes over a post before forwarding it.
+    forward_after: Duration,
+    /// How long shard 0 takes over a forwarded post before answering it.
+    answer_after: Duration,
+}
 
-/// How long shard 1 takes over a post before forwarding it, and shard 0 before answering.
 const SLOW_FORWARD: Duration = Duration::from_millis(150);
 const SLOW_ANSWER: Duration = Duration::from_millis(300);
 
@@ -291,66 +295,104 @@ impl Handler for SlowHome {
 
     fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event) {
         if let (Some("post"), Some(ack)) = (event.name(), event.ack_id) {
-            std::thread::sleep(SLOW_FORWARD);
+            std::thread::sleep(self.forward_after);
             let me = socket.me();
             socket.forward(0, (me, ack));
         }
     }
 
     fn on_forward(&self, shard: &mut ShardOf<'_, Self>, (to, ack): (SocketRef, u64)) {
-        std::thread::sleep(SLOW_ANSWER);
+        std::thread::sleep(self.answer_after);
         shard.ack_to(to, ack, vec![Value::from("stored")]);
     }
 }
 
-#[test]
-fn an_ack_sent_after_its_home_shard_began_shutting_down_still_reaches_the_client() {
+/// Two shards running `handler`, and a Socket.IO client connected on shard 1.
+fn two_shards_client_on_1(handler: SlowHome) -> (readrealm_chat::server::ServerHandle, Ws) {
     let mut config = base_config();
     config.path = "/socket.io/".into();
     config.layer = Layer::SocketIo;
     config.shards = 2;
     quiet(&mut config);
-    let handle = readrealm_chat::server::start(config, SlowHome).expect("server starts");
+    let handle = readrealm_chat::server::start(config, handler).expect("server starts");
     let server = TestServer::external(handle.local_addr(), "/socket.io/");
-    // A client on shard 1 (the kernel spreads connections; the sid names the shard).
-    let mut client = None;
+    // The kernel spreads connections over the shards; the sid names the shard.
     for _ in 0..64 {
-        let (ws, open) = server.ws_session();
+        let (mut ws, open) = server.ws_session();
         let sid = open["sid"].as_str().expect("a sid");
         if readrealm_chat::engineio::sid::owner_shard(sid) == Some(1) {
-            client = Some(ws);
-            break;
+            ws_send_text(&mut ws, "40");
+            assert!(ws_expect_text(&mut ws).starts_with("40{"));
+            return (handle, ws);
         }
     }
-    let mut client = client.expect("a connection on shard 1 within 64");
-    ws_send_text(&mut client, "40");
-    assert!(ws_expect_text(&mut client).starts_with("40{"));
-    ws_send_text(&mut client, r#"427["post"]"#);
-    // Shard 1 is inside its slow event when both shards are told to stop: shard 0 starts its
-    // rounds at once, shard 1 forwards the post first.
-    std::thread::sleep(SLOW_FORWARD / 3);
-    let stopped = Instant::now();
-    handle.shutdown();
+    panic!("no connection on shard 1 within 64");
+}
+
+/// Everything `client` gets until the server closes it.
+fn until_closed(client: &mut Ws) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
-        match ws_recv(&mut client, Duration::from_secs(5)) {
+        match ws_recv(client, Duration::from_secs(5)) {
             WsEvent::Text(text) => seen.push(text),
-            WsEvent::Closed => break,
+            WsEvent::Closed => return seen,
             other => panic!("{other:?} after {seen:?}"),
         }
     }
-    assert_eq!(
-        seen,
-        [r#"437["stored"]"#, "1"],
-        "the ack, then the Engine.IO close"
-    );
+}
+
+/// Join the shard threads, failing the test if that takes 5 s.
+fn join_within_5_s(handle: readrealm_chat::server::ServerHandle) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(handle.join());
     });
     let joined = rx
         .recv_timeout(Duration::from_secs(5))
-        .expect("the shards end");
+        .expect("the shards end within 5 s");
     joined.expect("the shards end without an error");
+}
+
+#[test]
+fn an_ack_sent_after_its_home_shard_began_shutting_down_still_reaches_the_client() {
+    let (handle, mut client) = two_shards_client_on_1(SlowHome {
+        forward_after: SLOW_FORWARD,
+        answer_after: SLOW_ANSWER,
+    });
+    ws_send_text(&mut client, r#"427["post"]"#);
+    // Shard 1 is inside its slow event when both shards are told to stop: shard 0 starts its
+    // rounds at once, shard 1 forwards the post first.
+    std::thread::sleep(SLOW_FORWARD / 3);
+    handle.shutdown();
+    let seen = until_closed(&mut client);
+    assert_eq!(
+        seen,
+        [r#"437["stored"]"#, "1"],
+        "the ack, then the Engine.IO close"
+    );
+    join_within_5_s(handle);
+}
+
+/// A peer shard that does not finish its rounds (here: busy for 2.5 s) is waited for 1.5 s,
+/// no longer: the other shard's clients get their close, and every shard ends within 5 s.
+#[test]
+fn a_shard_that_does_not_answer_delays_the_close_by_the_limit_only() {
+    let (handle, mut client) = two_shards_client_on_1(SlowHome {
+        forward_after: Duration::ZERO,
+        answer_after: Duration::from_millis(2500),
+    });
+    ws_send_text(&mut client, r#"427["post"]"#);
+    // Shard 0 is inside its slow answer when both shards are told to stop.
+    std::thread::sleep(Duration::from_millis(100));
+    let stopped = Instant::now();
+    handle.shutdown();
+    let seen = until_closed(&mut client);
+    let closed_after = stopped.elapsed();
+    assert_eq!(seen, ["1"], "the close, the ack lost with the silent shard");
+    assert!(
+        closed_after >= Duration::from_millis(1400) && closed_after < Duration::from_millis(2300),
+        "closed {closed_after:?} after the stop: the 1.5 s limit, not the busy shard"
+    );
+    join_within_5_s(handle);
     assert!(stopped.elapsed() < Duration::from_secs(5));
 }
