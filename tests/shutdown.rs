@@ -374,7 +374,8 @@ fn an_ack_sent_after_its_home_shard_began_shutting_down_still_reaches_the_client
 }
 
 /// A peer shard that does not finish its rounds (here: busy for 2.5 s) is waited for 1.5 s,
-/// no longer: the other shard's clients get their close, and every shard ends within 5 s.
+/// no longer: the other shard's clients get their close; the busy shard, once free, does not
+/// wait for the shard that has ended, so every shard ends soon after it.
 #[test]
 fn a_shard_that_does_not_answer_delays_the_close_by_the_limit_only() {
     let (handle, mut client) = two_shards_client_on_1(SlowHome {
@@ -394,5 +395,10 @@ fn a_shard_that_does_not_answer_delays_the_close_by_the_limit_only() {
         "closed {closed_after:?} after the stop: the 1.5 s limit, not the busy shard"
     );
     join_within_5_s(handle);
-    assert!(stopped.elapsed() < Duration::from_secs(5));
+    // The busy shard, once free, finds the other one ended and waits for it no longer.
+    let joined_after = stopped.elapsed();
+    assert!(
+        joined_after < Duration::from_millis(3300),
+        "joined {joined_after:?} after the stop"
+    );
 }

@@ -99,6 +99,18 @@ impl<F> Peers<F> {
         })
     }
 
+    /// [`Peers::send`], telling a full inbox from a shard that has ended (its inbox dropped).
+    pub fn offer(&self, shard: usize, message: BusMessage<F>) -> Offer {
+        let Some(mailbox) = self.mailboxes.get(shard) else {
+            return Offer::Gone;
+        };
+        match mailbox.sender.try_send(message) {
+            Ok(()) => Offer::Sent,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Disconnected(_)) => Offer::Gone,
+        }
+    }
+
     /// Wake `shard` so it reads its inbox.
     pub fn wake(&self, shard: usize) {
         if let Some(mailbox) = self.mailboxes.get(shard) {
@@ -110,6 +122,16 @@ impl<F> Peers<F> {
     pub fn len(&self) -> usize {
         self.mailboxes.len()
     }
+}
+
+/// What became of a message given to [`Peers::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Sent,
+    /// The shard's inbox is full; try again later.
+    Full,
+    /// The shard has ended (or never was): it reads nothing more.
+    Gone,
 }
 
 /// A shard's receiving end.

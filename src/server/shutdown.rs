@@ -26,7 +26,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Token};
 
 use super::admission::Admitted;
-use super::bus::{BusMessage, Round};
+use super::bus::{BusMessage, Offer, Round};
 use super::conn::Conn;
 use super::shard::{Shard, LISTENER, WAKER};
 use crate::socketio::Handler;
@@ -91,6 +91,9 @@ impl<H: Handler> Shard<H> {
                 self.send_marker(Round::AnswersSent, &mut unsent[1]);
             }
             if !unsent[1].contains(&true) && self.shutdown_markers.all(Round::AnswersSent) {
+                // What a peer that ended sent before it is still to be read.
+                while self.read_bus() {}
+                self.end_turn();
                 return;
             }
             let now = Instant::now();
@@ -128,7 +131,9 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Send `round` to every peer still marked in `unsent`, waking each it reaches.
+    /// Send `round` to every peer still marked in `unsent`, waking each it reaches. A peer
+    /// that has ended (it gave up waiting for this shard) will send nothing more: it counts as
+    /// finished with both rounds.
     fn send_marker(&mut self, round: Round, unsent: &mut [bool]) {
         for (shard, pending) in unsent.iter_mut().enumerate() {
             if !*pending {
@@ -138,9 +143,17 @@ impl<H: Handler> Shard<H> {
                 from: self.index,
                 round,
             };
-            if self.peers.send(shard, marker).is_ok() {
-                *pending = false;
-                self.peers.wake(shard);
+            match self.peers.offer(shard, marker) {
+                Offer::Sent => {
+                    *pending = false;
+                    self.peers.wake(shard);
+                }
+                Offer::Full => {}
+                Offer::Gone => {
+                    *pending = false;
+                    self.shutdown_markers.record(shard, Round::NoMoreForwards);
+                    self.shutdown_markers.record(shard, Round::AnswersSent);
+                }
             }
         }
     }
