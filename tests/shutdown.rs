@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use readrealm_chat::config::Layer;
+use readrealm_chat::socketio::handler::{ShardOf, SocketOf, SocketRef};
+use readrealm_chat::socketio::{Event, Handler, Refusal};
 use serde_json::Value;
 use support::*;
 use tungstenite::Message;
@@ -121,6 +124,22 @@ fn post_text(id: u64) -> String {
     )
 }
 
+/// A WebSocket session on a shard other than `book`'s home shard when there are several, so
+/// its posts are stored on one shard and acked over the bus through another. The kernel
+/// spreads connections over the shards' listeners; the sid names the shard that took it.
+fn writer_away_from_home(server: &TestServer, book: u64, shards: usize) -> Ws {
+    let home = readrealm_chat::chat::home::home_shard(book, shards);
+    for _ in 0..64 {
+        let (ws, open) = server.ws_session();
+        let sid = open["sid"].as_str().expect("a sid");
+        let shard = readrealm_chat::engineio::sid::owner_shard(sid).expect("a sid naming a shard");
+        if shards == 1 || shard != home {
+            return ws;
+        }
+    }
+    panic!("64 connections in a row landed on book {book}'s home shard {home}");
+}
+
 fn graceful(signal_number: libc::c_int, shards: usize) {
     let data_dir = temp_data_dir("shutdown");
     let mut binary = start(&data_dir, shards);
@@ -134,7 +153,7 @@ fn graceful(signal_number: libc::c_int, shards: usize) {
     server.post_ok(&sid, "40");
     assert!(server.get_packets(&sid)[0].starts_with("40{"));
     let mut parked = park_get(&server, &sid);
-    let (mut writer, _) = server.ws_session();
+    let mut writer = writer_away_from_home(&server, 7, shards);
     join_book(&mut writer, 7, "writer");
     for id in 2..12 {
         post(&mut writer, id, 7, "writer", &format!("before {id}"));
@@ -240,10 +259,146 @@ fn sigint_does_the_same() {
 }
 
 /// With two shards a post is stored on its room's home shard and acked through the shard its
-/// client is on; at shutdown each shard closes its sessions on its own, so an ack still on its
-/// way from the other shard is lost although the message was stored.
+/// client is on: no shard may close its sessions while an ack of a stored post is still on its
+/// way to it from the other shard (the shutdown rounds of `src/server/shutdown.rs`).
 #[test]
-#[ignore = "known fault: shards shut down independently and lose cross-shard acks of stored posts"]
 fn with_two_shards_every_stored_post_is_acked_before_the_close() {
     graceful(libc::SIGTERM, 2);
+}
+
+/// A post on shard 1 is forwarded to shard 0, which answers it. Both steps are slow, so the
+/// forward reaches shard 0 after that shard was told to shut down, and its ack reaches shard 1
+/// well after shard 0 said it forwards nothing more: only a second round ("every forward
+/// answered") tells shard 1 that no ack is still on its way.
+struct SlowHome {
+    /// How long shard 1 takes over a post before forwarding it.
+    forward_after: Duration,
+    /// How long shard 0 takes over a forwarded post before answering it.
+    answer_after: Duration,
+}
+
+const SLOW_FORWARD: Duration = Duration::from_millis(150);
+const SLOW_ANSWER: Duration = Duration::from_millis(300);
+
+impl Handler for SlowHome {
+    type State = ();
+    type Shard = ();
+    type Forward = (SocketRef, u64);
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+
+    fn on_connect(&self, _socket: &mut SocketOf<'_, Self>, _auth: &Value) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn on_event(&self, socket: &mut SocketOf<'_, Self>, event: Event) {
+        if let (Some("post"), Some(ack)) = (event.name(), event.ack_id) {
+            std::thread::sleep(self.forward_after);
+            let me = socket.me();
+            socket.forward(0, (me, ack));
+        }
+    }
+
+    fn on_forward(&self, shard: &mut ShardOf<'_, Self>, (to, ack): (SocketRef, u64)) {
+        std::thread::sleep(self.answer_after);
+        shard.ack_to(to, ack, vec![Value::from("stored")]);
+    }
+}
+
+/// Two shards running `handler`, and a Socket.IO client connected on shard 1.
+fn two_shards_client_on_1(handler: SlowHome) -> (readrealm_chat::server::ServerHandle, Ws) {
+    let mut config = base_config();
+    config.path = "/socket.io/".into();
+    config.layer = Layer::SocketIo;
+    config.shards = 2;
+    quiet(&mut config);
+    let handle = readrealm_chat::server::start(config, handler).expect("server starts");
+    let server = TestServer::external(handle.local_addr(), "/socket.io/");
+    // The kernel spreads connections over the shards; the sid names the shard.
+    for _ in 0..64 {
+        let (mut ws, open) = server.ws_session();
+        let sid = open["sid"].as_str().expect("a sid");
+        if readrealm_chat::engineio::sid::owner_shard(sid) == Some(1) {
+            ws_send_text(&mut ws, "40");
+            assert!(ws_expect_text(&mut ws).starts_with("40{"));
+            return (handle, ws);
+        }
+    }
+    panic!("no connection on shard 1 within 64");
+}
+
+/// Everything `client` gets until the server closes it.
+fn until_closed(client: &mut Ws) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match ws_recv(client, Duration::from_secs(5)) {
+            WsEvent::Text(text) => seen.push(text),
+            WsEvent::Closed => return seen,
+            other => panic!("{other:?} after {seen:?}"),
+        }
+    }
+}
+
+/// Join the shard threads, failing the test if that takes 5 s.
+fn join_within_5_s(handle: readrealm_chat::server::ServerHandle) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.join());
+    });
+    let joined = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the shards end within 5 s");
+    joined.expect("the shards end without an error");
+}
+
+#[test]
+fn an_ack_sent_after_its_home_shard_began_shutting_down_still_reaches_the_client() {
+    let (handle, mut client) = two_shards_client_on_1(SlowHome {
+        forward_after: SLOW_FORWARD,
+        answer_after: SLOW_ANSWER,
+    });
+    ws_send_text(&mut client, r#"427["post"]"#);
+    // Shard 1 is inside its slow event when both shards are told to stop: shard 0 starts its
+    // rounds at once, shard 1 forwards the post first.
+    std::thread::sleep(SLOW_FORWARD / 3);
+    handle.shutdown();
+    let seen = until_closed(&mut client);
+    assert_eq!(
+        seen,
+        [r#"437["stored"]"#, "1"],
+        "the ack, then the Engine.IO close"
+    );
+    join_within_5_s(handle);
+}
+
+/// A peer shard that does not finish its rounds (here: busy for 2.5 s) is waited for 1.5 s,
+/// no longer: the other shard's clients get their close; the busy shard, once free, does not
+/// wait for the shard that has ended, so every shard ends soon after it.
+#[test]
+fn a_shard_that_does_not_answer_delays_the_close_by_the_limit_only() {
+    let (handle, mut client) = two_shards_client_on_1(SlowHome {
+        forward_after: Duration::ZERO,
+        answer_after: Duration::from_millis(2500),
+    });
+    ws_send_text(&mut client, r#"427["post"]"#);
+    // Shard 0 is inside its slow answer when both shards are told to stop.
+    std::thread::sleep(Duration::from_millis(100));
+    let stopped = Instant::now();
+    handle.shutdown();
+    let seen = until_closed(&mut client);
+    let closed_after = stopped.elapsed();
+    assert_eq!(seen, ["1"], "the close, the ack lost with the silent shard");
+    assert!(
+        closed_after >= Duration::from_millis(1400) && closed_after < Duration::from_millis(2300),
+        "closed {closed_after:?} after the stop: the 1.5 s limit, not the busy shard"
+    );
+    join_within_5_s(handle);
+    // The busy shard, once free, finds the other one ended and waits for it no longer.
+    let joined_after = stopped.elapsed();
+    assert!(
+        joined_after < Duration::from_millis(3300),
+        "joined {joined_after:?} after the stop"
+    );
 }

@@ -48,8 +48,24 @@ pub enum BusMessage<F> {
     },
     /// An application message for [`crate::socketio::Handler::on_forward`].
     Forward(F),
-    /// Stop accepting, close every session and exit the loop.
+    /// Stop accepting and reading clients, finish with the peers (`shutdown.rs`), close
+    /// every session and exit the loop.
     Shutdown,
+    /// A shutdown round's marker from shard `from`: everything that shard sent the receiver
+    /// before it is ahead of it in the inbox (`shutdown.rs`).
+    ShutdownMarker {
+        from: usize,
+        round: Round,
+    },
+}
+
+/// The shutdown rounds, in order (`shutdown.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// The sender reads no more client input, so it forwards nothing more.
+    NoMoreForwards = 0,
+    /// The sender has handled every forward from every shard and sent their acks.
+    AnswersSent = 1,
 }
 
 /// One shard's inbox, as seen by the others.
@@ -83,6 +99,18 @@ impl<F> Peers<F> {
         })
     }
 
+    /// [`Peers::send`], telling a full inbox from a shard that has ended (its inbox dropped).
+    pub fn offer(&self, shard: usize, message: BusMessage<F>) -> Offer {
+        let Some(mailbox) = self.mailboxes.get(shard) else {
+            return Offer::Gone;
+        };
+        match mailbox.sender.try_send(message) {
+            Ok(()) => Offer::Sent,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Disconnected(_)) => Offer::Gone,
+        }
+    }
+
     /// Wake `shard` so it reads its inbox.
     pub fn wake(&self, shard: usize) {
         if let Some(mailbox) = self.mailboxes.get(shard) {
@@ -94,6 +122,16 @@ impl<F> Peers<F> {
     pub fn len(&self) -> usize {
         self.mailboxes.len()
     }
+}
+
+/// What became of a message given to [`Peers::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Sent,
+    /// The shard's inbox is full; try again later.
+    Full,
+    /// The shard has ended (or never was): it reads nothing more.
+    Gone,
 }
 
 /// A shard's receiving end.

@@ -13,6 +13,7 @@ pub mod proxy;
 mod rooms;
 mod sessions;
 mod shard;
+mod shutdown;
 mod timers;
 mod transport;
 mod ws;
@@ -47,8 +48,10 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Ask every shard to stop: no new connections, every session gets a close, output is
-    /// written for up to two seconds. Returns at once; [`ServerHandle::join`] waits.
+    /// Ask every shard to stop: no new connections and no more client input; the shards
+    /// finish the messages they forwarded each other and deliver their acks (up to 1.5 s,
+    /// `shutdown.rs`); then every session gets a close and output is written for up to two
+    /// seconds. Returns at once; [`ServerHandle::join`] waits.
     pub fn shutdown(&self) {
         (self.stop)();
     }

@@ -60,6 +60,11 @@ const EVENTS_CAPACITY: usize = 1024;
 /// queued before it) before the TCP connection is closed regardless.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// Longest a shutting-down shard waits for its peers' rounds (`shutdown.rs`) before it
+/// closes its sessions regardless; with the two seconds of writing after, the exit stays
+/// within 5 s.
+const PEERS_LIMIT: Duration = Duration::from_millis(1500);
+
 /// Bytes read from one connection per readiness before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -134,6 +139,8 @@ pub struct Shard<H: Handler> {
     next_generation: u64,
     accept_paused_until: Option<Instant>,
     shutting_down: bool,
+    /// The shutdown markers received from peers (`shutdown.rs`).
+    pub shutdown_markers: super::shutdown::Markers,
 }
 
 impl<H: Handler> Shard<H> {
@@ -185,6 +192,7 @@ impl<H: Handler> Shard<H> {
             next_generation: 1,
             accept_paused_until: None,
             shutting_down: false,
+            shutdown_markers: super::shutdown::Markers::new(shard_count, index),
         })
     }
 
@@ -639,9 +647,15 @@ impl<H: Handler> Shard<H> {
     }
 
     /// Handle bus messages; true when the shard must shut down.
-    fn read_bus(&mut self) -> bool {
+    pub(super) fn read_bus(&mut self) -> bool {
         while let Ok(message) = self.inbox.try_recv() {
             match message {
+                BusMessage::HandOff {
+                    stream,
+                    output,
+                    admitted,
+                    ..
+                } if self.shutting_down => self.adopt_to_close(stream, output, admitted),
                 BusMessage::HandOff {
                     stream,
                     input,
@@ -668,6 +682,9 @@ impl<H: Handler> Shard<H> {
                 } => self.emit_local(session, &nsp, &frames),
                 BusMessage::Forward(message) => self.app_forward(message),
                 BusMessage::Shutdown => return true,
+                BusMessage::ShutdownMarker { from, round } => {
+                    self.shutdown_markers.record(from, round)
+                }
             }
         }
         false
@@ -677,7 +694,7 @@ impl<H: Handler> Shard<H> {
     /// so they write their part of a broadcast while this one writes its own), write the
     /// answers, then large fan-outs within the budget, free closed slots, wake shards that
     /// closes sent messages to.
-    fn end_turn(&mut self) {
+    pub(super) fn end_turn(&mut self) {
         self.app_turn_end();
         self.wake_peers();
         self.flush_answers();
@@ -798,6 +815,8 @@ impl<H: Handler> Shard<H> {
         // Finish what this turn started first: the application commits what it holds (a
         // chat message is stored and acked, not dropped) and answers go out.
         self.end_turn();
+        // Then the peers' forwards and the acks for this shard's sessions (`shutdown.rs`).
+        self.finish_peers(Instant::now() + PEERS_LIMIT);
         let sessions: Vec<SessionRef> = self
             .sessions
             .iter()
