@@ -84,6 +84,9 @@ pub struct Conn {
     /// A WebSocket being closed by the server is closed by then even if its close frame is
     /// not written yet (a peer that never reads cannot hold it open).
     pub close_by: Option<Instant>,
+    /// Output all written and a FIN sent: the peer's input is read and dropped until it
+    /// closes too, or `close_by` (a lingering close).
+    pub draining: bool,
     /// WRITABLE interest is registered.
     pub writable_armed: bool,
     /// In one of the shard's lists of connections to flush (answers or fan-out).
@@ -123,6 +126,7 @@ impl Conn {
             written: 0,
             close_after_flush: false,
             close_by: None,
+            draining: false,
             writable_armed: false,
             dirty: false,
             urgent: false,

@@ -65,6 +65,10 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// within 5 s.
 const PEERS_LIMIT: Duration = Duration::from_millis(1500);
 
+/// At shutdown, how long a connection that was sent its close may take to end its side
+/// before it is closed anyway (see [`Shard::start_lingering_close`]).
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(250);
+
 /// Bytes read from one connection per readiness before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
 
@@ -381,6 +385,10 @@ impl<H: Handler> Shard<H> {
     /// that sends without pause can neither hold the shard in this loop nor make it buffer
     /// without bound while its answers (and everyone else) wait.
     fn on_readable(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|conn| conn.draining) && !self.closed.contains(&key) {
+            self.drain_input(key);
+            return;
+        }
         let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -531,15 +539,76 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let carrying = std::mem::replace(&mut conn.carrying, Carrying::Http);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         self.closed.push(key);
+        self.end_carrying(key, reason);
+    }
+
+    /// End what a connection carried (a parked GET, a WebSocket and its session or upgrade
+    /// attempt); it carries plain HTTP afterwards.
+    fn end_carrying(&mut self, key: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let carrying = std::mem::replace(&mut conn.carrying, Carrying::Http);
         match carrying {
             Carrying::Http => {}
             Carrying::ParkedGet { session, .. } => self.on_get_conn_closed(session),
             Carrying::WebSocket { session, probing } => {
                 self.on_websocket_closed(session, key, probing, reason)
+            }
+        }
+    }
+
+    /// A connection whose output is all written and that is to close: send a FIN, end what
+    /// it carried, and read and drop the peer's input until the peer closes too or
+    /// [`CLOSE_LINGER`] passes. Closing at once with input unread makes the kernel answer
+    /// with a reset, which can discard what the peer has not read yet (the Engine.IO close,
+    /// a close frame, an error answer): RFC 9112 §9.6 calls this a lingering close.
+    fn start_lingering_close(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.draining {
+            return;
+        }
+        conn.draining = true;
+        conn.io().input.clear();
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        if conn.writable_armed {
+            conn.writable_armed = false;
+            let _ =
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.stream, Token(key), Interest::READABLE);
+        }
+        if conn.close_by.is_none() {
+            let by = Instant::now() + CLOSE_LINGER;
+            conn.close_by = Some(by);
+            self.close_deadlines.push_back((by, key));
+        }
+        self.end_carrying(key, CloseReason::TransportClose);
+    }
+
+    /// Read and drop a draining connection's input; close it at the peer's end of stream.
+    fn drain_input(&mut self, key: usize) {
+        let mut budget = READ_BUDGET;
+        while let Some(conn) = self.conns.get_mut(key) {
+            match conn.read_chunk() {
+                Ok(n) => {
+                    conn.io().input.clear();
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.read_again.push(key);
+                        return;
+                    }
+                }
+                Err(ReadEnd::WouldBlock) => return,
+                Err(ReadEnd::Closed) => {
+                    self.close_conn(key, CloseReason::TransportClose);
+                    return;
+                }
             }
         }
     }
@@ -764,7 +833,7 @@ impl<H: Handler> Shard<H> {
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {
-                    self.close_conn(key, CloseReason::TransportClose);
+                    self.start_lingering_close(key);
                     return;
                 }
                 if conn.writable_armed {
@@ -830,13 +899,26 @@ impl<H: Handler> Shard<H> {
         }
         self.end_turn();
         let deadline = Instant::now() + Duration::from_secs(2);
+        // A peer that read its close usually ends its side within milliseconds; one that
+        // keeps its socket open must not hold the exit (nor a peer shard waiting on this one).
+        let drained_by = Instant::now() + SHUTDOWN_DRAIN;
         while Instant::now() < deadline {
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             if keys.is_empty() {
                 break;
             }
+            let now = Instant::now();
             for key in keys {
-                self.close_after_flush(key);
+                match self.conns.get(key) {
+                    Some(conn)
+                        if conn.draining
+                            && (now >= drained_by || conn.close_by.is_some_and(|by| by <= now)) =>
+                    {
+                        self.close_conn(key, CloseReason::TransportClose)
+                    }
+                    Some(conn) if conn.draining => self.drain_input(key),
+                    _ => self.close_after_flush(key),
+                }
             }
             self.end_turn();
             std::thread::sleep(Duration::from_millis(5));
