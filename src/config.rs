@@ -259,7 +259,9 @@ pub const FLAGS: &[(&str, &str)] = &[
     ),
     (
         "--client-js",
-        "socket.io.min.js for the reading-room page [default: from tests/js/node_modules]",
+        "socket.io.min.js for the reading-room page [default: \
+         static/node_modules/socket.io-client/dist/socket.io.min.js under the working directory \
+         or the binary's]",
     ),
 ];
 

@@ -13,7 +13,7 @@ if [ ! -x "$bin" ]; then
   echo "tools/run.sh: first build: compiling RocksDB's C++ and the server in release mode." >&2
   echo "tools/run.sh: this takes about 13 minutes on 2 cores; progress is printed every 30 s." >&2
 fi
-echo "tools/run.sh: building (cargo build --release --bin readrealm-chat)" >&2
+echo "tools/run.sh: building (cargo build --release --locked --bin readrealm-chat)" >&2
 
 # A silent prompt for minutes looks like a hang: while cargo builds, say what it is doing.
 start=$(date +%s)
