@@ -261,6 +261,45 @@ fn shutdown_closes_websockets_with_1001() {
     }
 }
 
+/// A room server (maxPayload 100,000, the given outbound limit) whose metrics the test reads.
+fn metered_room_server(
+    max_outbound_bytes: usize,
+) -> (
+    readrealm_chat::server::ServerHandle,
+    TestServer,
+    std::sync::Arc<Metrics>,
+) {
+    let mut config = base_config();
+    config.max_payload = 100_000;
+    config.max_outbound_bytes = max_outbound_bytes;
+    quiet(&mut config);
+    let metrics = Metrics::new(1);
+    let handle = readrealm_chat::server::start_with(
+        config.clone(),
+        Room,
+        Ops::serving(std::sync::Arc::clone(&metrics), None),
+    )
+    .expect("server starts");
+    let server = TestServer::external(handle.local_addr(), &config.path);
+    (handle, server, metrics)
+}
+
+/// A member over WebSocket whose socket has a 4 KiB receive buffer, so what it does not
+/// read soon waits in the server.
+fn tiny_buffer_member(server: &TestServer) -> Ws {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let url = format!("ws://{}{}", server.addr, server.websocket_target(None));
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
+    assert!(ws_expect_text(&mut ws).starts_with("0{"));
+    ws_send_text(&mut ws, "40");
+    assert!(ws_expect_text(&mut ws).starts_with("40{"));
+    ws
+}
+
 /// Open TCP connections the server counts (the shard's last loop turn).
 fn tcp_connections(metrics: &Metrics) -> u64 {
     let text = metrics.render(&[]);
@@ -273,29 +312,9 @@ fn tcp_connections(metrics: &Metrics) -> u64 {
 
 #[test]
 fn a_peer_that_never_reads_its_close_frame_is_disconnected_within_the_linger_bound() {
-    let mut config = base_config();
-    config.max_payload = 100_000;
-    config.max_outbound_bytes = 64 * 1024 * 1024;
-    quiet(&mut config);
-    let metrics = Metrics::new(1);
-    let handle = readrealm_chat::server::start_with(
-        config.clone(),
-        Room,
-        Ops::serving(std::sync::Arc::clone(&metrics), None),
-    )
-    .expect("server starts");
-    let server = TestServer::external(handle.local_addr(), &config.path);
+    let (handle, server, metrics) = metered_room_server(64 * 1024 * 1024);
     // The non-reader: a tiny receive buffer, in the room, never reads again.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let url = format!("ws://{}{}", server.addr, server.websocket_target(None));
-    let (mut deaf, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
-    assert!(ws_expect_text(&mut deaf).starts_with("0{"));
-    ws_send_text(&mut deaf, "40");
-    assert!(ws_expect_text(&mut deaf).starts_with("40{"));
+    let mut deaf = tiny_buffer_member(&server);
     // Fill its path: the room hears 10 MB the deaf one never takes, more than the kernel
     // buffers hold (tcp_wmem's maximum is 4 MiB here), so the rest waits in the server.
     let mut speaker = member(&server);
@@ -344,29 +363,9 @@ fn disconnects(metrics: &Metrics, reason: &str) -> u64 {
 
 #[test]
 fn a_reader_over_max_outbound_bytes_gets_1008_right_after_the_frame_it_was_reading() {
-    let mut config = base_config();
-    config.max_payload = 100_000;
-    config.max_outbound_bytes = 256 * 1024;
-    quiet(&mut config);
-    let metrics = Metrics::new(1);
-    let handle = readrealm_chat::server::start_with(
-        config.clone(),
-        Room,
-        Ops::serving(std::sync::Arc::clone(&metrics), None),
-    )
-    .expect("server starts");
-    let server = TestServer::external(handle.local_addr(), &config.path);
+    let (handle, server, metrics) = metered_room_server(256 * 1024);
     // The slow reader: a tiny receive buffer, in the room, not reading for now.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let url = format!("ws://{}{}", server.addr, server.websocket_target(None));
-    let (mut slow, _) = tungstenite::client::client(url.as_str(), stream).unwrap();
-    assert!(ws_expect_text(&mut slow).starts_with("0{"));
-    ws_send_text(&mut slow, "40");
-    assert!(ws_expect_text(&mut slow).starts_with("40{"));
+    let mut slow = tiny_buffer_member(&server);
     let mut bystander = member(&server);
     let mut speaker = member(&server);
     // The room hears 50 kB messages until the server gives up on the slow reader (more than
