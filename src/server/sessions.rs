@@ -587,8 +587,13 @@ impl<H: Handler> Shard<H> {
     ) {
         let mut delivered = 0;
         let members = self.rooms.members(nsp, room);
-        // A large fan-out is written after the turn's answers (shard.rs, `end_turn`).
-        self.fanning_out = members.len() > super::shard::SMALL_FANOUT;
+        // A large fan-out is written after the turn's answers (shard.rs, `end_turn`). A
+        // delivery can close a session whose departure is delivered in turn: the outer
+        // fan-out's class is restored after it.
+        let outer = std::mem::replace(
+            &mut self.fanning_out,
+            members.len() > super::shard::SMALL_FANOUT,
+        );
         for member in members {
             if Some(member.session) == except || seq.is_some_and(|seq| seq <= member.floor) {
                 continue;
@@ -596,7 +601,7 @@ impl<H: Handler> Shard<H> {
             self.send_frames(member.session, frames);
             delivered += 1;
         }
-        self.fanning_out = false;
+        self.fanning_out = outer;
         self.ops.metrics.shard(self.index).delivered(delivered);
     }
 

@@ -341,34 +341,47 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// Register a stream for reading and keep it with its buffered input and output; `None`
+    /// (the stream dropped) when mio refuses it.
+    pub(super) fn register_conn(
+        &mut self,
+        mut stream: TcpStream,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        admitted: Admitted,
+    ) -> Option<usize> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+            .ok()?;
+        let mut conn = Conn::new(stream, input, admitted);
+        conn.buffers.output = output;
+        entry.insert(conn);
+        Some(key)
+    }
+
     /// Register a connection (accepted here or handed over by another shard) and process the
     /// bytes already read from it.
     pub fn adopt(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         input: Vec<u8>,
         output: Vec<u8>,
         opened_at: Option<Instant>,
         admitted: Admitted,
     ) {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-            .is_err()
-        {
-            return;
-        }
         let has_input = !input.is_empty();
         let has_output = !output.is_empty();
-        let mut conn = Conn::new(stream, input, admitted);
-        conn.buffers.output = output;
+        let Some(key) = self.register_conn(stream, input, output, admitted) else {
+            return;
+        };
         if let Some(opened_at) = opened_at {
-            conn.opened_at = opened_at;
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.opened_at = opened_at;
+            }
         }
-        entry.insert(conn);
         self.await_request(key);
         if has_output {
             self.mark_dirty(key);

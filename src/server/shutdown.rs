@@ -23,11 +23,10 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Token};
+use mio::{Events, Token};
 
 use super::admission::Admitted;
 use super::bus::{BusMessage, Offer, Round};
-use super::conn::Conn;
 use super::shard::{Shard, LISTENER, WAKER};
 use crate::socketio::Handler;
 
@@ -162,24 +161,13 @@ impl<H: Handler> Shard<H> {
     /// read (no new work), what was queued for it is written, then it is closed.
     pub(super) fn adopt_to_close(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         output: Vec<u8>,
         admitted: Admitted,
     ) {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-            .is_err()
-        {
-            return;
+        if let Some(key) = self.register_conn(stream, Vec::new(), output, admitted) {
+            self.close_after_flush(key);
         }
-        let mut conn = Conn::new(stream, Vec::new(), admitted);
-        conn.buffers.output = output;
-        entry.insert(conn);
-        self.close_after_flush(key);
     }
 }
 
