@@ -30,6 +30,7 @@ pub mod chat {
 pub mod config;
 #[cfg(feature = "store")]
 pub mod config_file;
+pub mod endpoint;
 pub mod engineio;
 #[doc(hidden)]
 pub mod fuzz_checks;

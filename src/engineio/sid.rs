@@ -1,10 +1,13 @@
 //! Session ids: unguessable, URL-safe, and carrying the owning shard.
 //!
 //! A sid is one base64url character naming the shard that owns the session, then 128 random
-//! bits from the operating system (22 base64url characters). Any shard can read the owner from
-//! the first character and hand a request over to it (docs/ARCHITECTURE.md, principle 2)
-//! without a shared table. Randomness comes from `getrandom`: sids are credentials for
-//! polling requests, so a fast non-cryptographic generator would not do.
+//! bits (22 base64url characters). Any shard can read the owner from the first character and
+//! hand a request over to it (docs/ARCHITECTURE.md, principle 2) without a shared table.
+//!
+//! Randomness comes from an [`IdSource`]: a ChaCha12 generator (`rand`'s `StdRng`, a CSPRNG:
+//! sids are credentials for polling requests, so a fast non-cryptographic generator would not
+//! do) seeded from the operating system in a server, or from a fixed seed in the deterministic
+//! test pair. Nothing here reads the OS at random times: the endpoint is given its source.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -21,10 +24,38 @@ const RANDOM_BYTES: usize = 16;
 /// Length of every sid we issue.
 pub const SID_LEN: usize = 1 + 22;
 
+/// Where session and socket ids come from: a cryptographically secure generator.
+pub struct IdSource(rand::rngs::StdRng);
+
+impl IdSource {
+    /// Seeded from the operating system's generator; fails when it does.
+    pub fn from_os() -> Result<IdSource, rand::rngs::SysError> {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::try_from_rng(&mut rand::rngs::SysRng).map(IdSource)
+    }
+
+    /// Seeded with `seed`: the same ids every run (deterministic tests only).
+    pub fn seeded(seed: u64) -> IdSource {
+        use rand::SeedableRng;
+        IdSource(rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        use rand::Rng;
+        self.0.fill_bytes(buf);
+    }
+}
+
+impl std::fmt::Debug for IdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdSource")
+    }
+}
+
 /// A fresh sid owned by `shard` (which must be below [`MAX_SHARDS`]).
-pub fn generate(shard: usize) -> String {
+pub fn generate(shard: usize, ids: &mut IdSource) -> String {
     let mut random = [0u8; RANDOM_BYTES];
-    fill_random(&mut random);
+    ids.fill(&mut random);
     let mut sid = String::with_capacity(SID_LEN);
     sid.push(ALPHABET[shard % MAX_SHARDS] as char);
     URL_SAFE_NO_PAD.encode_string(random, &mut sid);
@@ -49,9 +80,9 @@ impl std::fmt::Debug for RandomId {
     }
 }
 
-pub fn random_id() -> RandomId {
+pub fn random_id(ids: &mut IdSource) -> RandomId {
     let mut random = [0u8; RANDOM_BYTES];
-    fill_random(&mut random);
+    ids.fill(&mut random);
     let mut id = [0u8; 22];
     // 16 bytes are exactly 22 base64url characters without padding.
     let _ = URL_SAFE_NO_PAD.encode_slice(random, &mut id);
@@ -70,8 +101,8 @@ impl Sid {
     }
 
     /// A fresh sid owned by `shard` (see [`generate`]).
-    pub fn generate(shard: usize) -> Sid {
-        let text = generate(shard);
+    pub fn generate(shard: usize, ids: &mut IdSource) -> Sid {
+        let text = generate(shard, ids);
         let mut bytes = [b'A'; SID_LEN];
         bytes.copy_from_slice(&text.as_bytes()[..SID_LEN.min(text.len())]);
         Sid(bytes)
@@ -104,21 +135,15 @@ pub fn owner_shard(sid: &str) -> Option<usize> {
     ALPHABET.iter().position(|&c| c == first)
 }
 
-fn fill_random(buf: &mut [u8]) {
-    if getrandom::fill(buf).is_err() {
-        // The OS RNG failing is not recoverable for a server that issues credentials.
-        panic!("the operating system's random number generator failed");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sid_names_its_shard_and_is_url_safe() {
+        let mut ids = IdSource::seeded(1);
         for shard in [0, 1, 7, 63] {
-            let sid = generate(shard);
+            let sid = generate(shard, &mut ids);
             assert_eq!(sid.len(), SID_LEN);
             assert_eq!(owner_shard(&sid), Some(shard));
             assert!(sid
@@ -129,8 +154,15 @@ mod tests {
 
     #[test]
     fn sids_differ() {
-        assert_ne!(generate(0), generate(0));
-        assert_ne!(random_id(), random_id());
+        let mut ids = IdSource::from_os().expect("the OS generator works");
+        assert_ne!(generate(0, &mut ids), generate(0, &mut ids));
+        assert_ne!(random_id(&mut ids), random_id(&mut ids));
+        let (mut a, mut b) = (IdSource::seeded(7), IdSource::seeded(7));
+        assert_eq!(
+            generate(3, &mut a),
+            generate(3, &mut b),
+            "a seed repeats its ids"
+        );
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn check(data: &[u8]) {
         max_namespaces,
         now: t0,
         shard: (),
+        ids: crate::engineio::sid::IdSource::seeded(0),
     };
     while !u.is_empty() {
         let open = match u.u8_in(0, 6) {
@@ -182,6 +183,7 @@ struct Driver {
     max_namespaces: usize,
     now: Instant,
     shard: (),
+    ids: crate::engineio::sid::IdSource,
 }
 
 impl Driver {
@@ -195,6 +197,7 @@ impl Driver {
                 session: 0,
                 generation: 0,
             },
+            ids: &mut self.ids,
         };
         (call, &mut self.conn)
     }

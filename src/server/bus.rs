@@ -2,7 +2,7 @@
 //! shard's mio `Waker`.
 //!
 //! Shards share nothing mutable (docs/ARCHITECTURE.md, principle 2); they send each other
-//! connections to adopt and broadcasts to deliver. Senders never block: a full channel is
+//! connections to adopt and what their endpoints tell each other. Senders never block: a full channel is
 //! reported to the caller, which drops the connection or counts the lost broadcast, because a
 //! shard waiting on another shard could deadlock.
 
@@ -11,21 +11,9 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use super::timers::SessionRef;
-use crate::engineio::packet::Frame;
+use crate::endpoint::PeerMessage;
 
-/// A room broadcast, encoded once and shared by every shard.
-#[derive(Debug)]
-pub struct Broadcast {
-    pub nsp: String,
-    pub room: String,
-    pub frames: Vec<Frame>,
-    /// A socket not to deliver to: its shard and session.
-    pub except: Option<(usize, SessionRef)>,
-    /// Members whose join floor is at or above this are skipped.
-    pub seq: Option<u64>,
-}
-
+/// A message for one shard.
 pub enum BusMessage<F> {
     /// A connection whose request belongs to a session of the receiving shard; `input` holds
     /// the bytes already read from it (the request head at least), `output` what was queued
@@ -39,24 +27,15 @@ pub enum BusMessage<F> {
         /// Its place in the connection counts.
         admitted: super::admission::Admitted,
     },
-    Broadcast(Arc<Broadcast>),
-    /// Frames for one socket of the receiving shard.
-    EmitTo {
-        session: SessionRef,
-        nsp: String,
-        frames: Vec<Frame>,
-    },
-    /// An application message for [`crate::socketio::Handler::on_forward`].
-    Forward(F),
+    /// For the receiving shard's endpoint (a broadcast, frames for a socket, an
+    /// application message).
+    Peer(PeerMessage<F>),
     /// Stop accepting and reading clients, finish with the peers (`shutdown.rs`), close
     /// every session and exit the loop.
     Shutdown,
     /// A shutdown round's marker from shard `from`: everything that shard sent the receiver
     /// before it is ahead of it in the inbox (`shutdown.rs`).
-    ShutdownMarker {
-        from: usize,
-        round: Round,
-    },
+    ShutdownMarker { from: usize, round: Round },
 }
 
 /// The shutdown rounds, in order (`shutdown.rs`).

@@ -12,7 +12,6 @@ use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
 use super::admission::Admitted;
-use super::timers::SessionRef;
 use super::ws::Buffers;
 
 /// Bytes read from a socket per `read` call.
@@ -57,18 +56,15 @@ mod spare_output {
     }
 }
 
-/// What a connection is carrying.
-pub enum Carrying {
+/// How a connection's bytes are read: which session it serves is the endpoint's to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
     /// HTTP requests, one at a time (keep-alive).
     Http,
-    /// A polling GET parked until `session` has something to send.
-    ParkedGet {
-        session: SessionRef,
-        origin: Option<String>,
-        keep_alive: bool,
-    },
-    /// A WebSocket bound to `session`; `probing` until the upgrade from polling completes.
-    WebSocket { session: SessionRef, probing: bool },
+    /// A polling GET the endpoint holds: nothing is read as a request until it is answered.
+    Parked,
+    /// WebSocket frames (in `ws`).
+    WebSocket,
 }
 
 pub struct Conn {
@@ -76,7 +72,9 @@ pub struct Conn {
     /// HTTP buffers; while a WebSocket is open they live inside `ws` instead.
     pub buffers: Buffers,
     pub ws: Option<Box<WebSocket<Buffers>>>,
-    pub carrying: Carrying,
+    pub mode: Mode,
+    /// Closed this turn: its slot is freed at the end of it, and nothing more is done with it.
+    pub closed: bool,
     /// Bytes of output already written to the socket.
     written: usize,
     /// Close once the output is written (a `Connection: close` answer, a WebSocket close).
@@ -122,7 +120,8 @@ impl Conn {
                 ..Buffers::default()
             },
             ws: None,
-            carrying: Carrying::Http,
+            mode: Mode::Http,
+            closed: false,
             written: 0,
             close_after_flush: false,
             close_by: None,

@@ -1,5 +1,6 @@
-//! The I/O: listeners, shard threads with their mio loops, the connection table, timers, the
-//! cross-shard bus and per-shard rooms.
+//! The I/O: listeners, shard threads with their mio loops, connections and their buffers,
+//! HTTP and WebSocket framing, and the cross-shard bus. Every protocol decision is the
+//! per-shard [`crate::endpoint::Endpoint`]'s; this module must never make one.
 //!
 //! [`start`] binds one SO_REUSEPORT listener per shard, starts the shard threads and returns a
 //! [`ServerHandle`] to learn the address, stop the server and wait for it.
@@ -8,14 +9,8 @@ mod admission;
 mod bus;
 mod conn;
 mod listener;
-mod ops;
 pub mod proxy;
-mod rooms;
-mod sessions;
 mod shard;
-mod shutdown;
-mod timers;
-mod transport;
 mod ws;
 
 use std::io;
@@ -30,9 +25,9 @@ use crate::engineio::sid::MAX_SHARDS;
 use crate::socketio::Handler;
 use admission::Admission;
 use bus::{BusMessage, Mailbox, Peers};
-use shard::{Shard, WAKER};
+use shard::{Parts, Shard, WAKER};
 
-pub use ops::Ops;
+pub use shard::ops::Ops;
 
 /// A running server.
 pub struct ServerHandle {
@@ -50,7 +45,7 @@ impl ServerHandle {
 
     /// Ask every shard to stop: no new connections and no more client input; the shards
     /// finish the messages they forwarded each other and deliver their acks (up to 1.5 s,
-    /// `shutdown.rs`); then every session gets a close and output is written for up to two
+    /// `shard/shutdown.rs`); then every session gets a close and output is written for up to two
     /// seconds. Returns at once; [`ServerHandle::join`] waits.
     pub fn shutdown(&self) {
         (self.stop)();
@@ -113,17 +108,17 @@ pub fn start_with<H: Handler>(
     for (index, ((poll, listener), inbox)) in
         polls.into_iter().zip(listeners).zip(inboxes).enumerate()
     {
-        let shard = Shard::new(
+        let shard = Shard::new(Parts {
             index,
-            Arc::clone(&config),
-            Arc::clone(&handler),
+            config: Arc::clone(&config),
+            handler: Arc::clone(&handler),
             poll,
             listener,
-            peers.clone(),
+            peers: peers.clone(),
             inbox,
-            Arc::clone(&admission),
-            ops.clone(),
-        )?;
+            admission: Arc::clone(&admission),
+            ops: ops.clone(),
+        })?;
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || shard.run())?;

@@ -85,53 +85,18 @@ pub fn server_socket(max_payload: usize, buffers: Buffers) -> WebSocket<Buffers>
     WebSocket::from_raw_socket(buffers, Role::Server, Some(config(max_payload)))
 }
 
-/// RFC 6455 §7.4.1 status codes the server sends.
-pub mod status {
-    /// The purpose of the connection is fulfilled: an Engine.IO or Socket.IO level close
-    /// (heartbeat timeout, connect timeout, an invalid Engine.IO or Socket.IO packet).
-    pub const NORMAL: u16 = 1000;
-    /// The server is going away (shutdown).
-    pub const GOING_AWAY: u16 = 1001;
-    /// A WebSocket protocol error (unmasked client frame, reserved opcode or bits, a bad
-    /// continuation, a fragmented or oversized control frame).
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A text frame that is not UTF-8.
-    pub const INVALID_DATA: u16 = 1007;
-    /// A policy refusal (a second WebSocket for a session that has one; a reader so far
-    /// behind that more than `--max-outbound-bytes` wait for it).
-    pub const POLICY: u16 = 1008;
-    /// A message or frame over maxPayload.
-    pub const TOO_BIG: u16 = 1009;
-}
+pub use crate::endpoint::io::{status, WsClose};
 
 /// The most reason text a close frame carries (125 payload bytes less the status code).
 const MAX_REASON_BYTES: usize = 123;
 
-/// Why the server closes a WebSocket: the status code of its close frame and a short reason
-/// naming the cause (cut to 123 bytes at a character boundary when written).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WsClose {
-    /// One of [`status`].
-    pub code: u16,
-    pub reason: String,
-}
-
-impl WsClose {
-    pub fn new(code: u16, reason: impl Into<String>) -> WsClose {
-        WsClose {
-            code,
-            reason: reason.into(),
-        }
-    }
-
-    /// The close for what tungstenite refused in the peer's frames.
-    fn for_error(error: &tungstenite::Error) -> WsClose {
-        use tungstenite::Error;
-        match error {
-            Error::Capacity(e) => WsClose::new(status::TOO_BIG, format!("over maxPayload: {e}")),
-            Error::Utf8(_) => WsClose::new(status::INVALID_DATA, "invalid UTF-8 in a text frame"),
-            other => WsClose::new(status::PROTOCOL_ERROR, other.to_string()),
-        }
+/// The close for what tungstenite refused in the peer's frames.
+fn close_for_error(error: &tungstenite::Error) -> WsClose {
+    use tungstenite::Error;
+    match error {
+        Error::Capacity(e) => WsClose::new(status::TOO_BIG, format!("over maxPayload: {e}")),
+        Error::Utf8(_) => WsClose::new(status::INVALID_DATA, "invalid UTF-8 in a text frame"),
+        other => WsClose::new(status::PROTOCOL_ERROR, other.to_string()),
     }
 }
 
@@ -166,7 +131,7 @@ pub fn read_message(ws: &mut WebSocket<Buffers>) -> Inbound {
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return Inbound::Closed
             }
-            Err(e) => return Inbound::Refused(WsClose::for_error(&e)),
+            Err(e) => return Inbound::Refused(close_for_error(&e)),
         }
     }
 }

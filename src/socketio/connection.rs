@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::binary::Reassembler;
 use super::handler::{Command, EngineMessage, Event, Handler, Origin, Refusal, Socket};
 use super::packet::{Limits, Packet, PacketError, PacketKind, DEFAULT_NAMESPACE};
-use crate::engineio::sid::{random_id, RandomId};
+use crate::engineio::sid::{random_id, IdSource, RandomId};
 
 /// One namespace this connection has joined.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub struct Call<'a, H: Handler> {
     pub handler: &'a H,
     pub shard: &'a mut H::Shard,
     pub origin: Origin,
+    /// Where new socket ids come from.
+    pub ids: &'a mut IdSource,
 }
 
 /// What the shard must do after a message.
@@ -204,7 +206,7 @@ impl<S: Default> SioConnection<S> {
         };
         let mut socket = NamespaceSocket {
             nsp,
-            id: random_id(),
+            id: random_id(call.ids),
             state: S::default(),
             next_ack_id: 0,
         };

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Token};
 
-use super::admission::Admitted;
-use super::bus::{BusMessage, Offer, Round};
-use super::shard::{Shard, LISTENER, WAKER};
+use super::{Shard, LISTENER, WAKER};
+use crate::server::admission::Admitted;
+use crate::server::bus::{BusMessage, Offer, Round};
 use crate::socketio::Handler;
 
 /// How often a marker that found a peer's inbox full is sent again.
@@ -119,7 +119,7 @@ impl<H: Handler> Shard<H> {
                     // Client input is no longer read; output that was waiting is written.
                     Token(key) => {
                         if event.is_writable() {
-                            self.mark_dirty(key);
+                            self.mark_dirty(key, false);
                         }
                     }
                 }

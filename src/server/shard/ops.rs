@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::shard::Shard;
+use super::Shard;
 use crate::http::response::{APPLICATION_JSON, TEXT_PLAIN_UTF8};
 use crate::http::{write_response, Method, RequestHead, Status};
 use crate::metrics::Metrics;
@@ -207,15 +207,6 @@ impl<H: Handler> Shard<H> {
         });
     }
 
-    /// Count a loop turn that woke at `woke` and is done now.
-    pub(super) fn record_turn(&self, woke: std::time::Instant) {
-        self.ops.metrics.shard(self.index).turn(
-            woke.elapsed(),
-            self.conns.len(),
-            self.rooms.count(),
-        );
-    }
-
     fn ops_reply(
         &mut self,
         key: usize,
@@ -237,7 +228,7 @@ impl<H: Handler> Shard<H> {
             out.truncate(head_end);
         }
         if keep_alive {
-            self.mark_dirty(key);
+            self.mark_dirty(key, false);
         } else {
             self.close_after_flush(key);
         }

@@ -1,0 +1,460 @@
+//! One shard: a mio event loop thread that owns its sockets and feeds its [`Endpoint`].
+//!
+//! The shard is the I/O only: sockets and their buffers, mio registration, HTTP request
+//! framing and WebSocket framing, the cross-shard bus, and the order of writes. Every
+//! Engine.IO and Socket.IO decision is the endpoint's (`crate::endpoint`): the shard hands it
+//! parsed requests, whole WebSocket messages, closed connections, peer messages and the time,
+//! and carries out the transmits it returns (`write.rs`).
+//!
+//! The loop: wait for readiness, the earliest deadline or a wake from another shard; run due
+//! deadlines; accept; read and process each ready connection (`read.rs`); read the bus; then
+//! let the application end its turn, wake the shards the turn sent messages to, and write.
+//! Follows mio's rules: drain readiness to `WouldBlock`, retry on `Interrupted`, ignore
+//! unknown tokens, ask for WRITABLE only while output is queued, never reuse a token during
+//! the turn that freed it, back off on EMFILE. Closing (lingering closes, deadlines) is in
+//! `close.rs`, shutdown across shards in `shutdown.rs`, the routes beside Engine.IO in
+//! `ops.rs`.
+//!
+//! Must never decide protocol behaviour itself, and never block on another shard.
+
+mod close;
+pub mod ops;
+mod read;
+pub mod shutdown;
+mod write;
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::admission::{Admission, Admitted, Refusal};
+use super::bus::{BusMessage, Inbox, Peers};
+use super::conn::Conn;
+use crate::config::ServerConfig;
+use crate::endpoint::{ConnId, Endpoint};
+use crate::engineio::session::TIMER_SLACK;
+use crate::engineio::sid::IdSource;
+use crate::socketio::Handler;
+use ops::Ops;
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// How long to stop accepting after the process runs out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Events handled per `poll` call.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Longest a shutting-down shard waits for its peers' rounds (`shutdown.rs`) before it
+/// closes its sessions regardless; with the two seconds of writing after, the exit stays
+/// within 5 s.
+const PEERS_LIMIT: Duration = Duration::from_millis(1500);
+
+/// One shard's loop and everything it owns.
+pub struct Shard<H: Handler> {
+    index: usize,
+    config: Arc<ServerConfig>,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    /// Every protocol decision of this shard.
+    endpoint: Endpoint<H>,
+    /// When each awaited HTTP request must be complete, and its connection, in deadline order
+    /// (one fixed timeout, so pushing at the back keeps the order). At most one entry per
+    /// connection (its `queued_deadline`): a keep-alive connection serving many requests
+    /// moves its `request_deadline` on and is re-queued when its entry surfaces, so the queue
+    /// never grows with the request rate. Entries that match no connection's
+    /// `queued_deadline` are stale and skipped.
+    request_deadlines: VecDeque<(Instant, usize)>,
+    /// When each closing connection must be gone, and its connection; stale entries
+    /// (matching no connection's `close_by`) are skipped.
+    close_deadlines: VecDeque<(Instant, usize)>,
+    /// Connections that used their read budget and may have more input waiting.
+    read_again: Vec<usize>,
+    peers: Peers<H::Forward>,
+    inbox: Inbox<H::Forward>,
+    /// The server-wide connection counts (total and per client IP).
+    admission: Arc<Admission>,
+    /// Metrics and the routes beside Engine.IO.
+    ops: Ops,
+    /// Connections with output to write at the end of this turn, all of them (answers, small
+    /// broadcasts).
+    dirty: Vec<usize>,
+    /// Connections with output from large fan-outs, written after `dirty`, oldest first, for
+    /// at most `write::WRITE_BUDGET` per turn. May hold keys already written through `dirty`
+    /// or freed since: an entry whose connection is not `dirty` is skipped.
+    bulk: VecDeque<usize>,
+    /// Connections closed this turn; their slab slots are freed at the end of it.
+    closed: Vec<usize>,
+    /// Shards sent bus messages this turn, to wake once each.
+    to_wake: Vec<bool>,
+    accept_paused_until: Option<Instant>,
+    shutting_down: bool,
+    /// The shutdown markers received from peers (`shutdown.rs`).
+    shutdown_markers: shutdown::Markers,
+}
+
+/// The parts `server::start` makes for one shard.
+pub struct Parts<H: Handler> {
+    pub index: usize,
+    pub config: Arc<ServerConfig>,
+    pub handler: Arc<H>,
+    pub poll: Poll,
+    pub listener: std::net::TcpListener,
+    pub peers: Peers<H::Forward>,
+    pub inbox: Inbox<H::Forward>,
+    pub admission: Arc<Admission>,
+    pub ops: Ops,
+}
+
+impl<H: Handler> Shard<H> {
+    pub fn new(parts: Parts<H>) -> io::Result<Self> {
+        let Parts {
+            index,
+            config,
+            handler,
+            poll,
+            listener,
+            peers,
+            inbox,
+            admission,
+            ops,
+        } = parts;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let shard_count = peers.len();
+        let ids = IdSource::from_os().map_err(io::Error::other)?;
+        let endpoint = Endpoint::new(
+            index,
+            shard_count,
+            Arc::clone(&config),
+            handler,
+            Arc::clone(&ops.metrics),
+            ids,
+            Instant::now(),
+        );
+        Ok(Shard {
+            index,
+            config,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            endpoint,
+            request_deadlines: VecDeque::new(),
+            close_deadlines: VecDeque::new(),
+            read_again: Vec::new(),
+            peers,
+            inbox,
+            admission,
+            ops,
+            dirty: Vec::new(),
+            bulk: VecDeque::new(),
+            closed: Vec::new(),
+            to_wake: vec![false; shard_count],
+            accept_paused_until: None,
+            shutting_down: false,
+            shutdown_markers: shutdown::Markers::new(shard_count, index),
+        })
+    }
+
+    /// Run until shut down.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = if self.read_again.is_empty() && self.bulk.is_empty() {
+                self.poll_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let woke = Instant::now();
+            // Deadlines that passed while the shard slept come first, as in Node's event loop
+            // (timers, then I/O): a request arriving after its session's ping timeout finds
+            // the session closed, even when the shard wakes late for both.
+            self.run_timers(woke);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key, false);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.read_again) {
+                self.on_readable(key);
+            }
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|until| now >= until) {
+                self.accept_paused_until = None;
+                self.accept();
+            }
+            self.run_timers(now);
+            if self.read_bus() {
+                self.shutdown();
+                return Ok(());
+            }
+            self.end_turn();
+            self.record_turn(woke);
+        }
+    }
+
+    /// How long to sleep: until the earliest deadline less [`TIMER_SLACK`], since epoll
+    /// rounds the sleep up to whole milliseconds and a deadline must not be overslept.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let deadlines = [
+            self.endpoint.poll_timeout(),
+            self.request_deadlines.front().map(|&(at, _)| at),
+            self.close_deadlines.front().map(|&(at, _)| at),
+            self.accept_paused_until,
+        ];
+        let next = deadlines.into_iter().flatten().min();
+        next.map(|at| at.saturating_duration_since(now + TIMER_SLACK))
+    }
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() || self.shutting_down {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, peer)) => match self.admission.admit(
+                    super::proxy::canonical(peer.ip()),
+                    super::proxy::is_trusted(&self.config.trusted_proxies, peer.ip()),
+                ) {
+                    Ok(admitted) => {
+                        let _ = stream.set_nodelay(true);
+                        self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
+                    }
+                    Err(refusal) => {
+                        log_refusal(refusal, super::proxy::canonical(peer.ip()));
+                        // Best effort: a fresh socket's send buffer takes this at once.
+                        let _ = std::io::Write::write(&mut stream, refusal.response());
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    // At most one line per shard per backoff period.
+                    crate::log_warn!(
+                        "accept_paused",
+                        shard = self.index,
+                        cause = e,
+                        pause_ms = ACCEPT_BACKOFF.as_millis(),
+                        fix = "raise the file-descriptor limit (LimitNOFILE) or --max-connections"
+                    );
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and friends concern one connection only.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Register a stream for reading and keep it with its buffered input and output; `None`
+    /// (the stream dropped) when mio refuses it.
+    fn register_conn(
+        &mut self,
+        mut stream: TcpStream,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        admitted: Admitted,
+    ) -> Option<usize> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+            .ok()?;
+        let mut conn = Conn::new(stream, input, admitted);
+        conn.buffers.output = output;
+        entry.insert(conn);
+        Some(key)
+    }
+
+    /// Register a connection (accepted here or handed over by another shard) and process the
+    /// bytes already read from it.
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        opened_at: Option<Instant>,
+        admitted: Admitted,
+    ) {
+        let has_input = !input.is_empty();
+        let has_output = !output.is_empty();
+        let Some(key) = self.register_conn(stream, input, output, admitted) else {
+            return;
+        };
+        if let Some(opened_at) = opened_at {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.opened_at = opened_at;
+            }
+        }
+        self.await_request(key);
+        if has_output {
+            self.mark_dirty(key, false);
+        }
+        if has_input {
+            self.process_input(key);
+        }
+        // Bytes may have arrived before registration; reading now is harmless if not.
+        self.on_readable(key);
+    }
+
+    /// Handle bus messages; true when the shard must shut down.
+    fn read_bus(&mut self) -> bool {
+        while let Ok(message) = self.inbox.try_recv() {
+            match message {
+                BusMessage::HandOff {
+                    stream,
+                    output,
+                    admitted,
+                    ..
+                } if self.shutting_down => self.adopt_to_close(stream, output, admitted),
+                BusMessage::HandOff {
+                    stream,
+                    input,
+                    output,
+                    opened_at,
+                    admitted,
+                } => self.adopt(stream, input, output, Some(opened_at), admitted),
+                BusMessage::Peer(message) => {
+                    self.endpoint.handle_peer(Instant::now(), message);
+                    self.carry_out();
+                }
+                BusMessage::Shutdown => return true,
+                BusMessage::ShutdownMarker { from, round } => {
+                    self.shutdown_markers.record(from, round)
+                }
+            }
+        }
+        false
+    }
+
+    /// Move a connection and its buffered bytes to the shard that owns its session.
+    fn hand_off(&mut self, key: usize, owner: usize) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if self.poll.registry().deregister(&mut conn.stream).is_err() {
+            return;
+        }
+        let output = conn.unwritten_output();
+        let message = BusMessage::HandOff {
+            stream: conn.stream,
+            input: std::mem::take(&mut conn.buffers.input),
+            output,
+            opened_at: conn.opened_at,
+            admitted: conn.admitted,
+        };
+        if self.peers.send(owner, message).is_ok() {
+            self.wake_later(owner);
+        }
+        // A full bus drops the connection; the client retries.
+    }
+
+    fn wake_later(&mut self, shard: usize) {
+        if let Some(wake) = self.to_wake.get_mut(shard) {
+            *wake = true;
+        }
+    }
+
+    fn wake_peers(&mut self) {
+        for (shard, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.peers.wake(shard);
+            }
+        }
+    }
+
+    /// Stop accepting, finish with the peers, close every session with an Engine.IO close,
+    /// write what can be written.
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // Finish what this turn started first: the application commits what it holds (a
+        // chat message is stored and acked, not dropped) and answers go out.
+        self.end_turn();
+        // Then the peers' forwards and the acks for this shard's sessions (`shutdown.rs`).
+        self.finish_peers(Instant::now() + PEERS_LIMIT);
+        self.endpoint.close_all(Instant::now());
+        self.carry_out();
+        self.end_turn();
+        self.write_out_and_close();
+    }
+
+    /// Count a loop turn that woke at `woke` and is done now.
+    fn record_turn(&self, woke: Instant) {
+        self.ops.metrics.shard(self.index).turn(
+            woke.elapsed(),
+            self.conns.len(),
+            self.endpoint.room_count(),
+        );
+    }
+
+    /// The handle the endpoint knows a connection by.
+    fn conn_id(key: usize) -> ConnId {
+        ConnId(key)
+    }
+}
+
+/// Lines a second about refused connections, all shards together: a flood of connections
+/// must not flood the log.
+static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10);
+
+/// Log a refused connection with the client's address (behind a trusted proxy, the client it
+/// named) and what to change if the refusal is wrong.
+fn log_refusal(refusal: Refusal, client: std::net::IpAddr) {
+    if !crate::logging::enabled(crate::logging::Level::Warn) {
+        return;
+    }
+    let Some(suppressed) = REFUSAL_LOG.admit() else {
+        return;
+    };
+    let (cause, fix) = match refusal {
+        Refusal::ServerFull => ("server full", "raise --max-connections"),
+        Refusal::TooManyFromAddress => (
+            "per-IP cap",
+            "if this address is a proxy, list it in --trusted-proxies; or raise \
+             --max-connections-per-ip",
+        ),
+    };
+    crate::log_warn!(
+        "connection_refused",
+        client = client,
+        cause = cause,
+        fix = fix,
+        suppressed_before = suppressed
+    );
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+        || e.kind() == io::ErrorKind::OutOfMemory
+}
