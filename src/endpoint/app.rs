@@ -124,6 +124,7 @@ impl<H: Handler> Endpoint<H> {
             shard: &mut self.app,
             origin,
             ids: &mut self.ids,
+            now: self.now,
         };
         let mut outputs = Vec::new();
         let result = f(sio, &mut call, &mut outputs);
@@ -208,6 +209,7 @@ impl<H: Handler> Endpoint<H> {
         let mut context = ShardContext {
             index: self.index,
             count: self.shards,
+            now: self.now,
             state: &mut self.app,
             commands: &mut commands,
         };

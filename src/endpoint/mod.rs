@@ -26,6 +26,7 @@
 
 mod app;
 pub mod io;
+pub mod pair;
 mod request;
 pub mod rooms;
 mod sessions;

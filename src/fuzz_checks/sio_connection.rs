@@ -198,6 +198,7 @@ impl Driver {
                 generation: 0,
             },
             ids: &mut self.ids,
+            now: self.now,
         };
         (call, &mut self.conn)
     }

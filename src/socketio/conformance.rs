@@ -68,7 +68,7 @@ impl Handler for ConformanceSocketIo {
     }
 
     fn on_connect(&self, socket: &mut SocketOf<'_, Self>, auth: &Value) -> Result<(), Refusal> {
-        let due = Instant::now() + AUTH_DELAY;
+        let due = socket.now + AUTH_DELAY;
         let me = socket.me();
         socket.shard.0.push_back((due, me, auth.clone()));
         Ok(())
@@ -85,7 +85,7 @@ impl Handler for ConformanceSocketIo {
     }
 
     fn on_turn_end(&self, shard: &mut ShardOf<'_, Self>) {
-        let now = Instant::now();
+        let now = shard.now;
         while shard.state.0.front().is_some_and(|(due, ..)| *due <= now) {
             if let Some((_, socket, auth)) = shard.state.0.pop_front() {
                 // A socket gone meanwhile is reached by nobody.

@@ -34,6 +34,8 @@ pub struct Call<'a, H: Handler> {
     pub origin: Origin,
     /// Where new socket ids come from.
     pub ids: &'a mut IdSource,
+    /// The time of the event being handled.
+    pub now: Instant,
 }
 
 /// What the shard must do after a message.
@@ -212,10 +214,7 @@ impl<S: Default> SioConnection<S> {
         };
         let mut commands = Vec::new();
         let handler = call.handler;
-        let result = handler.on_connect(
-            &mut socket_view(&mut socket, call.shard, call.origin, &mut commands),
-            &auth,
-        );
+        let result = handler.on_connect(&mut socket_view(&mut socket, call, &mut commands), &auth);
         match result {
             Ok(()) => {
                 // Connected: the connect timeout no longer applies.
@@ -293,12 +292,7 @@ impl<S: Default> SioConnection<S> {
             return;
         };
         let mut commands = Vec::new();
-        f(&mut socket_view(
-            socket,
-            call.shard,
-            call.origin,
-            &mut commands,
-        ));
+        f(&mut socket_view(socket, call, &mut commands));
         push_commands(&socket.nsp, commands, out);
     }
 }
@@ -310,18 +304,18 @@ fn push_commands<F>(nsp: &str, commands: Vec<Command<F>>, out: &mut Vec<Output<F
     }));
 }
 
-fn socket_view<'a, S, Sh, F>(
-    socket: &'a mut NamespaceSocket<S>,
-    shard: &'a mut Sh,
-    origin: Origin,
-    commands: &'a mut Vec<Command<F>>,
-) -> Socket<'a, S, Sh, F> {
+fn socket_view<'a, H: Handler>(
+    socket: &'a mut NamespaceSocket<H::State>,
+    call: &'a mut Call<'_, H>,
+    commands: &'a mut Vec<Command<H::Forward>>,
+) -> Socket<'a, H::State, H::Shard, H::Forward> {
     Socket {
         id: socket.id.as_str(),
         nsp: &socket.nsp,
         state: &mut socket.state,
-        shard,
-        origin,
+        shard: call.shard,
+        origin: call.origin,
+        now: call.now,
         commands,
         next_ack_id: &mut socket.next_ack_id,
     }

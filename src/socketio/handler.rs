@@ -159,6 +159,8 @@ pub struct ShardContext<'a, Sh, F = ()> {
     /// This shard's index, and how many shards there are.
     pub index: usize,
     pub count: usize,
+    /// The time of the event being handled (the loop turn's, for [`Handler::on_turn_end`]).
+    pub now: std::time::Instant,
     pub state: &'a mut Sh,
     pub commands: &'a mut Vec<ShardCommand<F>>,
 }
@@ -182,6 +184,9 @@ pub struct Socket<'a, S, Sh = (), F = ()> {
     /// The application's state of the shard this socket lives on.
     pub shard: &'a mut Sh,
     pub origin: Origin,
+    /// The time of the event being handled: applications read no clock of their own for
+    /// protocol timing, so the deterministic test pair controls it.
+    pub now: std::time::Instant,
     pub commands: &'a mut Vec<Command<F>>,
     pub next_ack_id: &'a mut u64,
 }
