@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -74,27 +73,6 @@ fn room_works(speaker: &mut Ws, bystander: &mut Ws, n: usize) {
     assert_eq!(ws_expect_text(bystander), format!(r#"42["said",{n}]"#));
 }
 
-/// A masked client frame (`opcode` 1 text, 2 binary, 0 continuation, 9 ping); FIN unless
-/// more follows.
-fn raw_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
-    let mut frame = vec![if fin { 0x80 } else { 0 } | (opcode & 0x0f)];
-    let len = payload.len();
-    if len < 126 {
-        frame.push(0x80 | len as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-    let mask = [0x5a, 0x11, 0xc3, 0x07];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
-fn write_raw(ws: &mut Ws, bytes: &[u8]) {
-    ws.get_mut().write_all(bytes).expect("write raw bytes");
-}
-
 /// Send each case on its own connected session and expect its close frame; the room's
 /// bystander hears the speaker after every one.
 fn expect_each(server: &TestServer, cases: &[(&str, Vec<u8>)], code: u16, reason: &str) {
@@ -102,7 +80,7 @@ fn expect_each(server: &TestServer, cases: &[(&str, Vec<u8>)], code: u16, reason
     let mut speaker = member(server);
     for (n, (what, bytes)) in cases.iter().enumerate() {
         let mut ws = member(server);
-        write_raw(&mut ws, bytes);
+        ws_write_raw(&mut ws, bytes);
         let closed = ws_await_close(&mut ws, IO_TIMEOUT, true)
             .unwrap_or_else(|| panic!("{what}: still open"));
         match &closed.frame {
@@ -117,8 +95,8 @@ fn expect_each(server: &TestServer, cases: &[(&str, Vec<u8>)], code: u16, reason
 fn a_message_over_max_payload_is_closed_with_1009() {
     let server = room_server(|_| {});
     let over = format!(r#"42["say","{}"]"#, "x".repeat(MAX_PAYLOAD));
-    let mut fragments = raw_frame(1, &over.as_bytes()[..600], false);
-    fragments.extend(raw_frame(0, &over.as_bytes()[600..], true));
+    let mut fragments = ws_raw_frame(1, &over.as_bytes()[..600], false);
+    fragments.extend(ws_raw_frame(0, &over.as_bytes()[600..], true));
     let announced = {
         // A header announcing 2^40 bytes: refused before any of it arrives.
         let mut f = vec![0x82, 0x80 | 127];
@@ -129,7 +107,7 @@ fn a_message_over_max_payload_is_closed_with_1009() {
     let cases = [
         (
             "one frame over maxPayload",
-            raw_frame(1, over.as_bytes(), true),
+            ws_raw_frame(1, over.as_bytes(), true),
         ),
         ("fragments adding up to over maxPayload", fragments),
         ("a frame header announcing 2^40 bytes", announced),
@@ -140,14 +118,14 @@ fn a_message_over_max_payload_is_closed_with_1009() {
 #[test]
 fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
     let server = room_server(|_| {});
-    let mut split = raw_frame(1, b"42[\"say\",\"\xe2", false);
-    split.extend(raw_frame(0, b"\x28\xa1\"]", true));
+    let mut split = ws_raw_frame(1, b"42[\"say\",\"\xe2", false);
+    split.extend(ws_raw_frame(0, b"\x28\xa1\"]", true));
     let cases = [
         (
             "invalid bytes",
-            raw_frame(1, b"42[\"say\",\"\xff\xfe\"]", true),
+            ws_raw_frame(1, b"42[\"say\",\"\xff\xfe\"]", true),
         ),
-        ("overlong encoding", raw_frame(1, b"4\xc0\xaf", true)),
+        ("overlong encoding", ws_raw_frame(1, b"4\xc0\xaf", true)),
         ("invalid sequence across fragments", split),
     ];
     expect_each(&server, &cases, INVALID_DATA, "invalid UTF-8");
@@ -156,16 +134,16 @@ fn invalid_utf8_in_a_text_frame_is_closed_with_1007() {
 #[test]
 fn websocket_protocol_errors_are_closed_with_1002() {
     let server = room_server(|_| {});
-    let mut rsv1 = raw_frame(1, b"40", true);
+    let mut rsv1 = ws_raw_frame(1, b"40", true);
     rsv1[0] |= 0x40;
     let cases = [
         ("unmasked client frame", vec![0x81, 0x02, b'4', b'0']),
-        ("reserved opcode 3", raw_frame(3, b"x", true)),
-        ("continuation without a start", raw_frame(0, b"4x", true)),
-        ("fragmented ping", raw_frame(9, b"p", false)),
+        ("reserved opcode 3", ws_raw_frame(3, b"x", true)),
+        ("continuation without a start", ws_raw_frame(0, b"4x", true)),
+        ("fragmented ping", ws_raw_frame(9, b"p", false)),
         (
             "ping payload over 125 bytes",
-            raw_frame(9, &[b'p'; 126], true),
+            ws_raw_frame(9, &[b'p'; 126], true),
         ),
         ("RSV1 without an extension", rsv1),
     ];
@@ -176,16 +154,16 @@ fn websocket_protocol_errors_are_closed_with_1002() {
 fn engineio_and_socketio_level_closes_are_1000_with_the_reason() {
     let server = room_server(|_| {});
     let cases = [
-        ("not an Engine.IO packet", raw_frame(1, b"x", true)),
+        ("not an Engine.IO packet", ws_raw_frame(1, b"x", true)),
         (
             "a client ping (a v4 protocol error)",
-            raw_frame(1, b"2", true),
+            ws_raw_frame(1, b"2", true),
         ),
     ];
     expect_each(&server, &cases, NORMAL, "parse error");
     let cases = [(
         "unknown Socket.IO packet type",
-        raw_frame(1, b"47[\"a\"]", true),
+        ws_raw_frame(1, b"47[\"a\"]", true),
     )];
     expect_each(
         &server,
@@ -324,7 +302,7 @@ fn a_peer_that_never_reads_its_close_frame_is_disconnected_within_the_linger_bou
         assert_eq!(ws_expect_text(&mut speaker), "431[]");
     }
     // Now a protocol error: its close frame waits behind what it never read.
-    write_raw(&mut deaf, &[0x81, 0x02, b'4', b'0']);
+    ws_write_raw(&mut deaf, &[0x81, 0x02, b'4', b'0']);
     std::thread::sleep(Duration::from_millis(100));
     ws_send_text(&mut speaker, r#"421["say","tick"]"#);
     assert_eq!(ws_expect_text(&mut speaker), "431[]");

@@ -66,7 +66,8 @@ impl<H: Handler> Endpoint<H> {
         self.run_outputs(session, outputs);
         if let Err(error) = result {
             let close = WsClose::new(status::NORMAL, format!("parse error: {error}"));
-            self.close_session_with(session, CloseReason::ProtocolError, close);
+            let reason = CloseReason::ProtocolError(error.violation());
+            self.close_session_with(session, reason, close);
             return false;
         }
         self.schedule(session);

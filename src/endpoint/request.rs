@@ -15,6 +15,7 @@ use super::Endpoint;
 use crate::engineio::packet::{decode_payload, NOOP};
 use crate::engineio::session::{CloseReason, GetOutcome, Transport};
 use crate::engineio::sid;
+use crate::engineio::violation::Violation;
 use crate::http::{
     write_eio_error, write_plain_error, write_response, EioErrorCode, Method, RequestHead, Status,
 };
@@ -195,7 +196,7 @@ impl<H: Handler> Endpoint<H> {
             }
             GetOutcome::Conflict => {
                 let outcome = self.eio_error(conn, head, EioErrorCode::BadRequest, &cors);
-                self.close_session(session, CloseReason::ProtocolError);
+                self.close_session(session, CloseReason::ProtocolError(Violation::SecondGet));
                 outcome
             }
             GetOutcome::WrongTransport => {
@@ -216,7 +217,10 @@ impl<H: Handler> Endpoint<H> {
             self.http(conn, false, |out| {
                 write_plain_error(out, Status::LENGTH_REQUIRED, "Length Required", cors, false)
             });
-            self.close_session(session, CloseReason::ProtocolError);
+            self.close_session(
+                session,
+                CloseReason::ProtocolError(Violation::LengthRequired),
+            );
             return RequestOutcome::Done {
                 consumed: head.head_len,
             };
@@ -233,7 +237,10 @@ impl<H: Handler> Endpoint<H> {
                         false,
                     )
                 });
-                self.close_session(session, CloseReason::ProtocolError);
+                self.close_session(
+                    session,
+                    CloseReason::ProtocolError(Violation::PayloadTooLarge),
+                );
                 return RequestOutcome::Done {
                     consumed: head.head_len,
                 };
@@ -246,7 +253,7 @@ impl<H: Handler> Endpoint<H> {
         };
         if entry.post_conn.is_some_and(|other| other != conn) {
             let outcome = self.eio_error(conn, head, EioErrorCode::BadRequest, cors);
-            self.close_session(session, CloseReason::ProtocolError);
+            self.close_session(session, CloseReason::ProtocolError(Violation::SecondPost));
             return outcome;
         }
         let Some(body) = after_head.get(..length) else {
@@ -281,7 +288,7 @@ impl<H: Handler> Endpoint<H> {
                 self.http(conn, keep_alive, |out| {
                     write_eio_error(out, EioErrorCode::BadRequest, cors, keep_alive)
                 });
-                self.close_session(session, CloseReason::ProtocolError);
+                self.close_session(session, CloseReason::ProtocolError(Violation::BadPayload));
             }
         }
         RequestOutcome::Done { consumed }

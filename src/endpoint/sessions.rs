@@ -353,7 +353,8 @@ impl<H: Handler> Endpoint<H> {
             shard = self.index,
             sid = entry.sid,
             transport = transport.as_str(),
-            reason = reason.as_str()
+            reason = reason.as_str(),
+            violation = reason.violation().map_or("", |v| v.label())
         );
         self.by_sid.remove(&entry.sid);
         for conn in [entry.post_conn, entry.ws_conn, entry.probe_conn]

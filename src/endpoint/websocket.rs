@@ -12,6 +12,7 @@ use super::timers::SessionRef;
 use super::Endpoint;
 use crate::engineio::packet::{decode_text, EioPacket, NOOP, PONG_PROBE};
 use crate::engineio::session::{CloseReason, ProbeOutcome, Transport};
+use crate::engineio::violation::Violation;
 use crate::http::{write_websocket_accept, EioErrorCode, RequestHead};
 use crate::socketio::Handler;
 
@@ -78,7 +79,8 @@ impl<H: Handler> Endpoint<H> {
                 Err(_) => {
                     let close =
                         WsClose::new(status::NORMAL, "parse error: not an Engine.IO packet");
-                    self.close_websocket(conn, close, CloseReason::ProtocolError);
+                    let reason = CloseReason::ProtocolError(Violation::NotAnEngineIoPacket);
+                    self.close_websocket(conn, close, reason);
                     return;
                 }
             },
@@ -137,7 +139,8 @@ impl<H: Handler> Endpoint<H> {
             ProbeOutcome::Nothing => {}
             ProbeOutcome::AbortUpgrade => {
                 let close = WsClose::new(status::NORMAL, "parse error: upgrade aborted");
-                self.close_websocket(conn, close, CloseReason::ProtocolError);
+                let reason = CloseReason::ProtocolError(Violation::UpgradeAborted);
+                self.close_websocket(conn, close, reason);
             }
         }
     }

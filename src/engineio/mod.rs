@@ -6,3 +6,4 @@
 pub mod packet;
 pub mod session;
 pub mod sid;
+pub mod violation;

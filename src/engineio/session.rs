@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::packet::{EioPacket, Frame, NOOP, PING};
+use super::violation::Violation;
 
 /// Most packets in one polling response. The rest wait for the next GET, which the client
 /// sends at once: python-engineio clients refuse payloads of more than 16 packets.
@@ -70,8 +71,9 @@ pub enum CloseReason {
     ClientClose,
     /// No `3` within pingTimeout of a ping.
     PingTimeout,
-    /// The client broke the protocol (a bad packet, a client ping, a second GET).
-    ProtocolError,
+    /// The client broke the protocol (a bad packet, a client ping, a second GET): which
+    /// rule it broke.
+    ProtocolError(Violation),
     /// The transport went away (socket closed, WebSocket closed).
     TransportClose,
     /// The server closed it (shutdown, application request, limits).
@@ -79,12 +81,20 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The protocol rule broken, for a [`CloseReason::ProtocolError`].
+    pub fn violation(self) -> Option<Violation> {
+        match self {
+            CloseReason::ProtocolError(violation) => Some(violation),
+            _ => None,
+        }
+    }
+
     /// The reason string socket.io uses for `disconnect`.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::ClientClose => "client namespace disconnect",
             CloseReason::PingTimeout => "ping timeout",
-            CloseReason::ProtocolError => "parse error",
+            CloseReason::ProtocolError(_) => "parse error",
             CloseReason::TransportClose => "transport close",
             CloseReason::ServerClose => "server shutting down",
         }
@@ -282,8 +292,10 @@ impl Session {
             EioPacket::Close => Inbound::Close(CloseReason::ClientClose),
             EioPacket::Noop => Inbound::Nothing,
             // v4 clients never ping; servers never receive open; `5` belongs on the probe.
-            EioPacket::Ping(_) | EioPacket::Open(_) | EioPacket::Upgrade => {
-                Inbound::Close(CloseReason::ProtocolError)
+            EioPacket::Ping(_) => Inbound::Close(CloseReason::ProtocolError(Violation::ClientPing)),
+            EioPacket::Open(_) => Inbound::Close(CloseReason::ProtocolError(Violation::ClientOpen)),
+            EioPacket::Upgrade => {
+                Inbound::Close(CloseReason::ProtocolError(Violation::UpgradeOutsideProbe))
             }
         }
     }
@@ -552,7 +564,7 @@ mod tests {
         let mut s = polling(Instant::now());
         assert_eq!(
             s.on_inbound(EioPacket::Ping(String::new()), Instant::now()),
-            Inbound::Close(CloseReason::ProtocolError)
+            Inbound::Close(CloseReason::ProtocolError(Violation::ClientPing))
         );
     }
 

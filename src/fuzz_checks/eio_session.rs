@@ -53,6 +53,7 @@ use crate::engineio::session::{
     CloseReason, GetOutcome, Inbound, ProbeOutcome, Session, SessionConfig, TimeoutOutcome,
     Transport, MAX_PACKETS_PER_POLL, TIMER_SLACK,
 };
+use crate::engineio::violation::Violation;
 
 pub fn check(data: &[u8]) {
     run(&mut Input::new(data));
@@ -326,8 +327,16 @@ impl Driver {
             (EioPacket::Noop, Inbound::Nothing) => {}
             (EioPacket::Close, Inbound::Close(CloseReason::ClientClose)) => return Err(Ended),
             (
-                EioPacket::Ping(_) | EioPacket::Open(_) | EioPacket::Upgrade,
-                Inbound::Close(CloseReason::ProtocolError),
+                EioPacket::Ping(_),
+                Inbound::Close(CloseReason::ProtocolError(Violation::ClientPing)),
+            )
+            | (
+                EioPacket::Open(_),
+                Inbound::Close(CloseReason::ProtocolError(Violation::ClientOpen)),
+            )
+            | (
+                EioPacket::Upgrade,
+                Inbound::Close(CloseReason::ProtocolError(Violation::UpgradeOutsideProbe)),
             ) => return Err(Ended),
             (packet, outcome) => panic!("inbound {packet:?} gave {outcome:?}"),
         }

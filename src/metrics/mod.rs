@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::engineio::session::CloseReason;
 use crate::engineio::sid::MAX_SHARDS;
+use crate::engineio::violation::Violation;
 
 /// The chat's error codes (docs/API.md), in label order; anything else counts as `other`.
 pub const ERROR_CODES: [&str; 7] = [
@@ -55,6 +56,19 @@ impl TransportLabel {
     }
 }
 
+/// A counter that is always zero, for an index out of range.
+static ZERO: AtomicU64 = AtomicU64::new(0);
+
+/// `N` counters (arrays of more than 32 have no derived `Default`).
+#[derive(Debug)]
+struct Counters<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 /// One shard's numbers. Aligned to 128 bytes (two cache lines, for adjacent-line prefetch) so
 /// two shards never write the same line.
 #[repr(align(128))]
@@ -76,6 +90,8 @@ pub struct ShardMetrics {
     deliveries: AtomicU64,
     errors: [AtomicU64; ERROR_CODES.len()],
     disconnects: [AtomicU64; DISCONNECT_REASONS.len()],
+    /// Sessions closed for a protocol error, by the rule broken ([`Violation::index`]).
+    violations: Counters<{ Violation::COUNT }>,
     write_buckets: [AtomicU64; WRITE_BUCKETS_US.len() + 1],
     write_sum_us: AtomicU64,
     write_count: AtomicU64,
@@ -105,7 +121,12 @@ impl ShardMetrics {
         let index = match reason {
             CloseReason::ClientClose => 0,
             CloseReason::PingTimeout => 1,
-            CloseReason::ProtocolError => 2,
+            CloseReason::ProtocolError(violation) => {
+                if let Some(counter) = self.violations.0.get(violation.index()) {
+                    Self::add(counter, 1);
+                }
+                2
+            }
             CloseReason::TransportClose => 3,
             CloseReason::ServerClose => 4,
         };
@@ -321,6 +342,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "readrealm_disconnects_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
+            "readrealm_protocol_violations_total",
+            "counter",
+            "Sessions closed for a protocol error, by the rule the client broke.",
+        );
+        for index in 0..Violation::COUNT {
+            let Some(violation) = Violation::from_index(index) else {
+                continue;
+            };
+            let n = self.sum(|s| s.violations.0.get(index).unwrap_or(&ZERO));
+            let label = violation.label();
+            let _ = writeln!(
+                out,
+                "readrealm_protocol_violations_total{{violation=\"{label}\"}} {n}"
             );
         }
         family(

@@ -17,6 +17,8 @@ use std::io::{self, Read, Write};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use crate::engineio::violation::Violation;
+
 /// Opcode of a text frame with FIN set.
 const TEXT: u8 = 0x81;
 /// Opcode of a binary frame with FIN set.
@@ -109,7 +111,7 @@ pub enum Inbound {
     /// The peer closed (its close frame answered): close the connection once that is out.
     Closed,
     /// The peer broke the WebSocket protocol or a limit: close with this frame.
-    Refused(WsClose),
+    Refused(WsClose, Violation),
 }
 
 /// Read the next complete message from the buffered input.
@@ -131,7 +133,15 @@ pub fn read_message(ws: &mut WebSocket<Buffers>) -> Inbound {
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return Inbound::Closed
             }
-            Err(e) => return Inbound::Refused(close_for_error(&e)),
+            Err(e) => {
+                let close = close_for_error(&e);
+                let violation = match close.code {
+                    status::TOO_BIG => Violation::WebSocketTooBig,
+                    status::INVALID_DATA => Violation::WebSocketUtf8,
+                    _ => Violation::WebSocketFrame,
+                };
+                return Inbound::Refused(close, violation);
+            }
         }
     }
 }
@@ -271,7 +281,7 @@ mod tests {
             },
         );
         match read_message(&mut ws) {
-            Inbound::Refused(close) => Some(close),
+            Inbound::Refused(close, _) => Some(close),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ use super::binary::Reassembler;
 use super::handler::{Command, EngineMessage, Event, Handler, Origin, Refusal, Socket};
 use super::packet::{Limits, Packet, PacketError, PacketKind, DEFAULT_NAMESPACE};
 use crate::engineio::sid::{random_id, IdSource, RandomId};
+use crate::engineio::violation::{SocketIoRule, Violation};
 
 /// One namespace this connection has joined.
 #[derive(Debug)]
@@ -73,6 +74,19 @@ impl std::fmt::Display for SioError {
             SioError::UnexpectedPacket => write!(f, "CONNECT_ERROR from a client"),
             SioError::TooManyNamespaces => write!(f, "more namespaces than allowed"),
         }
+    }
+}
+
+impl SioError {
+    /// The protocol rule broken, for the metrics and logs.
+    pub fn violation(&self) -> Violation {
+        Violation::SocketIo(match self {
+            SioError::Packet(error) => error.rule(),
+            SioError::NotConnected => SocketIoRule::NotConnected,
+            SioError::AlreadyConnected => SocketIoRule::AlreadyConnected,
+            SioError::UnexpectedPacket => SocketIoRule::ConnectErrorFromClient,
+            SioError::TooManyNamespaces => SocketIoRule::TooManyNamespaces,
+        })
     }
 }
 

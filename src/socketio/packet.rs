@@ -16,6 +16,7 @@
 //! not fit in a `u64`), because a packet that means nothing should end the session rather
 //! than reach a handler.
 
+use crate::engineio::violation::SocketIoRule;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -258,6 +259,32 @@ impl std::fmt::Display for PacketError {
 }
 
 impl std::error::Error for PacketError {}
+
+impl PacketError {
+    /// The rule this error names, for the metrics and logs.
+    pub fn rule(&self) -> SocketIoRule {
+        match self {
+            Self::Empty => SocketIoRule::EmptyPacket,
+            Self::UnknownType(_) => SocketIoRule::UnknownType,
+            Self::BadAttachmentCount => SocketIoRule::BadAttachmentCount,
+            Self::TooManyAttachments => SocketIoRule::TooManyAttachments,
+            Self::BadAckId => SocketIoRule::BadAckId,
+            Self::InvalidJson => SocketIoRule::InvalidJson,
+            Self::JsonTooDeep => SocketIoRule::JsonTooDeep,
+            Self::JsonTooManyElements => SocketIoRule::JsonTooManyElements,
+            Self::ConnectDataNotObject => SocketIoRule::ConnectDataNotObject,
+            Self::DisconnectHasData => SocketIoRule::DisconnectHasData,
+            Self::EventDataNotArray => SocketIoRule::EventDataNotArray,
+            Self::EventNameInvalid => SocketIoRule::EventNameInvalid,
+            Self::ReservedEventName => SocketIoRule::ReservedEventName,
+            Self::AckDataNotArray => SocketIoRule::AckDataNotArray,
+            Self::ConnectErrorDataInvalid => SocketIoRule::ConnectErrorDataInvalid,
+            Self::BadPlaceholder => SocketIoRule::BadPlaceholder,
+            Self::UnexpectedText => SocketIoRule::UnexpectedText,
+            Self::UnexpectedAttachment => SocketIoRule::UnexpectedAttachment,
+        }
+    }
+}
 
 /// Limits the decoder enforces on peer input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -793,6 +793,29 @@ pub fn ws_send_text(ws: &mut Ws, text: &str) {
         .expect("send a text frame");
 }
 
+/// One client frame built by hand (masked, as RFC 6455 requires of clients): `opcode` 1 text,
+/// 2 binary, 0 continuation; `fin` ends the message. Payloads under 64 KiB.
+pub fn ws_raw_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | (opcode & 0x0f)];
+    let len = payload.len();
+    if len < 126 {
+        frame.push(0x80 | len as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    let mask = [0x5a, 0x11, 0xc3, 0x07];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Write bytes to a WebSocket's TCP stream as they are (frames built by [`ws_raw_frame`]).
+pub fn ws_write_raw(ws: &mut Ws, bytes: &[u8]) {
+    use std::io::Write as _;
+    ws.get_mut().write_all(bytes).expect("write raw bytes");
+}
+
 pub fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
     ws.send(Message::binary(data.to_vec()))
         .expect("send a binary frame");

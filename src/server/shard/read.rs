@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::Shard;
 use crate::endpoint::{RequestOutcome, WsMessage};
 use crate::engineio::session::CloseReason;
+use crate::engineio::violation::Violation;
 use crate::http::{
     parse_head, write_plain_error, HeadError, HeadLimits, Method, RequestHead, Status,
 };
@@ -93,7 +94,10 @@ impl<H: Handler> Shard<H> {
                 let limit = self.config.max_head_bytes + self.config.max_payload;
                 if let Some(conn) = self.conns.get_mut(key) {
                     if conn.io().input.len() > limit {
-                        self.close_conn(key, CloseReason::ProtocolError);
+                        self.close_conn(
+                            key,
+                            CloseReason::ProtocolError(Violation::PipelinedWhileParked),
+                        );
                     }
                 }
             }
@@ -290,9 +294,9 @@ impl<H: Handler> Shard<H> {
                     self.end_mode(key, CloseReason::TransportClose);
                     return;
                 }
-                ws::Inbound::Refused(close) => {
+                ws::Inbound::Refused(close, violation) => {
                     self.close_websocket(key, &close);
-                    self.end_mode(key, CloseReason::ProtocolError);
+                    self.end_mode(key, CloseReason::ProtocolError(violation));
                     return;
                 }
                 ws::Inbound::Text(text) => {
