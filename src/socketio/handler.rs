@@ -229,6 +229,13 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         self.commands.push(Command::Emit(packet));
     }
 
+    /// Emit an event whose data array (name first) the application encoded already, e.g.
+    /// with [`event_array_json`]; see [`Packet::event_json`].
+    pub fn emit_json(&mut self, data: Box<str>) {
+        let packet = Packet::event_json(self.nsp, data, None);
+        self.commands.push(Command::Emit(packet));
+    }
+
     pub fn join(&mut self, room: &str) {
         self.join_after(room, 0);
     }
@@ -285,6 +292,26 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
         self.commands.push(ShardCommand::EmitTo { socket, packet });
     }
 
+    /// Answer acknowledgement `ack_id` of one socket anywhere with a values array the
+    /// application encoded already (e.g. with [`array_json`]); see [`Packet::ack_json`].
+    pub fn ack_to_json(&mut self, socket: SocketRef, ack_id: u64, values: Box<str>) {
+        let packet = Packet::ack_json(&socket.nsp, ack_id, values);
+        self.commands.push(ShardCommand::EmitTo { socket, packet });
+    }
+
+    /// Emit an event whose data array (name first) the application encoded already (e.g.
+    /// with [`event_array_json`]) to a room on every shard; see [`ShardCommand::Broadcast`].
+    pub fn broadcast_json(&mut self, nsp: &str, room: &str, data: Box<str>, seq: Option<u64>) {
+        let packet = Packet::event_json(nsp, data, None);
+        self.commands.push(ShardCommand::Broadcast {
+            nsp: nsp.to_owned(),
+            room: room.to_owned(),
+            packet,
+            except: None,
+            seq,
+        });
+    }
+
     /// Emit `event` to a room on every shard; see [`ShardCommand::Broadcast`].
     pub fn broadcast(
         &mut self,
@@ -314,6 +341,43 @@ pub fn event_array(event: &str, args: Vec<Value>) -> Value {
     array.push(Value::String(event.to_owned()));
     array.extend(args);
     Value::Array(array)
+}
+
+/// `["event",arg,...]` from an event name and arguments that are JSON text already (each
+/// one complete JSON value, e.g. serde_json's output), for [`Socket::emit_json`] and
+/// [`ShardContext::broadcast_json`]: the arguments are copied, not parsed or re-encoded.
+pub fn event_array_json(event: &str, args: &[&str]) -> Box<str> {
+    let args_len: usize = args.iter().map(|a| a.len() + 1).sum();
+    let mut out = Vec::with_capacity(4 + event.len() + args_len);
+    out.push(b'[');
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut out, event);
+    for arg in args {
+        out.push(b',');
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out.push(b']');
+    // serde_json writes UTF-8 and every argument is a `str`, so this never falls back.
+    String::from_utf8(out)
+        .map(String::into_boxed_str)
+        .unwrap_or_default()
+}
+
+/// `[value,...]` from values that are JSON text already, for [`ShardContext::ack_to_json`]
+/// (copied, not parsed).
+pub fn array_json(values: &[&str]) -> Box<str> {
+    // `[`, the values, a comma between two, `]`.
+    let len = 1 + values.iter().map(|v| v.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(len.max(2));
+    out.push('[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(value);
+    }
+    out.push(']');
+    out.into_boxed_str()
 }
 
 /// The [`Socket`] type a handler `H` is called with.
