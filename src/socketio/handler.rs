@@ -433,3 +433,54 @@ pub trait Handler: Send + Sync + 'static {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socketio::packet::{decode, encode_into, Limits};
+    use serde_json::json;
+
+    #[test]
+    fn arrays_from_encoded_json_are_the_arrays_of_their_values() {
+        let message = r#"{"a":1,"b":"ü\n"}"#;
+        assert_eq!(
+            &*event_array_json("newMessage", &[message]),
+            json!(["newMessage", {"a": 1, "b": "ü\n"}]).to_string()
+        );
+        assert_eq!(
+            &*event_array_json("say \"hi\"", &[]),
+            json!(["say \"hi\""]).to_string()
+        );
+        assert_eq!(
+            &*event_array_json("two", &["1", "[true]"]),
+            json!(["two", 1, [true]]).to_string()
+        );
+        assert_eq!(&*array_json(&[]), "[]");
+        assert_eq!(
+            &*array_json(&[message]),
+            json!([{"a": 1, "b": "ü\n"}]).to_string()
+        );
+        assert_eq!(&*array_json(&["1", "null"]), "[1,null]");
+    }
+
+    #[test]
+    fn packets_from_encoded_json_go_on_the_wire_as_their_value_twins() {
+        let data = json!(["newMessage", {"content": "Call me Ishmael."}]);
+        let text = event_array_json("newMessage", &[r#"{"content":"Call me Ishmael."}"#]);
+        let wire = |packet: &Packet| {
+            let mut out = Vec::new();
+            encode_into(packet, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let raw = Packet::event_json("/", text, None);
+        let twin = Packet::event("/", data.clone(), None, Vec::new());
+        assert_eq!(wire(&raw), wire(&twin));
+        let (decoded, _) = decode(&wire(&raw), &Limits::default()).unwrap();
+        assert_eq!(decoded.data, Some(data));
+
+        let ack = Packet::ack_json("/chat", 7, array_json(&[r#"{"ok":true}"#]));
+        let ack_twin = Packet::ack("/chat", 7, json!([{"ok": true}]), Vec::new());
+        assert_eq!(wire(&ack), wire(&ack_twin));
+        assert_eq!(wire(&ack), r#"3/chat,7[{"ok":true}]"#);
+    }
+}
