@@ -9,7 +9,8 @@
 //!   what it costs to answer it on the typed paths;
 //! - encoding one broadcast: the work done once per stored message in the chat's turn end
 //!   (`src/chat/mod.rs`): the Message JSON, the `newMessage` packet's frames (shared by every
-//!   recipient, `src/server/sessions.rs` `broadcast_from`), and the sender's ack.
+//!   recipient, `src/server/sessions.rs` `broadcast_from`), and the sender's ack; before (a
+//!   `Value` tree per message) and since the message's text is encoded once and shared.
 //!
 //! `cargo bench --bench chat`; results and the machine in benches/RESULTS.md.
 
@@ -21,10 +22,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use readrealm_chat::chat::errors::ChatError;
-use readrealm_chat::chat::message::message_value;
+use readrealm_chat::chat::message::{encode_message, message_ack_json, message_value};
 use readrealm_chat::chat::validate::{self, MessageRequest, Payload};
 use readrealm_chat::socketio::event_json::{first_arg, FirstArg};
-use readrealm_chat::socketio::handler::event_array;
+use readrealm_chat::socketio::handler::{event_array, event_array_json};
 use readrealm_chat::socketio::packet::{decode_deferred, Limits};
 use readrealm_chat::socketio::Event;
 use readrealm_chat::socketio::{packet_frames, Packet};
@@ -185,6 +186,22 @@ fn broadcast(c: &mut Criterion) {
                         Value::Array(vec![json!({ "ok": true, "message": body })]),
                         Vec::new(),
                     );
+                    (frames, packet_frames(&ack))
+                })
+            },
+        );
+        // The same since the message is encoded once (`encode_message`): its text is copied
+        // into the newMessage frame and the ack, never re-encoded.
+        g.bench_with_input(
+            BenchmarkId::new("encoded once: newMessage frames + ack frames", name),
+            &message,
+            |b, m| {
+                b.iter(|| {
+                    let text = encode_message(black_box(m));
+                    let packet =
+                        Packet::event_json("/", event_array_json("newMessage", &[&text]), None);
+                    let frames = packet_frames(&packet);
+                    let ack = Packet::ack_json("/", 12, message_ack_json(&text));
                     (frames, packet_frames(&ack))
                 })
             },

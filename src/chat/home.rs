@@ -6,8 +6,10 @@
 //! commit), and only after the batch is stored broadcasts each `newMessage` — in sequence
 //! order, so every member on every shard sees one order, equal to `_id` order and history
 //! order — and answers each sender. A failed write broadcasts nothing and answers
-//! `unavailable`. Joins read history on the member's own shard and join with a floor of the
-//! newest sequence they read, so a message is seen once: as history or as `newMessage`.
+//! `unavailable`. Before broadcasting, the turn end publishes each room's new history to the
+//! shared history cache (`history`); joins take it on the member's own shard and join with a
+//! floor of the newest sequence they served, so a message is seen once: as history or as
+//! `newMessage`.
 
 use std::collections::HashMap;
 

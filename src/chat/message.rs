@@ -1,4 +1,5 @@
-//! The JSON shapes the server emits: `Message`, presence payloads, acknowledgements.
+//! The JSON shapes the server emits: `Message` (as a `Value`, or encoded once as text to be
+//! shared), presence payloads, acknowledgements.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -40,6 +41,72 @@ impl<'a> MessageJson<'a> {
 
 pub fn message_value(message: &StoredMessage) -> Value {
     serde_json::to_value(MessageJson::new(message)).unwrap_or(Value::Null)
+}
+
+/// A Message's JSON object text, encoded once and shared: the same text goes into the
+/// `newMessage` broadcast, the sender's ack and the room's cached history (`history`).
+pub type EncodedMessage = std::sync::Arc<str>;
+
+/// A message as docs/API.md shows it, written straight to JSON text (no `Value` tree); the
+/// same text as `message_value` would give.
+#[derive(Serialize)]
+struct MessageText<'a> {
+    #[serde(rename = "_id", serialize_with = "as_display")]
+    id: crate::store::MessageId,
+    #[serde(rename = "bookId")]
+    book_id: u64,
+    #[serde(rename = "userId")]
+    user_id: &'a str,
+    username: &'a str,
+    content: &'a str,
+    #[serde(rename = "createdAt")]
+    created_at: &'a str,
+    #[serde(rename = "updatedAt")]
+    updated_at: &'a str,
+}
+
+fn as_display<S: serde::Serializer>(
+    value: &crate::store::MessageId,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Bytes of a Message's JSON beyond its strings' own: the keys, punctuation, the id and the
+/// two timestamps.
+const MESSAGE_JSON_OVERHEAD: usize = 160;
+
+/// Encode a stored message as its JSON object text, once.
+pub fn encode_message(message: &StoredMessage) -> EncodedMessage {
+    let created = iso8601(message.value.created_ms);
+    let text = MessageText {
+        id: message.value.id,
+        book_id: message.book_id,
+        user_id: &message.value.user_id,
+        username: &message.value.username,
+        content: &message.value.content,
+        created_at: &created,
+        updated_at: &created,
+    };
+    let strings =
+        message.value.user_id.len() + message.value.username.len() + message.value.content.len();
+    let mut out = Vec::with_capacity(MESSAGE_JSON_OVERHEAD + strings);
+    // Writing into a `Vec` cannot fail, and every key is a string.
+    let _ = serde_json::to_writer(&mut out, &text);
+    // serde_json writes UTF-8, so this never falls back.
+    std::str::from_utf8(&out).map_or_else(|_| "null".into(), Into::into)
+}
+
+/// `[{"ok":true,"message":<message>}]`: the values of a `chatMessage`'s ack (docs/API.md),
+/// around the message's encoded text.
+pub fn message_ack_json(message: &str) -> Box<str> {
+    const HEAD: &str = r#"[{"ok":true,"message":"#;
+    const TAIL: &str = "}]";
+    let mut out = String::with_capacity(HEAD.len() + message.len() + TAIL.len());
+    out.push_str(HEAD);
+    out.push_str(message);
+    out.push_str(TAIL);
+    out.into_boxed_str()
 }
 
 /// `{ username, timestamp }` for `userJoined` / `userLeft`.

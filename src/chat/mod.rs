@@ -7,6 +7,7 @@
 //! shard (`home`), which keeps one order per room across shards.
 
 pub mod errors;
+pub mod history;
 pub mod home;
 pub mod limits;
 pub mod message;
@@ -18,14 +19,15 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
-use crate::socketio::handler::{ShardOf, SocketOf};
+use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::Store;
 use crate::time::now_millis;
 use errors::{ChatError, ErrorCode};
+use history::{HistoryCache, RoomHistory};
 use home::{home_shard, HomeShard, Post};
 use limits::{ChatLimits, RateLimiter};
-use message::{message_value, presence, room_name};
+use message::{encode_message, message_ack_json, presence, room_name, EncodedMessage};
 use validate::Payload;
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
@@ -44,6 +46,8 @@ pub struct ChatApp {
     limits: ChatLimits,
     /// Joins, stored messages, store latency and errors are counted here, per shard.
     metrics: Arc<Metrics>,
+    /// The rooms' newest messages, encoded, for joins (`history`).
+    history: HistoryCache,
 }
 
 impl ChatApp {
@@ -52,6 +56,7 @@ impl ChatApp {
             store,
             limits,
             metrics: Metrics::new(1),
+            history: HistoryCache::default(),
         }
     }
 
@@ -221,22 +226,26 @@ impl Handler for ChatApp {
         );
         match written {
             Ok(()) => {
-                for item in pending {
-                    let body = message_value(&item.message);
+                // Each message is encoded once: the same text goes into the room's history,
+                // the `newMessage` broadcast and the sender's ack.
+                let texts: Vec<EncodedMessage> =
+                    pending.iter().map(|p| encode_message(&p.message)).collect();
+                // Published before the broadcasts, so a join never misses a message (`history`).
+                let stored: Vec<_> = pending.iter().map(|p| &p.message).zip(&texts).collect();
+                let store = &self.store;
+                self.history
+                    .record_batch(&stored, |book| store.newest(book, HISTORY_LEN));
+                drop(stored);
+                for (item, text) in pending.into_iter().zip(texts) {
                     let room = room_name(item.message.book_id);
-                    shard.broadcast(
+                    shard.broadcast_json(
                         "/",
                         &room,
-                        "newMessage",
-                        vec![body.clone()],
+                        event_array_json("newMessage", &[&text]),
                         Some(item.message.seq),
                     );
                     if let Some(ack) = item.ack_id {
-                        shard.ack_to(
-                            item.reply_to,
-                            ack,
-                            vec![json!({ "ok": true, "message": body })],
-                        );
+                        shard.ack_to_json(item.reply_to, ack, message_ack_json(&text));
                     }
                 }
             }
@@ -291,27 +300,22 @@ impl ChatApp {
                 ),
             ));
         }
-        let history = self
-            .store
-            .newest(request.book_id, HISTORY_LEN)
-            .map_err(|e| ChatError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let history = self.room_history(request.book_id)?;
         socket
             .state
             .user_id
             .get_or_insert_with(|| request.user_id.clone());
         let room = room_name(request.book_id);
         if !already_in {
-            // Broadcasts up to the newest message read are in the history already.
-            let floor = history.first().map_or(0, |m| m.seq);
-            socket.join_after(&room, floor);
+            // Broadcasts up to the newest message served are in the history already.
+            socket.join_after(&room, history.newest_seq());
             self.metrics.shard(socket.origin.shard).joined();
             socket
                 .state
                 .rooms
                 .insert(request.book_id, request.username.clone());
         }
-        let messages: Vec<Value> = history.iter().map(message_value).collect();
-        socket.emit("previousMessages", vec![Value::Array(messages)]);
+        socket.emit_json(history.previous_messages_json());
         if !already_in {
             socket.broadcast(
                 &room,
@@ -321,6 +325,21 @@ impl ChatApp {
             );
         }
         Ok(Some(json!({ "ok": true, "room": room })))
+    }
+
+    /// A room's newest messages for a join: from the cache, or, for a room not cached (not
+    /// written since start, or evicted), read from the store once and offered to the cache.
+    fn room_history(&self, book_id: u64) -> Result<Arc<RoomHistory>, ChatError> {
+        if let Some(history) = self.history.get(book_id) {
+            return Ok(history);
+        }
+        let stored = self
+            .store
+            .newest(book_id, HISTORY_LEN)
+            .map_err(|e| ChatError::new(ErrorCode::Unavailable, e.to_string()))?;
+        let history = Arc::new(RoomHistory::from_stored(&stored));
+        self.history.offer(book_id, Arc::clone(&history));
+        Ok(history)
     }
 
     /// `chatMessage`: check it here, then hand it to the room's home shard.

@@ -234,6 +234,13 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         self.commands.push(Command::Emit(packet));
     }
 
+    /// Emit an event whose data array (name first) the application encoded already, e.g.
+    /// with [`event_array_json`]; see [`Packet::event_json`].
+    pub fn emit_json(&mut self, data: Box<str>) {
+        let packet = Packet::event_json(self.nsp, data, None);
+        self.commands.push(Command::Emit(packet));
+    }
+
     pub fn join(&mut self, room: &str) {
         self.join_after(room, 0);
     }
@@ -290,6 +297,26 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
         self.commands.push(ShardCommand::EmitTo { socket, packet });
     }
 
+    /// Answer acknowledgement `ack_id` of one socket anywhere with a values array the
+    /// application encoded already (e.g. with [`array_json`]); see [`Packet::ack_json`].
+    pub fn ack_to_json(&mut self, socket: SocketRef, ack_id: u64, values: Box<str>) {
+        let packet = Packet::ack_json(&socket.nsp, ack_id, values);
+        self.commands.push(ShardCommand::EmitTo { socket, packet });
+    }
+
+    /// Emit an event whose data array (name first) the application encoded already (e.g.
+    /// with [`event_array_json`]) to a room on every shard; see [`ShardCommand::Broadcast`].
+    pub fn broadcast_json(&mut self, nsp: &str, room: &str, data: Box<str>, seq: Option<u64>) {
+        let packet = Packet::event_json(nsp, data, None);
+        self.commands.push(ShardCommand::Broadcast {
+            nsp: nsp.to_owned(),
+            room: room.to_owned(),
+            packet,
+            except: None,
+            seq,
+        });
+    }
+
     /// Emit `event` to a room on every shard; see [`ShardCommand::Broadcast`].
     pub fn broadcast(
         &mut self,
@@ -319,6 +346,43 @@ pub fn event_array(event: &str, args: Vec<Value>) -> Value {
     array.push(Value::String(event.to_owned()));
     array.extend(args);
     Value::Array(array)
+}
+
+/// `["event",arg,...]` from an event name and arguments that are JSON text already (each
+/// one complete JSON value, e.g. serde_json's output), for [`Socket::emit_json`] and
+/// [`ShardContext::broadcast_json`]: the arguments are copied, not parsed or re-encoded.
+pub fn event_array_json(event: &str, args: &[&str]) -> Box<str> {
+    let args_len: usize = args.iter().map(|a| a.len() + 1).sum();
+    let mut out = Vec::with_capacity(4 + event.len() + args_len);
+    out.push(b'[');
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut out, event);
+    for arg in args {
+        out.push(b',');
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out.push(b']');
+    // serde_json writes UTF-8 and every argument is a `str`, so this never falls back.
+    String::from_utf8(out)
+        .map(String::into_boxed_str)
+        .unwrap_or_default()
+}
+
+/// `[value,...]` from values that are JSON text already, for [`ShardContext::ack_to_json`]
+/// (copied, not parsed).
+pub fn array_json(values: &[&str]) -> Box<str> {
+    // `[`, the values, a comma between two, `]`.
+    let len = 1 + values.iter().map(|v| v.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(len.max(2));
+    out.push('[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(value);
+    }
+    out.push(']');
+    out.into_boxed_str()
 }
 
 /// The [`Socket`] type a handler `H` is called with.
@@ -372,5 +436,56 @@ pub trait Handler: Send + Sync + 'static {
     /// Plain Engine.IO servers only: a message arrived; return the messages to send back.
     fn on_engine_message(&self, _message: EngineMessage) -> Vec<EngineMessage> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socketio::packet::{decode, encode_into, Limits};
+    use serde_json::json;
+
+    #[test]
+    fn arrays_from_encoded_json_are_the_arrays_of_their_values() {
+        let message = r#"{"a":1,"b":"ü\n"}"#;
+        assert_eq!(
+            &*event_array_json("newMessage", &[message]),
+            json!(["newMessage", {"a": 1, "b": "ü\n"}]).to_string()
+        );
+        assert_eq!(
+            &*event_array_json("say \"hi\"", &[]),
+            json!(["say \"hi\""]).to_string()
+        );
+        assert_eq!(
+            &*event_array_json("two", &["1", "[true]"]),
+            json!(["two", 1, [true]]).to_string()
+        );
+        assert_eq!(&*array_json(&[]), "[]");
+        assert_eq!(
+            &*array_json(&[message]),
+            json!([{"a": 1, "b": "ü\n"}]).to_string()
+        );
+        assert_eq!(&*array_json(&["1", "null"]), "[1,null]");
+    }
+
+    #[test]
+    fn packets_from_encoded_json_go_on_the_wire_as_their_value_twins() {
+        let data = json!(["newMessage", {"content": "Call me Ishmael."}]);
+        let text = event_array_json("newMessage", &[r#"{"content":"Call me Ishmael."}"#]);
+        let wire = |packet: &Packet| {
+            let mut out = Vec::new();
+            encode_into(packet, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let raw = Packet::event_json("/", text, None);
+        let twin = Packet::event("/", data.clone(), None, Vec::new());
+        assert_eq!(wire(&raw), wire(&twin));
+        let (decoded, _) = decode(&wire(&raw), &Limits::default()).unwrap();
+        assert_eq!(decoded.data, Some(data));
+
+        let ack = Packet::ack_json("/chat", 7, array_json(&[r#"{"ok":true}"#]));
+        let ack_twin = Packet::ack("/chat", 7, json!([{"ok": true}]), Vec::new());
+        assert_eq!(wire(&ack), wire(&ack_twin));
+        assert_eq!(wire(&ack), r#"3/chat,7[{"ok":true}]"#);
     }
 }

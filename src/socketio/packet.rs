@@ -97,9 +97,10 @@ pub struct Packet {
     /// The JSON data. Binary values appear as `{"_placeholder":true,"num":i}`. `None` when
     /// there is none, or when the data is kept as text in [`Packet::json`].
     pub data: Option<Value>,
-    /// The data as JSON text, not parsed into a tree: set only by [`decode_deferred`] for an
+    /// The data as JSON text, not parsed into a tree: set by [`decode_deferred`] for an
     /// EVENT without attachments (checked for syntax, shape, name and depth, with lone
-    /// surrogates and out-of-range numbers rewritten by [`json_text::normalize`]). The
+    /// surrogates and out-of-range numbers rewritten by [`json_text::normalize`]), and by
+    /// [`Packet::event_json`] / [`Packet::ack_json`] for text the application encoded. The
     /// encoder writes it when `data` is `None`.
     pub json: Option<Box<str>>,
     /// Binary attachments, in order. For `BinaryEvent`/`BinaryAck` its length equals the
@@ -140,6 +141,31 @@ impl Packet {
             PacketKind::BinaryAck
         };
         Packet::new(kind, nsp, Some(id), Some(data), attachments)
+    }
+
+    /// An event whose data array is JSON text the application already encoded (event name
+    /// first), written as is: e.g. a message serialised once and sent to many. The text is
+    /// not checked here; the caller vouches that it is one JSON array (serde_json's output).
+    pub fn event_json(nsp: &str, json: Box<str>, id: Option<u64>) -> Packet {
+        Packet::new_json(PacketKind::Event, nsp, id, json)
+    }
+
+    /// An acknowledgement of the event with ack id `id` whose data array (the values) is JSON
+    /// text the application already encoded; see [`Packet::event_json`].
+    pub fn ack_json(nsp: &str, id: u64, json: Box<str>) -> Packet {
+        Packet::new_json(PacketKind::Ack, nsp, Some(id), json)
+    }
+
+    fn new_json(kind: PacketKind, nsp: &str, id: Option<u64>, json: Box<str>) -> Packet {
+        debug_assert!(json.starts_with('[') && json.ends_with(']'));
+        Packet {
+            kind,
+            nsp: nsp.to_owned(),
+            id,
+            data: None,
+            json: Some(json),
+            attachments: Vec::new(),
+        }
     }
 
     /// `4[nsp,]{"message":...[,"data":...]}`: a refused connection.

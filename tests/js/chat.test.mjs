@@ -1186,3 +1186,38 @@ describe("readrealm-chat --shards 2 with a failing message store", skipUnlessOwn
     }
   });
 });
+
+describe("readrealm-chat --shards 2 with a failing message store: the history cache", skipUnlessOwnServer("a message store made to fail (RLIMIT_FSIZE on its data dir)"), () => {
+  let server;
+  let clients;
+  let dataDir;
+  before(async () => {
+    dataDir = await makeDataDir();
+    server = await startChatServer({ shards: 2, dataDir, flags: { messageRate: 1000, messageBurst: 1000 }, fileSizeLimit: 256 * 1024 });
+  });
+  after(async () => {
+    clients?.closeAll();
+    await server?.stop();
+    await removeDir(dataDir);
+  });
+
+  test("a join right after a failed write gets the acked messages only: the failed one never enters the cached history", T, async () => {
+    clients = new ChatClients(server.url);
+    const book = newBook();
+    const a = await member(clients, book, configByKey("websocket"));
+    const acked = [];
+    let failure;
+    for (let i = 0; i < 400 && !failure; i++) {
+      const ack = await post(a.socket, { bookId: book, ...a.user, content: `${i} ${"w".repeat(3990)}` });
+      if (ack.ok) acked.push(ack.message);
+      else failure = { i, ack };
+    }
+    assert.ok(failure, `the store never failed after ${acked.length} messages of ~4 KB (RLIMIT_FSIZE 256 KiB)`);
+    assertError(assert, failure.ack, "unavailable");
+    // Nothing else is posted: the next join is served from the room's cached history.
+    const { ack, previous } = await join(await clients.connect(), { bookId: book, ...newUser() });
+    assert.deepEqual(ack, { ok: true, room: `book_${book}` }, "the join is served from the cache, not the failing store");
+    assert.ok(!previous.some((m) => m.content.startsWith(`${failure.i} `)), "the failed message is not in the history");
+    assert.deepEqual(previous, acked.slice(-50).reverse(), "history holds exactly the acked messages");
+  });
+});
