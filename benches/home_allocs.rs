@@ -123,6 +123,7 @@ fn drive(app: &ChatApp, home: &mut HomeShard, posts: Vec<ChatForward>, per_turn:
         let mut context = ShardContext {
             index: 0,
             count: 2,
+            now: std::time::Instant::now(),
             state: &mut *home,
             commands: &mut commands,
         };
