@@ -3,19 +3,26 @@
 //!
 //! # Layout
 //!
-//! A request flows through the modules in this order:
+//! Every module, in the order a message flows through them:
 //!
+//! - [`server`]: the I/O — listeners, shard threads and their mio loops, connections and their
+//!   buffers, HTTP request and WebSocket framing, the cross-shard bus, the order of writes;
+//!   it makes no protocol decision;
 //! - [`http`]: request heads (httparse), responses, CORS — sans-IO;
+//! - [`endpoint`]: one shard's protocol endpoint — every Engine.IO and Socket.IO decision,
+//!   events in (given `now`), transmits out; and the deterministic test pair — sans-IO;
 //! - [`engineio`]: Engine.IO packets and payloads, session ids, the session state machine
-//!   (transport, heartbeat, upgrade, queue) — sans-IO;
-//! - [`socketio`]: Socket.IO packets, binary reassembly, namespaces, and the [`socketio::Handler`]
-//!   API an application implements — sans-IO;
-//! - [`server`]: the I/O — listeners, shard threads, connections, timers, rooms and the
-//!   cross-shard bus;
-//! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
+//!   (transport, heartbeat, upgrade, queue), the protocol violations — sans-IO;
+//! - [`socketio`]: Socket.IO packets, JSON limits, binary reassembly, namespaces, and the
+//!   [`socketio::Handler`] API an application implements — sans-IO;
+//! - [`chat`]: the book chat, one `Handler`: payload rules, identity, rates, home shards,
+//!   the encoded history cache;
+//! - [`store`]: the RocksDB message store, ids, backups;
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
-//! - [`logging`]: levelled `key=value` lines on stderr;
-//! - [`site`]: the reading-room page at `/` and the client script it loads.
+//! - [`site`]: the reading-room page at `/` and the client script it loads;
+//! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
+//! - [`logging`]: levelled structured lines on stderr; [`time`]: wall-clock time and ISO-8601;
+//! - `fuzz_checks` (hidden): what each fuzz target asserts, shared with `cargo test`.
 
 #[cfg(feature = "store")]
 pub mod chat;

@@ -17,6 +17,7 @@
 //!
 //! Must never decide protocol behaviour itself, and never block on another shard.
 
+mod accept;
 mod close;
 pub mod ops;
 mod read;
@@ -28,11 +29,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::admission::{Admission, Admitted, Refusal};
+use super::admission::Admission;
 use super::bus::{BusMessage, Inbox, Peers};
 use super::conn::Conn;
 use crate::config::ServerConfig;
@@ -44,9 +45,6 @@ use ops::Ops;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
-
-/// How long to stop accepting after the process runs out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -229,102 +227,6 @@ impl<H: Handler> Shard<H> {
         next.map(|at| at.saturating_duration_since(now + TIMER_SLACK))
     }
 
-    fn accept(&mut self) {
-        if self.accept_paused_until.is_some() || self.shutting_down {
-            return;
-        }
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut stream, peer)) => match self.admission.admit(
-                    super::proxy::canonical(peer.ip()),
-                    super::proxy::is_trusted(&self.config.trusted_proxies, peer.ip()),
-                ) {
-                    Ok(admitted) => {
-                        let _ = stream.set_nodelay(true);
-                        self.adopt(stream, Vec::new(), Vec::new(), None, admitted);
-                    }
-                    Err(refusal) => {
-                        log_refusal(refusal, super::proxy::canonical(peer.ip()));
-                        // Best effort: a fresh socket's send buffer takes this at once.
-                        let _ = std::io::Write::write(&mut stream, refusal.response());
-                        let _ = stream.shutdown(std::net::Shutdown::Write);
-                    }
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_out_of_descriptors(&e) => {
-                    // At most one line per shard per backoff period.
-                    crate::log_warn!(
-                        "accept_paused",
-                        shard = self.index,
-                        cause = e,
-                        pause_ms = ACCEPT_BACKOFF.as_millis(),
-                        fix = "raise the file-descriptor limit (LimitNOFILE) or --max-connections"
-                    );
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-                // ECONNABORTED and friends concern one connection only.
-                Err(_) => continue,
-            }
-        }
-    }
-
-    /// Register a stream for reading and keep it with its buffered input and output; `None`
-    /// (the stream dropped) when mio refuses it.
-    fn register_conn(
-        &mut self,
-        mut stream: TcpStream,
-        input: Vec<u8>,
-        output: Vec<u8>,
-        admitted: Admitted,
-    ) -> Option<usize> {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        self.poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-            .ok()?;
-        let mut conn = Conn::new(stream, input, admitted);
-        conn.buffers.output = output;
-        entry.insert(conn);
-        Some(key)
-    }
-
-    /// Register a connection (accepted here or handed over by another shard) and process the
-    /// bytes already read from it.
-    fn adopt(
-        &mut self,
-        stream: TcpStream,
-        input: Vec<u8>,
-        output: Vec<u8>,
-        opened_at: Option<Instant>,
-        admitted: Admitted,
-    ) {
-        let has_input = !input.is_empty();
-        let has_output = !output.is_empty();
-        let Some(key) = self.register_conn(stream, input, output, admitted) else {
-            return;
-        };
-        if let Some(opened_at) = opened_at {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.opened_at = opened_at;
-            }
-        }
-        self.await_request(key);
-        if has_output {
-            self.mark_dirty(key, false);
-        }
-        if has_input {
-            self.process_input(key);
-        }
-        // Bytes may have arrived before registration; reading now is harmless if not.
-        self.on_readable(key);
-    }
-
     /// Handle bus messages; true when the shard must shut down.
     fn read_bus(&mut self) -> bool {
         while let Ok(message) = self.inbox.try_recv() {
@@ -422,39 +324,4 @@ impl<H: Handler> Shard<H> {
     fn conn_id(key: usize) -> ConnId {
         ConnId(key)
     }
-}
-
-/// Lines a second about refused connections, all shards together: a flood of connections
-/// must not flood the log.
-static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10);
-
-/// Log a refused connection with the client's address (behind a trusted proxy, the client it
-/// named) and what to change if the refusal is wrong.
-fn log_refusal(refusal: Refusal, client: std::net::IpAddr) {
-    if !crate::logging::enabled(crate::logging::Level::Warn) {
-        return;
-    }
-    let Some(suppressed) = REFUSAL_LOG.admit() else {
-        return;
-    };
-    let (cause, fix) = match refusal {
-        Refusal::ServerFull => ("server full", "raise --max-connections"),
-        Refusal::TooManyFromAddress => (
-            "per-IP cap",
-            "if this address is a proxy, list it in --trusted-proxies; or raise \
-             --max-connections-per-ip",
-        ),
-    };
-    crate::log_warn!(
-        "connection_refused",
-        client = client,
-        cause = cause,
-        fix = fix,
-        suppressed_before = suppressed
-    );
-}
-
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-        || e.kind() == io::ErrorKind::OutOfMemory
 }

@@ -151,7 +151,7 @@ impl<H: Handler> Shard<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        super::log_refusal(refusal, conn.admitted.client());
+        super::accept::log_refusal(refusal, conn.admitted.client());
         conn.buffers.input.clear();
         conn.output().extend_from_slice(refusal.response());
         self.close_after_flush(key);
