@@ -223,6 +223,8 @@ pub fn env_name(flag: &str) -> String {
     after_help = "Each flag is also read from its environment variable (shown as env); \
                   flags win over the environment, which wins over the --config file.",
     args_override_self = true,
+    // A value may start with '-' (`--message-rate -1` gets the validator's message).
+    allow_hyphen_values = true,
     next_line_help = true,
     max_term_width = 100
 )]
@@ -231,7 +233,6 @@ pub struct Flags {
         long,
         env = "READREALM_LISTEN",
         value_name = "ADDR",
-        allow_hyphen_values = true,
         help = "address to listen on [default: 0.0.0.0:3000]"
     )]
     pub listen: Option<String>,
@@ -239,7 +240,6 @@ pub struct Flags {
         long,
         env = "READREALM_DATA_DIR",
         value_name = "DIR",
-        allow_hyphen_values = true,
         help = "RocksDB directory for the history [default: ./data]"
     )]
     pub data_dir: Option<String>,
@@ -247,7 +247,6 @@ pub struct Flags {
         long,
         env = "READREALM_SYNC_WRITES",
         value_name = "BOOL",
-        allow_hyphen_values = true,
         help = "fsync every write batch: true or false [default: false]"
     )]
     pub sync_writes: Option<String>,
@@ -255,7 +254,6 @@ pub struct Flags {
         long,
         env = "READREALM_SHARDS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "event-loop threads [default: available cores]"
     )]
     pub shards: Option<String>,
@@ -263,7 +261,6 @@ pub struct Flags {
         long,
         env = "READREALM_CORS_ORIGIN",
         value_name = "ORIGINS",
-        allow_hyphen_values = true,
         help = "allowed CORS origins: *, none, or a comma-separated list [default: *]"
     )]
     pub cors_origin: Option<String>,
@@ -271,7 +268,6 @@ pub struct Flags {
         long,
         env = "READREALM_PING_INTERVAL",
         value_name = "MS",
-        allow_hyphen_values = true,
         help = "Engine.IO pingInterval in ms [default: 25000]"
     )]
     pub ping_interval: Option<String>,
@@ -279,7 +275,6 @@ pub struct Flags {
         long,
         env = "READREALM_PING_TIMEOUT",
         value_name = "MS",
-        allow_hyphen_values = true,
         help = "Engine.IO pingTimeout in ms [default: 20000]"
     )]
     pub ping_timeout: Option<String>,
@@ -287,7 +282,6 @@ pub struct Flags {
         long,
         env = "READREALM_CONNECT_TIMEOUT",
         value_name = "MS",
-        allow_hyphen_values = true,
         help = "ms allowed to send Socket.IO CONNECT [default: 45000]"
     )]
     pub connect_timeout: Option<String>,
@@ -295,7 +289,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_PAYLOAD",
         value_name = "BYTES",
-        allow_hyphen_values = true,
         help = "largest message or POST body in bytes [default: 1000000]"
     )]
     pub max_payload: Option<String>,
@@ -303,7 +296,6 @@ pub struct Flags {
         long,
         env = "READREALM_UPGRADE_TIMEOUT",
         value_name = "MS",
-        allow_hyphen_values = true,
         help = "ms allowed to complete the WebSocket upgrade [default: 10000]"
     )]
     pub upgrade_timeout: Option<String>,
@@ -311,7 +303,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_CONNECTIONS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "open connections, all shards together; 0: no cap [default: 100000]"
     )]
     pub max_connections: Option<String>,
@@ -319,7 +310,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_CONNECTIONS_PER_IP",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "open connections from one client IP; 0: no cap [default: 0]"
     )]
     pub max_connections_per_ip: Option<String>,
@@ -327,7 +317,6 @@ pub struct Flags {
         long,
         env = "READREALM_TRUSTED_PROXIES",
         value_name = "LIST",
-        allow_hyphen_values = true,
         help = "addresses/CIDRs whose PROXY header and X-Forwarded-For name the client \
                   [default: none]"
     )]
@@ -336,7 +325,6 @@ pub struct Flags {
         long,
         env = "READREALM_REQUEST_TIMEOUT",
         value_name = "MS",
-        allow_hyphen_values = true,
         help = "ms allowed for a whole HTTP request to arrive [default: 10000]"
     )]
     pub request_timeout: Option<String>,
@@ -344,7 +332,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_HEAD_BYTES",
         value_name = "BYTES",
-        allow_hyphen_values = true,
         help = "largest HTTP request head in bytes [default: 16384]"
     )]
     pub max_head_bytes: Option<String>,
@@ -352,7 +339,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_HEADERS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "most headers in one request [default: 64]"
     )]
     pub max_headers: Option<String>,
@@ -360,7 +346,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_JSON_DEPTH",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "deepest JSON nesting in one packet [default: 127]"
     )]
     pub max_json_depth: Option<String>,
@@ -368,7 +353,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_JSON_ELEMENTS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "most JSON values in a CONNECT, ACK or binary packet [default: 10000]"
     )]
     pub max_json_elements: Option<String>,
@@ -376,7 +360,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_ATTACHMENTS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "binary attachments in one packet [default: 10]"
     )]
     pub max_attachments: Option<String>,
@@ -384,7 +367,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_NAMESPACES",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "namespaces one connection may join [default: 32]"
     )]
     pub max_namespaces: Option<String>,
@@ -392,7 +374,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_OUTBOUND_BYTES",
         value_name = "BYTES",
-        allow_hyphen_values = true,
         help = "bytes queued for one slow reader before it is disconnected [default: 4000000]"
     )]
     pub max_outbound_bytes: Option<String>,
@@ -400,7 +381,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_ROOMS",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "rooms per connection [default: 100]"
     )]
     pub max_rooms: Option<String>,
@@ -408,7 +388,6 @@ pub struct Flags {
         long,
         env = "READREALM_MESSAGE_RATE",
         value_name = "PER_SECOND",
-        allow_hyphen_values = true,
         help = "chatMessages per second per connection [default: 10]"
     )]
     pub message_rate: Option<String>,
@@ -416,7 +395,6 @@ pub struct Flags {
         long,
         env = "READREALM_MESSAGE_BURST",
         value_name = "N",
-        allow_hyphen_values = true,
         help = "chatMessages allowed at once before the rate applies [default: 20]"
     )]
     pub message_burst: Option<String>,
@@ -424,7 +402,6 @@ pub struct Flags {
         long,
         env = "READREALM_MAX_CONTENT_LENGTH",
         value_name = "CHARS",
-        allow_hyphen_values = true,
         help = "longest message content in characters [default: 4000]"
     )]
     pub max_content_length: Option<String>,
@@ -432,7 +409,6 @@ pub struct Flags {
         long,
         env = "READREALM_CONFIG",
         value_name = "FILE",
-        allow_hyphen_values = true,
         help = "TOML file of settings, keys named like these flags without -- (env and flags win)"
     )]
     pub config: Option<String>,
@@ -440,7 +416,6 @@ pub struct Flags {
         long,
         env = "READREALM_LOG",
         value_name = "LEVEL",
-        allow_hyphen_values = true,
         help = "log level: error, warn, info, debug or trace [default: info]"
     )]
     pub log: Option<String>,
@@ -448,7 +423,6 @@ pub struct Flags {
         long,
         env = "READREALM_LOG_FORMAT",
         value_name = "FORMAT",
-        allow_hyphen_values = true,
         help = "log line format: logfmt (key=value) or json (one object per line) \
                   [default: logfmt]"
     )]
@@ -457,7 +431,6 @@ pub struct Flags {
         long,
         env = "READREALM_CLIENT_JS",
         value_name = "FILE",
-        allow_hyphen_values = true,
         help = "socket.io.min.js for the reading-room page [default: \
                   static/node_modules/socket.io-client/dist/socket.io.min.js under the working \
                   directory or the binary's]"
