@@ -97,9 +97,16 @@ fn print_config_layers_defaults_file_environment_and_flags() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Flags, environment variables, and the words the error must contain.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 #[test]
 fn bad_settings_exit_2_naming_the_flag_and_its_variable() {
-    let cases: [(&[&str], &[(&str, &str)], &[&str]); 7] = [
+    let cases: [Case; 7] = [
         (
             &["--shards", "0"],
             &[],
