@@ -14,7 +14,7 @@
 //!   cross-shard bus;
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
-//! - [`logging`]: levelled `key=value` lines on stderr;
+//! - [`logging`]: levelled logfmt or JSON lines on stderr (a `tracing` subscriber);
 //! - [`site`]: the reading-room page at `/` and the client script it loads.
 
 #[cfg(feature = "store")]
