@@ -553,12 +553,17 @@ impl Settings {
         Ok(())
     }
 
-    /// Apply every setting `flags` carries (from the command line or the environment), in
-    /// [`settings_flags`] order; the first bad value's error.
+    /// Apply every setting clap's `matches` of [`Flags`] carry (each from the command line, or
+    /// else its environment variable), in [`settings_flags`] order; the first bad value's error
+    /// (the message of [`Settings::set`]).
     pub fn apply_flags(&mut self, matches: &clap::ArgMatches) -> Result<(), String> {
         for (flag, _) in settings_flags() {
             let id = flag.trim_start_matches('-').replace('-', "_");
-            if let Some(value) = matches.get_one::<String>(&id) {
+            // `try_get_one`: an id clap does not know is an error here, never a panic.
+            let value = matches
+                .try_get_one::<String>(&id)
+                .map_err(|e| format!("{flag}: {e}"))?;
+            if let Some(value) = value {
                 self.set(&flag, value)?;
             }
         }
