@@ -1,15 +1,22 @@
 //! Every server knob, its default, and why it has that default.
 //!
-//! The binary fills a [`ServerConfig`] from flags and environment variables; tests and the
-//! conformance server build one in code. Nothing else in the crate hard-codes these numbers.
+//! The binary fills a [`Settings`] from flags and environment variables ([`Flags`], parsed by
+//! clap) over an optional TOML file (`crate::config_file`, which depends on this module,
+//! never the reverse); tests and the conformance server build a [`ServerConfig`] in code.
+//! Nothing else in the crate hard-codes these numbers. [`Settings::set`] is the one place a
+//! setting's text is checked, whichever layer it came from.
 
 use std::net::SocketAddr;
 #[cfg(feature = "store")]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[cfg(feature = "store")]
 use crate::chat::limits::ChatLimits;
+#[cfg(feature = "store")]
+use crate::logging::{Level, LogFormat};
+#[cfg(feature = "store")]
+use crate::site::CLIENT_JS_DEFAULT;
 
 use crate::http::cors::CorsPolicy;
 
@@ -131,8 +138,8 @@ pub struct Settings {
     /// acknowledged message survive a crash of the process.
     pub sync_writes: bool,
     pub chat: ChatLimits,
-    /// Operations: log level and the client script the reading-room page loads.
-    pub ops: crate::config_file::OpsSettings,
+    /// Operations: log level and format, and the client script the reading-room page loads.
+    pub ops: OpsSettings,
 }
 
 #[cfg(feature = "store")]
@@ -143,8 +150,45 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             sync_writes: false,
             chat: ChatLimits::default(),
-            ops: crate::config_file::OpsSettings::default(),
+            ops: OpsSettings::default(),
         }
+    }
+}
+
+/// Settings about running the server rather than serving the chat.
+#[cfg(feature = "store")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpsSettings {
+    /// How much to log.
+    pub log: Level,
+    /// How log lines are written: logfmt `key=value` lines or JSON objects.
+    pub log_format: LogFormat,
+    /// The socket.io-client browser bundle, when given explicitly.
+    pub client_js: Option<PathBuf>,
+    /// The settings file in use, if any (for `--print-config`).
+    pub config: Option<PathBuf>,
+}
+
+#[cfg(feature = "store")]
+impl OpsSettings {
+    /// The client script to serve: the explicit one, else [`CLIENT_JS_DEFAULT`] under the
+    /// working directory or next to the binary (or up to three levels above it, for
+    /// `target/release`), whichever exists first.
+    pub fn client_js_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.client_js {
+            return Some(path.clone());
+        }
+        let mut bases = vec![PathBuf::from(".")];
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        {
+            bases.extend(dir.ancestors().take(4).map(Path::to_path_buf));
+        }
+        bases
+            .into_iter()
+            .map(|base| base.join(CLIENT_JS_DEFAULT))
+            .find(|path| path.is_file())
     }
 }
 
@@ -158,112 +202,263 @@ pub fn env_name(flag: &str) -> String {
     )
 }
 
-/// The command-line flags the server binary understands, with their help text.
+/// The `readrealm-chat` command line, parsed by clap: one optional value per setting, each
+/// also read from its `READREALM_*` environment variable (a flag wins over its variable).
+///
+/// Values stay text here and are checked by [`Settings::set`], the one validator the flags,
+/// the environment and the TOML file (`crate::config_file`) share, so a bad value gets the
+/// same message (naming the flag and its variable) wherever it came from. The help texts are
+/// also the comments of `--print-config`. Defaults are not clap defaults: they live in
+/// [`ServerConfig::default`], [`Settings::default`] and [`ChatLimits::default`] (a clap
+/// default would hide the file's value), and the help text names them.
 #[cfg(feature = "store")]
-pub const FLAGS: &[(&str, &str)] = &[
-    ("--listen", "address to listen on [default: 0.0.0.0:3000]"),
-    (
-        "--data-dir",
-        "RocksDB directory for the history [default: ./data]",
-    ),
-    (
-        "--sync-writes",
-        "fsync every write batch: true or false [default: false]",
-    ),
-    ("--shards", "event-loop threads [default: available cores]"),
-    (
-        "--cors-origin",
-        "allowed CORS origins: *, none, or a comma-separated list [default: *]",
-    ),
-    (
-        "--ping-interval",
-        "Engine.IO pingInterval in ms [default: 25000]",
-    ),
-    (
-        "--ping-timeout",
-        "Engine.IO pingTimeout in ms [default: 20000]",
-    ),
-    (
-        "--connect-timeout",
-        "ms allowed to send Socket.IO CONNECT [default: 45000]",
-    ),
-    (
-        "--max-payload",
-        "largest message or POST body in bytes [default: 1000000]",
-    ),
-    (
-        "--upgrade-timeout",
-        "ms allowed to complete the WebSocket upgrade [default: 10000]",
-    ),
-    (
-        "--max-connections",
-        "open connections, all shards together; 0: no cap [default: 100000]",
-    ),
-    (
-        "--max-connections-per-ip",
-        "open connections from one client IP; 0: no cap [default: 0]",
-    ),
-    (
-        "--trusted-proxies",
-        "addresses/CIDRs whose PROXY header and X-Forwarded-For name the client [default: none]",
-    ),
-    (
-        "--request-timeout",
-        "ms allowed for a whole HTTP request to arrive [default: 10000]",
-    ),
-    (
-        "--max-head-bytes",
-        "largest HTTP request head in bytes [default: 16384]",
-    ),
-    ("--max-headers", "most headers in one request [default: 64]"),
-    (
-        "--max-json-depth",
-        "deepest JSON nesting in one packet [default: 127]",
-    ),
-    (
-        "--max-json-elements",
-        "most JSON values in a CONNECT, ACK or binary packet [default: 10000]",
-    ),
-    (
-        "--max-attachments",
-        "binary attachments in one packet [default: 10]",
-    ),
-    (
-        "--max-namespaces",
-        "namespaces one connection may join [default: 32]",
-    ),
-    (
-        "--max-outbound-bytes",
-        "bytes queued for one slow reader before it is disconnected [default: 4000000]",
-    ),
-    ("--max-rooms", "rooms per connection [default: 100]"),
-    (
-        "--message-rate",
-        "chatMessages per second per connection [default: 10]",
-    ),
-    (
-        "--message-burst",
-        "chatMessages allowed at once before the rate applies [default: 20]",
-    ),
-    (
-        "--max-content-length",
-        "longest message content in characters [default: 4000]",
-    ),
-    (
-        "--config",
-        "TOML file of settings, keys named like these flags without -- (env and flags win)",
-    ),
-    (
-        "--log",
-        "log level: error, warn, info, debug or trace [default: info]",
-    ),
-    (
-        "--client-js",
-        "socket.io.min.js for the reading-room page [default: \
-         static/node_modules/socket.io-client/dist/socket.io.min.js under the working directory \
-         or the binary's]",
-    ),
-];
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "readrealm-chat",
+    version,
+    about = "ReadRealm Chat: the book chat server (Socket.IO v5 on /socket.io/).",
+    long_about = None,
+    override_usage = "readrealm-chat [FLAG VALUE]... [--print-config]\n       \
+                      readrealm-chat backup --data-dir DIR --to NEW_DIR",
+    after_help = "Each flag is also read from its environment variable (shown as env); \
+                  flags win over the environment, which wins over the --config file.",
+    args_override_self = true,
+    // A value may start with '-' (`--message-rate -1` gets the validator's message).
+    allow_hyphen_values = true,
+    next_line_help = true,
+    max_term_width = 100
+)]
+pub struct Flags {
+    #[arg(
+        long,
+        env = "READREALM_LISTEN",
+        value_name = "ADDR",
+        help = "address to listen on [default: 0.0.0.0:3000]"
+    )]
+    pub listen: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_DATA_DIR",
+        value_name = "DIR",
+        help = "RocksDB directory for the history [default: ./data]"
+    )]
+    pub data_dir: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_SYNC_WRITES",
+        value_name = "BOOL",
+        help = "fsync every write batch: true or false [default: false]"
+    )]
+    pub sync_writes: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_SHARDS",
+        value_name = "N",
+        help = "event-loop threads [default: available cores]"
+    )]
+    pub shards: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CORS_ORIGIN",
+        value_name = "ORIGINS",
+        help = "allowed CORS origins: *, none, or a comma-separated list [default: *]"
+    )]
+    pub cors_origin: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_PING_INTERVAL",
+        value_name = "MS",
+        help = "Engine.IO pingInterval in ms [default: 25000]"
+    )]
+    pub ping_interval: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_PING_TIMEOUT",
+        value_name = "MS",
+        help = "Engine.IO pingTimeout in ms [default: 20000]"
+    )]
+    pub ping_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CONNECT_TIMEOUT",
+        value_name = "MS",
+        help = "ms allowed to send Socket.IO CONNECT [default: 45000]"
+    )]
+    pub connect_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_PAYLOAD",
+        value_name = "BYTES",
+        help = "largest message or POST body in bytes [default: 1000000]"
+    )]
+    pub max_payload: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_UPGRADE_TIMEOUT",
+        value_name = "MS",
+        help = "ms allowed to complete the WebSocket upgrade [default: 10000]"
+    )]
+    pub upgrade_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_CONNECTIONS",
+        value_name = "N",
+        help = "open connections, all shards together; 0: no cap [default: 100000]"
+    )]
+    pub max_connections: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        help = "open connections from one client IP; 0: no cap [default: 0]"
+    )]
+    pub max_connections_per_ip: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_TRUSTED_PROXIES",
+        value_name = "LIST",
+        help = "addresses/CIDRs whose PROXY header and X-Forwarded-For name the client \
+                  [default: none]"
+    )]
+    pub trusted_proxies: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_REQUEST_TIMEOUT",
+        value_name = "MS",
+        help = "ms allowed for a whole HTTP request to arrive [default: 10000]"
+    )]
+    pub request_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_HEAD_BYTES",
+        value_name = "BYTES",
+        help = "largest HTTP request head in bytes [default: 16384]"
+    )]
+    pub max_head_bytes: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_HEADERS",
+        value_name = "N",
+        help = "most headers in one request [default: 64]"
+    )]
+    pub max_headers: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_JSON_DEPTH",
+        value_name = "N",
+        help = "deepest JSON nesting in one packet [default: 127]"
+    )]
+    pub max_json_depth: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_JSON_ELEMENTS",
+        value_name = "N",
+        help = "most JSON values in a CONNECT, ACK or binary packet [default: 10000]"
+    )]
+    pub max_json_elements: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_ATTACHMENTS",
+        value_name = "N",
+        help = "binary attachments in one packet [default: 10]"
+    )]
+    pub max_attachments: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_NAMESPACES",
+        value_name = "N",
+        help = "namespaces one connection may join [default: 32]"
+    )]
+    pub max_namespaces: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_OUTBOUND_BYTES",
+        value_name = "BYTES",
+        help = "bytes queued for one slow reader before it is disconnected [default: 4000000]"
+    )]
+    pub max_outbound_bytes: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_ROOMS",
+        value_name = "N",
+        help = "rooms per connection [default: 100]"
+    )]
+    pub max_rooms: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MESSAGE_RATE",
+        value_name = "PER_SECOND",
+        help = "chatMessages per second per connection [default: 10]"
+    )]
+    pub message_rate: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MESSAGE_BURST",
+        value_name = "N",
+        help = "chatMessages allowed at once before the rate applies [default: 20]"
+    )]
+    pub message_burst: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_MAX_CONTENT_LENGTH",
+        value_name = "CHARS",
+        help = "longest message content in characters [default: 4000]"
+    )]
+    pub max_content_length: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CONFIG",
+        value_name = "FILE",
+        help = "TOML file of settings, keys named like these flags without -- (env and flags win)"
+    )]
+    pub config: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_LOG",
+        value_name = "LEVEL",
+        help = "log level: error, warn, info, debug or trace [default: info]"
+    )]
+    pub log: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_LOG_FORMAT",
+        value_name = "FORMAT",
+        help = "log line format: logfmt (key=value) or json (one object per line) \
+                  [default: logfmt]"
+    )]
+    pub log_format: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLIENT_JS",
+        value_name = "FILE",
+        help = "socket.io.min.js for the reading-room page [default: \
+                  static/node_modules/socket.io-client/dist/socket.io.min.js under the working \
+                  directory or the binary's]"
+    )]
+    pub client_js: Option<String>,
+    /// `--print-config`: print the effective settings as TOML and exit.
+    #[arg(
+        long,
+        help = "print the effective settings as TOML (a file --config reads back) and exit"
+    )]
+    pub print_config: bool,
+}
+
+/// Every setting's flag (`--ping-interval`) and help text, in the order `--help` and
+/// `--print-config` list them: the [`Flags`] that have an environment variable.
+#[cfg(feature = "store")]
+pub fn settings_flags() -> Vec<(String, String)> {
+    use clap::CommandFactory as _;
+    Flags::command()
+        .get_arguments()
+        .filter(|arg| arg.get_env().is_some())
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            Some((format!("--{long}"), help))
+        })
+        .collect()
+}
 
 #[cfg(feature = "store")]
 impl Settings {
@@ -291,6 +486,12 @@ impl Settings {
             match value.parse::<f64>() {
                 Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
                 _ => Err(bad("a positive number")),
+            }
+        };
+        let path = |value: &str| -> Result<PathBuf, String> {
+            match value {
+                "" => Err(bad("a file path")),
+                _ => Ok(PathBuf::from(value)),
             }
         };
         let server = &mut self.server;
@@ -337,42 +538,59 @@ impl Settings {
             "--message-rate" => self.chat.message_rate = rate(value)?,
             "--message-burst" => self.chat.message_burst = rate(value)?.max(1.0),
             "--max-content-length" => self.chat.max_content_chars = count(value, 1)?,
-            "--config" | "--log" | "--client-js" => {
-                self.ops.set(flag, value).map_err(|what| bad(&what))?
+            "--log" => {
+                self.ops.log = Level::parse(value)
+                    .ok_or_else(|| bad("one of error, warn, info, debug, trace"))?
             }
+            "--log-format" => {
+                self.ops.log_format =
+                    LogFormat::parse(value).ok_or_else(|| bad("logfmt or json"))?
+            }
+            "--client-js" => self.ops.client_js = Some(path(value)?),
+            "--config" => self.ops.config = Some(path(value)?),
             _ => return Err(format!("unknown setting {flag}")),
         }
         Ok(())
     }
 
-    /// Settings from the environment (`READREALM_*`), then from `args` (flags win).
-    pub fn from_env_and_args(args: &[String]) -> Result<Settings, String> {
-        let mut settings = Settings::default();
-        // Lowest after the defaults: the TOML file named by --config or READREALM_CONFIG.
-        crate::config_file::apply_file(&mut settings, args)?;
-        for (flag, _) in FLAGS {
-            if let Ok(value) = std::env::var(env_name(flag)) {
-                settings.set(flag, &value)?;
+    /// Apply every setting clap's `matches` of [`Flags`] carry (each from the command line, or
+    /// else its environment variable), in [`settings_flags`] order; the first bad value's error
+    /// (the message of [`Settings::set`]).
+    pub fn apply_flags(&mut self, matches: &clap::ArgMatches) -> Result<(), String> {
+        for (flag, _) in settings_flags() {
+            let id = flag.trim_start_matches('-').replace('-', "_");
+            // `try_get_one`: an id clap does not know is an error here, never a panic.
+            let value = matches
+                .try_get_one::<String>(&id)
+                .map_err(|e| format!("{flag}: {e}"))?;
+            if let Some(value) = value {
+                self.set(&flag, value)?;
             }
         }
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, value) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, value.to_owned()),
-                None => {
-                    let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
-                    (arg.as_str(), value.clone())
-                }
-            };
-            settings.set(flag, &value)?;
-        }
-        Ok(settings)
+        Ok(())
     }
 }
 
 #[cfg(all(test, feature = "store"))]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
+
+    /// The settings `args` (after the program name) give over the defaults, as the binary
+    /// parses them (without a settings file); the error as clap would print it.
+    fn from_args(args: &[String]) -> Result<Settings, String> {
+        let argv = std::iter::once("readrealm-chat".to_owned()).chain(args.iter().cloned());
+        let matches = Flags::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        let mut settings = Settings::default();
+        settings.apply_flags(&matches)?;
+        Ok(settings)
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
     fn flags_override_defaults_and_name_themselves_in_errors() {
@@ -386,7 +604,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let settings = Settings::from_env_and_args(&args).unwrap();
+        let settings = from_args(&args).unwrap();
         assert_eq!(settings.server.shards, 2);
         assert_eq!(settings.server.ping_interval, Duration::from_millis(300));
         assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
@@ -423,5 +641,65 @@ mod tests {
             err.contains("READREALM_TRUSTED_PROXIES") && err.contains("proxy.local"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_setting_has_its_environment_variable_and_a_help_text() {
+        let flags = settings_flags();
+        assert!(flags.len() >= 29, "{flags:?}");
+        let command = Flags::command();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            match arg.get_env() {
+                Some(env) => assert_eq!(env.to_str(), Some(env_name(&flag).as_str()), "{flag}"),
+                None => assert!(
+                    ["--print-config", "--help", "--version"].contains(&flag.as_str()),
+                    "{flag} has no environment variable"
+                ),
+            }
+        }
+        for (flag, help) in &flags {
+            assert!(!help.is_empty(), "{flag} has no help");
+            // Every setting is known to the validator: a bad value is refused by name, not as
+            // an unknown setting.
+            let err = Settings::default().set(flag, "\u{0}bad").err();
+            assert!(
+                err.as_ref()
+                    .is_none_or(|e| !e.starts_with("unknown setting")),
+                "{flag}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_keeps_its_forms_and_the_last_value_wins() {
+        let settings = from_args(&strings(&[
+            "--max-rooms",
+            "3",
+            "--max-rooms=4",
+            "--log",
+            "debug",
+            "--log-format=json",
+        ]))
+        .unwrap();
+        assert_eq!(settings.chat.max_rooms_per_connection, 4);
+        assert_eq!(settings.ops.log, Level::Debug);
+        assert_eq!(settings.ops.log_format, LogFormat::Json);
+        // A value that starts with '-' reaches the validator, which names the flag.
+        let err = from_args(&strings(&["--message-rate", "-1"])).unwrap_err();
+        assert!(
+            err.contains("--message-rate") && err.contains("READREALM_MESSAGE_RATE"),
+            "{err}"
+        );
+        let err = from_args(&strings(&["--log-format", "xml"])).unwrap_err();
+        assert!(
+            err.contains("--log-format") && err.contains("logfmt or json"),
+            "{err}"
+        );
+        let err = from_args(&strings(&["--nope", "1"])).unwrap_err();
+        assert!(err.contains("--nope"), "{err}");
+        let err = from_args(&strings(&["--shards"])).unwrap_err();
+        assert!(err.contains("--shards"), "{err}");
     }
 }

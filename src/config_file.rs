@@ -1,82 +1,58 @@
-//! The optional TOML settings file, the operational settings (log level, client script), and
+//! The optional TOML settings file, the layering of defaults, file, environment and flags, and
 //! the effective settings printed back as TOML (`--print-config`).
 //!
 //! The file's keys are the flag names without `--` (`ping-interval = 25000`); each goes
 //! through [`Settings::set`], so a bad value is refused with the same message naming the
 //! setting as a bad flag. Precedence, lowest first: defaults, the file, `READREALM_*`
-//! environment variables, flags. The file is named by `--config FILE` or `READREALM_CONFIG`.
+//! environment variables, flags. The file is named by `--config FILE` or `READREALM_CONFIG`;
+//! [`load_settings`] puts the layers together.
+//!
+//! This module depends on [`crate::config`] (the settings, their flags and their one
+//! validator) and never the reverse: `config` knows no file.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 
-use crate::config::{env_name, Settings, FLAGS};
-use crate::logging::Level;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
-use crate::site::CLIENT_JS_DEFAULT;
+use crate::config::{settings_flags, Flags, Settings};
 
-/// Settings about running the server rather than serving the chat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpsSettings {
-    /// How much to log.
-    pub log: Level,
-    /// The socket.io-client browser bundle, when given explicitly.
-    pub client_js: Option<PathBuf>,
-    /// The settings file in use, if any (for `--print-config`).
-    pub config: Option<PathBuf>,
-}
-
-impl OpsSettings {
-    /// Apply `--log`, `--client-js` or `--config`; the error says what was expected.
-    pub fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
-        match flag {
-            "--log" => {
-                self.log = Level::parse(value).ok_or("one of error, warn, info, debug, trace")?;
-            }
-            "--client-js" if !value.is_empty() => self.client_js = Some(PathBuf::from(value)),
-            "--config" if !value.is_empty() => self.config = Some(PathBuf::from(value)),
-            "--client-js" | "--config" => return Err("a file path".into()),
-            _ => return Err(format!("unknown setting {flag}")),
+/// The binary's settings from its command line (`args`, the program name first) and the
+/// environment, over the TOML file they name, over the defaults; and the parsed [`Flags`]
+/// (for `--print-config`).
+///
+/// # Errors
+///
+/// A [`clap::Error`] to print with [`clap::Error::exit`]: `--help` and `--version` (exit 0),
+/// an unknown flag or a flag without its value (clap's message, exit 2), a bad value
+/// (the message of [`Settings::set`], naming the flag and its environment variable; exit 2),
+/// or an unreadable or bad settings file (exit 2).
+pub fn load_settings<I, T>(args: I) -> Result<(Flags, Settings), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut command = Flags::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    let flags = Flags::from_arg_matches(&matches)?;
+    let invalid = |e: String| {
+        command
+            .clone()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+    };
+    let mut settings = Settings::default();
+    // Lowest after the defaults: the TOML file named by --config or READREALM_CONFIG.
+    if let Some(path) = &flags.config {
+        if path.is_empty() {
+            return Err(invalid(
+                "invalid --config (env READREALM_CONFIG): \"\" (a file path)".into(),
+            ));
         }
-        Ok(())
+        load(&mut settings, Path::new(path)).map_err(invalid)?;
     }
-
-    /// The client script to serve: the explicit one, else [`CLIENT_JS_DEFAULT`] under the
-    /// working directory or next to the binary (or up to three levels above it, for
-    /// `target/release`), whichever exists first.
-    pub fn client_js_path(&self) -> Option<PathBuf> {
-        if let Some(path) = &self.client_js {
-            return Some(path.clone());
-        }
-        let mut bases = vec![PathBuf::from(".")];
-        if let Some(dir) = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        {
-            bases.extend(dir.ancestors().take(4).map(Path::to_path_buf));
-        }
-        bases
-            .into_iter()
-            .map(|base| base.join(CLIENT_JS_DEFAULT))
-            .find(|path| path.is_file())
-    }
-}
-
-/// Load the settings file named by `--config` in `args` (the last one wins) or by
-/// `READREALM_CONFIG`, if any, into `settings`.
-pub fn apply_file(settings: &mut Settings, args: &[String]) -> Result<(), String> {
-    let mut path = std::env::var(env_name("--config")).ok();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--config" {
-            path = args.next().cloned();
-        } else if let Some(value) = arg.strip_prefix("--config=") {
-            path = Some(value.to_owned());
-        }
-    }
-    match path {
-        Some(path) if !path.is_empty() => load(settings, Path::new(&path)),
-        Some(_) => Err("invalid --config (env READREALM_CONFIG): \"\" (a file path)".into()),
-        None => Ok(()),
-    }
+    // Then each flag's value, from the command line or else its environment variable.
+    settings.apply_flags(&matches).map_err(invalid)?;
+    Ok((flags, settings))
 }
 
 /// Apply every key of the TOML file at `path` through [`Settings::set`].
@@ -90,10 +66,11 @@ pub fn load(settings: &mut Settings, path: &Path) -> Result<(), String> {
 
 /// Apply the keys of a TOML document; the error names the key.
 pub fn apply_toml(settings: &mut Settings, text: &str) -> Result<(), String> {
+    let flags = settings_flags();
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
     for (key, value) in &table {
         let flag = format!("--{key}");
-        if key == "config" || !FLAGS.iter().any(|(f, _)| *f == flag) {
+        if key == "config" || !flags.iter().any(|(f, _)| *f == flag) {
             return Err(format!("unknown setting {key:?}"));
         }
         let value = match value {
@@ -157,6 +134,7 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--message-burst" => settings.chat.message_burst.to_string(),
         "--max-content-length" => settings.chat.max_content_chars.to_string(),
         "--log" => settings.ops.log.to_string(),
+        "--log-format" => settings.ops.log_format.to_string(),
         "--client-js" => settings.ops.client_js_path()?.display().to_string(),
         "--config" => settings.ops.config.as_ref()?.display().to_string(),
         _ => return None,
@@ -171,13 +149,13 @@ pub fn to_toml(settings: &Settings) -> String {
     if let Some(path) = &settings.ops.config {
         out.push_str(&format!("# read from {}\n", path.display()));
     }
-    for (flag, help) in FLAGS {
+    for (flag, help) in settings_flags() {
         let key = flag.trim_start_matches('-');
-        if *flag == "--config" {
+        if flag == "--config" {
             continue;
         }
         out.push_str(&format!("\n# {help}\n"));
-        match get(settings, flag) {
+        match get(settings, &flag) {
             Some(value) => out.push_str(&format!("{key} = {}\n", toml_value(&value))),
             None => out.push_str(&format!("# {key} = (not set)\n")),
         }
@@ -200,7 +178,17 @@ fn toml_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::Level;
+    use std::path::PathBuf;
     use std::time::Duration;
+
+    /// [`load_settings`] for `args` after the program name; the error as clap prints it.
+    pub(crate) fn from_args(args: &[String]) -> Result<Settings, String> {
+        let argv = std::iter::once("readrealm-chat".to_owned()).chain(args.iter().cloned());
+        load_settings(argv)
+            .map(|(_, settings)| settings)
+            .map_err(|e| e.to_string())
+    }
 
     #[test]
     fn file_keys_are_flag_names_and_errors_name_the_key() {
@@ -243,9 +231,9 @@ mod tests {
         settings.ops.client_js = Some(PathBuf::from("/srv/socket.io.min.js"));
         settings.set("--cors-origin", "https://a.example").unwrap();
         settings.set("--message-burst", "7").unwrap();
-        for (flag, _) in FLAGS {
-            if *flag != "--config" {
-                let value = get(&settings, flag);
+        for (flag, _) in settings_flags() {
+            if flag != "--config" {
+                let value = get(&settings, &flag);
                 assert!(value.is_some(), "{flag} has no getter in config_file::get");
             }
         }
@@ -253,8 +241,8 @@ mod tests {
         let mut again = Settings::default();
         apply_toml(&mut again, &printed).unwrap();
         assert_eq!(to_toml(&again), printed);
-        for (flag, _) in FLAGS {
-            assert_eq!(get(&again, flag), get(&settings, flag), "{flag}");
+        for (flag, _) in settings_flags() {
+            assert_eq!(get(&again, &flag), get(&settings, &flag), "{flag}");
         }
     }
 
@@ -273,13 +261,13 @@ mod tests {
             path.display().to_string(),
             "--ping-timeout=500".into(),
         ];
-        let settings = Settings::from_env_and_args(&args).unwrap();
+        let settings = from_args(&args).unwrap();
         assert_eq!(settings.server.ping_interval, Duration::from_millis(300));
         assert_eq!(settings.server.ping_timeout, Duration::from_millis(500));
         assert_eq!(settings.chat.max_rooms_per_connection, 7);
         assert_eq!(settings.ops.config.as_deref(), Some(path.as_path()));
         std::fs::write(&path, "max-rooms = 0\n").unwrap();
-        let err = Settings::from_env_and_args(&args).unwrap_err();
+        let err = from_args(&args).unwrap_err();
         assert!(
             err.contains("max-rooms") && err.contains("chat.toml"),
             "{err}"
@@ -288,7 +276,7 @@ mod tests {
             "--config".into(),
             dir.join("nope.toml").display().to_string(),
         ];
-        assert!(Settings::from_env_and_args(&missing).is_err());
+        assert!(from_args(&missing).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,7 +21,8 @@
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
 //! - [`site`]: the reading-room page at `/` and the client script it loads;
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
-//! - [`logging`]: levelled structured lines on stderr; [`time`]: wall-clock time and ISO-8601;
+//! - [`logging`]: levelled logfmt or JSON lines on stderr (a `tracing` subscriber); [`time`]:
+//!   wall-clock time and its ISO-8601 form;
 //! - `fuzz_checks` (hidden): what each fuzz target asserts, shared with `cargo test`.
 
 #[cfg(feature = "store")]

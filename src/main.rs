@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use readrealm_chat::chat::ChatApp;
-use readrealm_chat::config::{env_name, Settings, FLAGS};
 use readrealm_chat::metrics::Metrics;
 use readrealm_chat::server::Ops;
 use readrealm_chat::site::Site;
 use readrealm_chat::store::Store;
+use readrealm_chat::{config_file, logging};
 use readrealm_chat::{log_error, log_info};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -20,29 +20,8 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn usage() -> String {
-    let mut text = String::from(
-        "usage: readrealm-chat [FLAG VALUE]... [--print-config]\n       \
-         readrealm-chat backup --data-dir DIR --to NEW_DIR\n\n\
-         ReadRealm Chat: the book chat server (Socket.IO v5 on /socket.io/).\n\n\
-         flags (each also read from its environment variable; flags win):\n",
-    );
-    for (flag, help) in FLAGS {
-        text.push_str(&format!(
-            "  {flag:<22} {help}\n  {:<22} env {}\n",
-            "",
-            env_name(flag)
-        ));
-    }
-    text
-}
-
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}", usage());
-        return ExitCode::SUCCESS;
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("backup") {
         return match readrealm_chat::store::backup::command(&args[1..]) {
             Ok(done) => {
@@ -55,20 +34,20 @@ fn main() -> ExitCode {
             }
         };
     }
-    let print_config = args.iter().any(|a| a == "--print-config");
-    args.retain(|a| a != "--print-config");
-    let settings = match Settings::from_env_and_args(&args) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("readrealm-chat: {e}\n\n{}", usage());
-            return ExitCode::from(2);
-        }
+    // Flags and environment (clap; --help and --version too), over the --config file, over
+    // the defaults. A bad setting exits 2 with a message naming the flag and its variable.
+    let (flags, settings) = match config_file::load_settings(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(e) => e.exit(),
     };
-    if print_config {
-        print!("{}", readrealm_chat::config_file::to_toml(&settings));
+    if flags.print_config {
+        print!("{}", config_file::to_toml(&settings));
         return ExitCode::SUCCESS;
     }
-    readrealm_chat::logging::set_level(settings.ops.log);
+    if let Err(e) = logging::init(settings.ops.log, settings.ops.log_format) {
+        eprintln!("readrealm-chat: {e}");
+        return ExitCode::FAILURE;
+    }
     let store = match Store::open(&settings.data_dir, settings.sync_writes) {
         Ok(store) => Arc::new(store),
         Err(e) => {

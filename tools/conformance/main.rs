@@ -12,6 +12,8 @@ use readrealm_chat::config::{Layer, ServerConfig};
 use readrealm_chat::socketio::conformance::{ConformanceSocketIo, EchoEngine};
 
 fn main() -> ExitCode {
+    // The server's log lines on stderr at info, as before the logger became a subscriber.
+    let _ = readrealm_chat::logging::init(Default::default(), Default::default());
     let mode = std::env::args().nth(1).unwrap_or_default();
     let listen = std::env::var("CONFORMANCE_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let Ok(listen) = listen.parse() else {

@@ -96,6 +96,8 @@ impl Handler for TestApp {
 }
 
 fn main() -> ExitCode {
+    // The server's log lines on stderr at info, as before the logger became a subscriber.
+    let _ = readrealm_chat::logging::init(Default::default(), Default::default());
     let mut config = ServerConfig {
         listen: ([127, 0, 0, 1], 3001).into(),
         ..ServerConfig::default()
