@@ -6,13 +6,13 @@
 //! Nothing else in the crate hard-codes these numbers. [`Settings::set`] is the one place a
 //! setting's text is checked, whichever layer it came from.
 
-use std::net::SocketAddr;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
 #[cfg(feature = "store")]
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[cfg(feature = "store")]
-use crate::chat::limits::ChatLimits;
 #[cfg(feature = "store")]
 use crate::logging::{Level, LogFormat};
 #[cfg(feature = "store")]
@@ -523,8 +523,7 @@ impl Settings {
             "--max-connections" => server.max_connections = count(value, 0)?,
             "--max-connections-per-ip" => server.max_connections_per_ip = count(value, 0)?,
             "--trusted-proxies" => {
-                server.trusted_proxies =
-                    crate::server::proxy::parse_trusted(value).map_err(|what| bad(&what))?
+                server.trusted_proxies = parse_trusted(value).map_err(|what| bad(&what))?
             }
             "--request-timeout" => server.request_timeout = millis(value)?,
             "--max-head-bytes" => server.max_head_bytes = count(value, 1024)?,
@@ -702,4 +701,43 @@ mod tests {
         let err = from_args(&strings(&["--shards"])).unwrap_err();
         assert!(err.contains("--shards"), "{err}");
     }
+}
+
+/// The chat limits of docs/API.md, each configurable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChatLimits {
+    /// Rooms one connection may be in.
+    pub max_rooms_per_connection: usize,
+    /// Sustained `chatMessage`s per second per connection.
+    pub message_rate: f64,
+    /// Messages a connection may send at once before the rate applies.
+    pub message_burst: f64,
+    /// Longest content after trimming, in characters.
+    pub max_content_chars: usize,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        ChatLimits {
+            max_rooms_per_connection: 100,
+            message_rate: 10.0,
+            message_burst: 20.0,
+            max_content_chars: 4000,
+        }
+    }
+}
+
+/// Parse `--trusted-proxies`: addresses and CIDR blocks separated by commas (white space
+/// around each is ignored; an empty string is the empty list). The error names the entry.
+pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is not an address or CIDR block"))
+        })
+        .collect()
 }

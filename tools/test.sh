@@ -18,6 +18,8 @@ cargo build --release --bins --locked
 echo "== format and lint"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets --locked -- -D warnings
+echo "== no import cycles between modules (tools/import-cycles.py)"
+python3 tools/import-cycles.py
 
 # Everything in the release profile: RocksDB's C++ is then compiled once, not twice.
 echo "== Rust unit and integration tests"

@@ -2,29 +2,7 @@
 
 use std::time::Instant;
 
-/// The chat limits of docs/API.md, each configurable.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChatLimits {
-    /// Rooms one connection may be in.
-    pub max_rooms_per_connection: usize,
-    /// Sustained `chatMessage`s per second per connection.
-    pub message_rate: f64,
-    /// Messages a connection may send at once before the rate applies.
-    pub message_burst: f64,
-    /// Longest content after trimming, in characters.
-    pub max_content_chars: usize,
-}
-
-impl Default for ChatLimits {
-    fn default() -> Self {
-        ChatLimits {
-            max_rooms_per_connection: 100,
-            message_rate: 10.0,
-            message_burst: 20.0,
-            max_content_chars: 4000,
-        }
-    }
-}
+pub use crate::config::ChatLimits;
 
 /// A token bucket: starts full (`burst` tokens), refills at `rate` per second.
 #[derive(Debug, Clone)]

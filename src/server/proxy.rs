@@ -32,21 +32,6 @@ pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }
 
-/// Parse `--trusted-proxies`: addresses and CIDR blocks separated by commas (white space
-/// around each is ignored; an empty string is the empty list). The error names the entry.
-pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{entry:?} is not an address or CIDR block"))
-        })
-        .collect()
-}
-
 /// What the front of a trusted peer's input holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyHeader {
@@ -141,6 +126,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_trusted;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
