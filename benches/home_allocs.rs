@@ -24,6 +24,7 @@ use readrealm_chat::chat::home::{HomeShard, Post};
 use readrealm_chat::chat::limits::ChatLimits;
 use readrealm_chat::chat::validate::MessageRequest;
 use readrealm_chat::chat::{ChatApp, ChatForward};
+use readrealm_chat::socketio::handler::SessionRef;
 use readrealm_chat::socketio::handler::{ShardCommand, ShardContext, SocketRef};
 use readrealm_chat::socketio::{packet_frames, Handler};
 use readrealm_chat::store::Store;
@@ -98,8 +99,7 @@ fn post(book_id: u64, n: u64) -> ChatForward {
         },
         reply_to: SocketRef {
             shard: 1,
-            session: n as usize % 1000,
-            generation: 1,
+            session: SessionRef::new(n as usize % 1000, 1),
             nsp: "/".to_owned(),
         },
         ack_id: Some(n),

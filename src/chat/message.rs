@@ -1,6 +1,7 @@
 //! The JSON shapes the server emits: `Message` (as a `Value`, or encoded once as text to be
 //! shared), presence payloads, acknowledgements.
 
+use crate::socketio::handler::RoomId;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -114,7 +115,12 @@ pub fn presence(username: &str, now_ms: u64) -> Value {
     json!({ "username": username, "timestamp": iso8601(now_ms) })
 }
 
-/// The name of a book's room.
+/// A book's room: keyed by the book id itself, no text built per message or join.
+pub fn book_room(book_id: u64) -> RoomId {
+    RoomId::Number(book_id)
+}
+
+/// The name of a book's room as the join answer shows it (`"book_2701"`, docs/API.md).
 pub fn room_name(book_id: u64) -> String {
     format!("book_{book_id}")
 }

@@ -27,7 +27,7 @@ use errors::{ChatError, ErrorCode};
 use history::{HistoryCache, RoomHistory};
 use home::{home_shard, HomeShard, Post};
 use limits::{ChatLimits, RateLimiter};
-use message::{encode_message, message_ack_json, presence, room_name, EncodedMessage};
+use message::{book_room, encode_message, message_ack_json, presence, room_name, EncodedMessage};
 use validate::Payload;
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
@@ -189,7 +189,7 @@ impl Handler for ChatApp {
         let rooms: Vec<(u64, String)> = socket.state.rooms.drain().collect();
         for (book_id, username) in rooms {
             socket.broadcast(
-                &room_name(book_id),
+                book_room(book_id),
                 "userLeft",
                 vec![presence(&username, now)],
                 true,
@@ -237,10 +237,9 @@ impl Handler for ChatApp {
                     .record_batch(&stored, |book| store.newest(book, HISTORY_LEN));
                 drop(stored);
                 for (item, text) in pending.into_iter().zip(texts) {
-                    let room = room_name(item.message.book_id);
                     shard.broadcast_json(
                         "/",
-                        &room,
+                        book_room(item.message.book_id),
                         event_array_json("newMessage", &[&text]),
                         Some(item.message.seq),
                     );
@@ -305,10 +304,10 @@ impl ChatApp {
             .state
             .user_id
             .get_or_insert_with(|| request.user_id.clone());
-        let room = room_name(request.book_id);
+        let room = book_room(request.book_id);
         if !already_in {
             // Broadcasts up to the newest message served are in the history already.
-            socket.join_after(&room, history.newest_seq());
+            socket.join_after(room.clone(), history.newest_seq());
             self.metrics.shard(socket.origin.shard).joined();
             socket
                 .state
@@ -318,13 +317,15 @@ impl ChatApp {
         socket.emit_json(history.previous_messages_json());
         if !already_in {
             socket.broadcast(
-                &room,
+                room,
                 "userJoined",
                 vec![presence(&request.username, now_millis())],
                 true,
             );
         }
-        Ok(Some(json!({ "ok": true, "room": room })))
+        Ok(Some(
+            json!({ "ok": true, "room": room_name(request.book_id) }),
+        ))
     }
 
     /// A room's newest messages for a join: from the cache, or, for a room not cached (not
@@ -394,10 +395,10 @@ impl ChatApp {
             check_identity(socket.state, user_id)?;
         }
         if socket.state.rooms.remove(&request.book_id).is_some() {
-            let room = room_name(request.book_id);
-            socket.leave(&room);
+            let room = book_room(request.book_id);
+            socket.leave(room.clone());
             socket.broadcast(
-                &room,
+                room,
                 "userLeft",
                 vec![presence(&request.username, now_millis())],
                 true,

@@ -15,7 +15,7 @@ use crate::engineio::packet::{EioPacket, Frame};
 use crate::engineio::session::{CloseReason, Inbound, Transport};
 use crate::socketio::connection::{Call, Output, SioConnection};
 use crate::socketio::handler::{
-    Command, EngineMessage, Origin, ShardCommand, ShardContext, SocketRef,
+    Command, EngineMessage, Origin, RoomId, ShardCommand, ShardContext, SocketRef,
 };
 use crate::socketio::packet::Packet;
 use crate::socketio::{packet_frames, Handler};
@@ -136,8 +136,7 @@ impl<H: Handler> Endpoint<H> {
         Origin {
             shard: self.index,
             shard_count: self.shards,
-            session: session.key,
-            generation: session.generation,
+            session,
         }
     }
 
@@ -161,7 +160,7 @@ impl<H: Handler> Endpoint<H> {
         match command {
             Command::Emit(packet) => self.send_packet(session, &packet),
             Command::Join { room, floor } => self.join_room(session, nsp, room, floor),
-            Command::Leave(room) => self.leave_rooms(session, nsp, |r| r == room),
+            Command::Leave(room) => self.leave_rooms(session, nsp, |r| *r == room),
             Command::Broadcast {
                 room,
                 packet,
@@ -223,10 +222,7 @@ impl<H: Handler> Endpoint<H> {
             match command {
                 ShardCommand::EmitTo { socket, packet } => {
                     let frames = Frames::from_slice(&packet_frames(&packet));
-                    let session = SessionRef {
-                        key: socket.session,
-                        generation: socket.generation,
-                    };
+                    let session = socket.session;
                     if socket.shard == self.index {
                         self.emit_local(session, &socket.nsp, &frames);
                     } else {
@@ -245,15 +241,7 @@ impl<H: Handler> Endpoint<H> {
                     except,
                     seq,
                 } => {
-                    let except = except.map(|s: SocketRef| {
-                        (
-                            s.shard,
-                            SessionRef {
-                                key: s.session,
-                                generation: s.generation,
-                            },
-                        )
-                    });
+                    let except = except.map(|s: SocketRef| (s.shard, s.session));
                     self.broadcast_from(&nsp, &room, &packet, except, seq);
                 }
                 ShardCommand::Forward { shard, message } => self.forward(shard, message),
@@ -274,7 +262,7 @@ impl<H: Handler> Endpoint<H> {
 
     /// Put the session's socket of `nsp` in a room (once; a socket no longer connected to
     /// `nsp` joins nothing).
-    fn join_room(&mut self, session: SessionRef, nsp: &str, room: String, floor: u64) {
+    fn join_room(&mut self, session: SessionRef, nsp: &str, room: RoomId, floor: u64) {
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -304,7 +292,7 @@ impl<H: Handler> Endpoint<H> {
     }
 
     /// Take the session's socket of `nsp` out of the rooms `leaves` selects.
-    fn leave_rooms(&mut self, session: SessionRef, nsp: &str, leaves: impl Fn(&str) -> bool) {
+    fn leave_rooms(&mut self, session: SessionRef, nsp: &str, leaves: impl Fn(&RoomId) -> bool) {
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -322,7 +310,7 @@ impl<H: Handler> Endpoint<H> {
     fn broadcast_from(
         &mut self,
         nsp: &str,
-        room: &str,
+        room: &RoomId,
         packet: &Packet,
         except: Option<(usize, SessionRef)>,
         seq: Option<u64>,
@@ -333,7 +321,7 @@ impl<H: Handler> Endpoint<H> {
         if self.shards > 1 {
             let broadcast = Arc::new(Broadcast {
                 nsp: nsp.to_owned(),
-                room: room.to_owned(),
+                room: room.clone(),
                 frames,
                 except,
                 seq,
@@ -351,7 +339,7 @@ impl<H: Handler> Endpoint<H> {
     pub(super) fn deliver_local(
         &mut self,
         nsp: &str,
-        room: &str,
+        room: &RoomId,
         frames: &Frames,
         except: Option<SessionRef>,
         seq: Option<u64>,

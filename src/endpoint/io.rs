@@ -133,7 +133,7 @@ impl WsClose {
 #[derive(Debug)]
 pub struct Broadcast {
     pub nsp: String,
-    pub room: String,
+    pub room: crate::socketio::handler::RoomId,
     pub frames: Frames,
     /// A socket not to deliver to: its shard and session.
     pub except: Option<(usize, SessionRef)>,

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use slab::Slab;
 
 use super::timers::SessionRef;
+use crate::socketio::handler::RoomId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomKey {
     pub nsp: String,
-    pub room: String,
+    pub room: RoomId,
 }
 
 /// Where one session sits in one room: what it needs to leave again.
@@ -32,11 +33,11 @@ pub struct Member {
     pub floor: u64,
 }
 
-/// Namespace → room name → members; nested so a lookup borrows `&str`s without building a
-/// key (a broadcast's hot path).
+/// Namespace → room → members; nested so a lookup borrows the namespace's `&str` and the
+/// room's id without building a key (a broadcast's hot path).
 #[derive(Default)]
 pub struct Rooms {
-    rooms: HashMap<String, HashMap<String, Slab<Member>>>,
+    rooms: HashMap<String, HashMap<RoomId, Slab<Member>>>,
 }
 
 impl Rooms {
@@ -69,7 +70,11 @@ impl Rooms {
     }
 
     /// The members of a room on this shard, walked in place (none if the room is empty).
-    pub fn members(&self, nsp: &str, room: &str) -> impl Iterator<Item = &Member> + '_ {
+    pub fn members<'a>(
+        &'a self,
+        nsp: &str,
+        room: &RoomId,
+    ) -> impl Iterator<Item = &'a Member> + 'a {
         self.rooms
             .get(nsp)
             .and_then(|rooms| rooms.get(room))
@@ -78,7 +83,7 @@ impl Rooms {
     }
 
     /// How many members a room has on this shard.
-    pub fn len_of(&self, nsp: &str, room: &str) -> usize {
+    pub fn len_of(&self, nsp: &str, room: &RoomId) -> usize {
         self.rooms
             .get(nsp)
             .and_then(|rooms| rooms.get(room))
@@ -105,14 +110,8 @@ mod tests {
     #[test]
     fn join_and_leave_keep_the_table_exact() {
         let mut rooms = Rooms::default();
-        let a = SessionRef {
-            key: 1,
-            generation: 1,
-        };
-        let b = SessionRef {
-            key: 2,
-            generation: 2,
-        };
+        let a = SessionRef::new(1, 1);
+        let b = SessionRef::new(2, 2);
         let a = Member {
             session: a,
             floor: 0,
@@ -123,12 +122,18 @@ mod tests {
         };
         let ma = rooms.join(key("book_1"), a);
         let mb = rooms.join(key("book_1"), b);
-        assert_eq!(rooms.len_of("/", "book_1"), 2);
+        let book_1 = RoomId::from("book_1");
+        assert_eq!(rooms.len_of("/", &book_1), 2);
+        assert_eq!(
+            rooms.len_of("/", &RoomId::Number(1)),
+            0,
+            "a number is another room"
+        );
         rooms.leave(&ma);
-        assert_eq!(rooms.members("/", "book_1").collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(rooms.members("/", &book_1).collect::<Vec<_>>(), vec![&b]);
         rooms.leave(&mb);
-        assert_eq!(rooms.members("/", "book_1").count(), 0);
+        assert_eq!(rooms.members("/", &book_1).count(), 0);
         assert_eq!(rooms.count(), 0, "empty rooms are dropped");
-        assert_eq!(rooms.len_of("/custom", "book_1"), 0);
+        assert_eq!(rooms.len_of("/custom", &book_1), 0);
     }
 }

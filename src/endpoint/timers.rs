@@ -8,12 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-/// Names one session across slab reuse: its slab key and its generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionRef {
-    pub key: usize,
-    pub generation: u64,
-}
+pub use crate::engineio::session::SessionRef;
 
 #[derive(Default)]
 pub struct Timers {

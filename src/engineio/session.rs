@@ -30,6 +30,23 @@ pub const MAX_PACKETS_PER_POLL: usize = 16;
 /// and a ping goes out on time.
 pub const TIMER_SLACK: Duration = Duration::from_millis(1);
 
+/// Names one session on its shard across slot reuse: its slot in the shard's session table
+/// and its generation (a slot reused by a later session gets a higher one), so a handle to a
+/// session that has ended never reaches the next one in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionRef {
+    pub(crate) key: usize,
+    pub(crate) generation: u64,
+}
+
+impl SessionRef {
+    /// A handle as the endpoint makes them. Applications get theirs from a `Socket`; build one
+    /// only in tests and benches.
+    pub fn new(key: usize, generation: u64) -> SessionRef {
+        SessionRef { key, generation }
+    }
+}
+
 /// Timing and size settings of a session (from the server's config).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {

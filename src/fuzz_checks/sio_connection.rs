@@ -194,8 +194,7 @@ impl Driver {
             origin: Origin {
                 shard: 0,
                 shard_count: 1,
-                session: 0,
-                generation: 0,
+                session: crate::engineio::session::SessionRef::new(0, 0),
             },
             ids: &mut self.ids,
             now: self.now,

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::event_json::{event_name, first_arg};
 use super::packet::Packet;
+pub use crate::engineio::session::SessionRef;
 
 /// A refused CONNECT: sent to the client as CONNECT_ERROR `{"message", "data"}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,9 +102,50 @@ pub enum EngineMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SocketRef {
     pub shard: usize,
-    pub session: usize,
-    pub generation: u64,
+    pub session: SessionRef,
     pub nsp: String,
+}
+
+/// A room of a namespace, by its identity: a number (no text is built for it, e.g. a book
+/// id) or a name. Two rooms are the same when their ids are equal: `Number(7)` and
+/// `Name("7")` are different rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RoomId {
+    Number(u64),
+    Name(Box<str>),
+}
+
+impl From<u64> for RoomId {
+    fn from(number: u64) -> RoomId {
+        RoomId::Number(number)
+    }
+}
+
+impl From<&str> for RoomId {
+    fn from(name: &str) -> RoomId {
+        RoomId::Name(name.into())
+    }
+}
+
+impl From<&String> for RoomId {
+    fn from(name: &String) -> RoomId {
+        RoomId::Name(name.as_str().into())
+    }
+}
+
+impl From<String> for RoomId {
+    fn from(name: String) -> RoomId {
+        RoomId::Name(name.into_boxed_str())
+    }
+}
+
+impl std::fmt::Display for RoomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoomId::Number(number) => write!(f, "{number}"),
+            RoomId::Name(name) => f.write_str(name),
+        }
+    }
 }
 
 /// What a handler asks the shard to do for a socket, in order.
@@ -113,13 +155,13 @@ pub enum Command<F = ()> {
     Emit(Packet),
     /// Put this socket in a room of its namespace. Broadcasts sent with a sequence number
     /// at or below `floor` are not delivered to it (it already has them, e.g. as history).
-    Join { room: String, floor: u64 },
+    Join { room: RoomId, floor: u64 },
     /// Take this socket out of a room.
-    Leave(String),
+    Leave(RoomId),
     /// Send a packet to every socket in a room of this namespace, on every shard, optionally
     /// not to this socket. The packet is encoded once.
     Broadcast {
-        room: String,
+        room: RoomId,
         packet: Packet,
         except_self: bool,
     },
@@ -142,7 +184,7 @@ pub enum ShardCommand<F = ()> {
     /// members that joined with a floor at or above it are skipped.
     Broadcast {
         nsp: String,
-        room: String,
+        room: RoomId,
         packet: Packet,
         except: Option<SocketRef>,
         seq: Option<u64>,
@@ -170,8 +212,7 @@ pub struct ShardContext<'a, Sh, F = ()> {
 pub struct Origin {
     pub shard: usize,
     pub shard_count: usize,
-    pub session: usize,
-    pub generation: u64,
+    pub session: SessionRef,
 }
 
 /// The socket a handler call is about.
@@ -197,7 +238,6 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         SocketRef {
             shard: self.origin.shard,
             session: self.origin.session,
-            generation: self.origin.generation,
             nsp: self.nsp.to_owned(),
         }
     }
@@ -241,31 +281,37 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         self.commands.push(Command::Emit(packet));
     }
 
-    pub fn join(&mut self, room: &str) {
+    pub fn join(&mut self, room: impl Into<RoomId>) {
         self.join_after(room, 0);
     }
 
     /// Join, skipping broadcasts with a sequence number at or below `floor`.
-    pub fn join_after(&mut self, room: &str, floor: u64) {
+    pub fn join_after(&mut self, room: impl Into<RoomId>, floor: u64) {
         self.commands.push(Command::Join {
-            room: room.to_owned(),
+            room: room.into(),
             floor,
         });
     }
 
-    pub fn leave(&mut self, room: &str) {
-        self.commands.push(Command::Leave(room.to_owned()));
+    pub fn leave(&mut self, room: impl Into<RoomId>) {
+        self.commands.push(Command::Leave(room.into()));
     }
 
     /// Emit `event` to every member of `room` (this socket too unless `except_self`).
-    pub fn broadcast(&mut self, room: &str, event: &str, args: Vec<Value>, except_self: bool) {
+    pub fn broadcast(
+        &mut self,
+        room: impl Into<RoomId>,
+        event: &str,
+        args: Vec<Value>,
+        except_self: bool,
+    ) {
         self.broadcast_binary(room, event, args, Vec::new(), except_self);
     }
 
     /// Broadcast with binary attachments (placeholders in `args` index them).
     pub fn broadcast_binary(
         &mut self,
-        room: &str,
+        room: impl Into<RoomId>,
         event: &str,
         args: Vec<Value>,
         attachments: Vec<Bytes>,
@@ -273,7 +319,7 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
     ) {
         let packet = Packet::event(self.nsp, event_array(event, args), None, attachments);
         self.commands.push(Command::Broadcast {
-            room: room.to_owned(),
+            room: room.into(),
             packet,
             except_self,
         });
@@ -306,11 +352,17 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
 
     /// Emit an event whose data array (name first) the application encoded already (e.g.
     /// with [`event_array_json`]) to a room on every shard; see [`ShardCommand::Broadcast`].
-    pub fn broadcast_json(&mut self, nsp: &str, room: &str, data: Box<str>, seq: Option<u64>) {
+    pub fn broadcast_json(
+        &mut self,
+        nsp: &str,
+        room: impl Into<RoomId>,
+        data: Box<str>,
+        seq: Option<u64>,
+    ) {
         let packet = Packet::event_json(nsp, data, None);
         self.commands.push(ShardCommand::Broadcast {
             nsp: nsp.to_owned(),
-            room: room.to_owned(),
+            room: room.into(),
             packet,
             except: None,
             seq,
@@ -321,7 +373,7 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
     pub fn broadcast(
         &mut self,
         nsp: &str,
-        room: &str,
+        room: impl Into<RoomId>,
         event: &str,
         args: Vec<Value>,
         seq: Option<u64>,
@@ -329,7 +381,7 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
         let packet = Packet::event(nsp, event_array(event, args), None, Vec::new());
         self.commands.push(ShardCommand::Broadcast {
             nsp: nsp.to_owned(),
-            room: room.to_owned(),
+            room: room.into(),
             packet,
             except: None,
             seq,
