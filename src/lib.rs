@@ -25,6 +25,24 @@
 //!   wall-clock time and its ISO-8601 form;
 //! - `fuzz_checks` (hidden): what each fuzz target asserts, shared with `cargo test`.
 
+// Nothing a client sends may panic the server: no unwrap, expect, unchecked index or panic
+// outside tests. The few exceptions are marked where they are, each with its reason.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 #[cfg(feature = "store")]
 pub mod chat;
 /// Without the `store` feature only the chat's payload rules are built (the fuzz targets

@@ -1,6 +1,13 @@
 //! `readrealm-chat`: read the settings, open the store, start the shards, wait for SIGINT or
 //! SIGTERM, shut down (every client gets an Engine.IO close), flush the store, exit 0.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +30,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("backup") {
-        return match readrealm_chat::store::backup::command(&args[1..]) {
+        return match readrealm_chat::store::backup::command(args.get(1..).unwrap_or_default()) {
             Ok(done) => {
                 println!("{done}");
                 ExitCode::SUCCESS

@@ -57,7 +57,8 @@ pub fn generate(shard: usize, ids: &mut IdSource) -> String {
     let mut random = [0u8; RANDOM_BYTES];
     ids.fill(&mut random);
     let mut sid = String::with_capacity(SID_LEN);
-    sid.push(ALPHABET[shard % MAX_SHARDS] as char);
+    let owner = ALPHABET.get(shard % MAX_SHARDS).copied().unwrap_or(b'A');
+    sid.push(owner as char);
     URL_SAFE_NO_PAD.encode_string(random, &mut sid);
     sid
 }
@@ -104,7 +105,9 @@ impl Sid {
     pub fn generate(shard: usize, ids: &mut IdSource) -> Sid {
         let text = generate(shard, ids);
         let mut bytes = [b'A'; SID_LEN];
-        bytes.copy_from_slice(&text.as_bytes()[..SID_LEN.min(text.len())]);
+        for (slot, byte) in bytes.iter_mut().zip(text.bytes()) {
+            *slot = byte;
+        }
         Sid(bytes)
     }
 

@@ -63,12 +63,21 @@ const TRANSPORTS: [&str; 2] = ["polling", "websocket"];
 
 impl TransportLabel {
     pub fn as_str(self) -> &'static str {
-        TRANSPORTS[self as usize]
+        match self {
+            TransportLabel::Polling => "polling",
+            TransportLabel::WebSocket => "websocket",
+        }
     }
 }
 
-/// A counter that is always zero, for an index out of range.
-static ZERO: AtomicU64 = AtomicU64::new(0);
+/// Where an index out of range would count (the label enums never produce one): nothing
+/// renders it.
+static SPARE: AtomicU64 = AtomicU64::new(0);
+
+/// Counter `index` of `counters`, or [`SPARE`] past the end.
+fn slot(counters: &[AtomicU64], index: usize) -> &AtomicU64 {
+    counters.get(index).unwrap_or(&SPARE)
+}
 
 /// `N` counters (arrays of more than 32 have no derived `Default`).
 #[derive(Debug)]
@@ -117,18 +126,18 @@ impl ShardMetrics {
     }
 
     pub fn session_opened(&self, transport: TransportLabel) {
-        Self::add(&self.sessions[transport as usize], 1);
-        Self::add(&self.sessions_opened[transport as usize], 1);
+        Self::add(slot(&self.sessions, transport as usize), 1);
+        Self::add(slot(&self.sessions_opened, transport as usize), 1);
     }
 
     pub fn session_upgraded(&self) {
-        self.sessions[TransportLabel::Polling as usize].fetch_sub(1, Relaxed);
-        Self::add(&self.sessions[TransportLabel::WebSocket as usize], 1);
+        slot(&self.sessions, TransportLabel::Polling as usize).fetch_sub(1, Relaxed);
+        Self::add(slot(&self.sessions, TransportLabel::WebSocket as usize), 1);
         Self::add(&self.upgrades, 1);
     }
 
     pub fn session_closed(&self, transport: TransportLabel, reason: CloseReason) {
-        self.sessions[transport as usize].fetch_sub(1, Relaxed);
+        slot(&self.sessions, transport as usize).fetch_sub(1, Relaxed);
         let index = match reason {
             CloseReason::ClientClose => 0,
             CloseReason::PingTimeout => 1,
@@ -141,7 +150,7 @@ impl ShardMetrics {
             CloseReason::TransportClose => 3,
             CloseReason::ServerClose => 4,
         };
-        Self::add(&self.disconnects[index], 1);
+        Self::add(slot(&self.disconnects, index), 1);
     }
 
     pub fn joined(&self) {
@@ -158,7 +167,7 @@ impl ShardMetrics {
             .iter()
             .position(|c| *c == code)
             .unwrap_or(ERROR_CODES.len() - 1);
-        Self::add(&self.errors[index], 1);
+        Self::add(slot(&self.errors, index), 1);
     }
 
     /// A store write batch of `messages` that took `took`; `stored` when it succeeded.
@@ -168,7 +177,7 @@ impl ShardMetrics {
             .iter()
             .position(|bound| us <= *bound)
             .unwrap_or(WRITE_BUCKETS_US.len());
-        Self::add(&self.write_buckets[bucket], 1);
+        Self::add(slot(&self.write_buckets, bucket), 1);
         Self::add(&self.write_sum_us, us);
         Self::add(&self.write_count, 1);
         if stored {
@@ -214,6 +223,9 @@ impl Metrics {
 
     /// Shard `index`'s block (an index past the end, which a correctly sized registry never
     /// sees, wraps around rather than panicking).
+    // The registry holds at least one block (`new` clamps to 1..=MAX_SHARDS) and the index is
+    // taken modulo its length: this index cannot be out of range.
+    #[allow(clippy::indexing_slicing)]
     pub fn shard(&self, index: usize) -> &ShardMetrics {
         &self.shards[index % self.shards.len()]
     }
@@ -227,8 +239,8 @@ impl Metrics {
 
     /// Open Engine.IO sessions, all transports, all shards.
     pub fn connections(&self) -> u64 {
-        self.sum(|s| &s.sessions[0])
-            .wrapping_add(self.sum(|s| &s.sessions[1]))
+        self.sum(|s| slot(&s.sessions, 0))
+            .wrapping_add(self.sum(|s| slot(&s.sessions, 1)))
     }
 
     pub fn uptime(&self) -> Duration {
@@ -271,7 +283,7 @@ impl Metrics {
             "Open Engine.IO sessions by transport.",
         );
         for (i, transport) in TRANSPORTS.iter().enumerate() {
-            let n = self.sum(|s| &s.sessions[i]);
+            let n = self.sum(|s| slot(&s.sessions, i));
             let _ = writeln!(
                 out,
                 "readrealm_connections{{transport=\"{transport}\"}} {n}"
@@ -284,7 +296,7 @@ impl Metrics {
             "Engine.IO sessions opened, by the transport they started on.",
         );
         for (i, transport) in TRANSPORTS.iter().enumerate() {
-            let n = self.sum(|s| &s.sessions_opened[i]);
+            let n = self.sum(|s| slot(&s.sessions_opened, i));
             let _ = writeln!(
                 out,
                 "readrealm_connections_opened_total{{transport=\"{transport}\"}} {n}"
@@ -339,7 +351,7 @@ impl Metrics {
             "Chat requests answered with an error, by code.",
         );
         for (i, code) in ERROR_CODES.iter().enumerate() {
-            let n = self.sum(|s| &s.errors[i]);
+            let n = self.sum(|s| slot(&s.errors, i));
             let _ = writeln!(out, "readrealm_errors_total{{code=\"{code}\"}} {n}");
         }
         family(
@@ -349,7 +361,7 @@ impl Metrics {
             "Engine.IO sessions ended, by reason.",
         );
         for (i, reason) in DISCONNECT_REASONS.iter().enumerate() {
-            let n = self.sum(|s| &s.disconnects[i]);
+            let n = self.sum(|s| slot(&s.disconnects, i));
             let _ = writeln!(
                 out,
                 "readrealm_disconnects_total{{reason=\"{reason}\"}} {n}"
@@ -365,7 +377,7 @@ impl Metrics {
             let Some(violation) = Violation::from_index(index) else {
                 continue;
             };
-            let n = self.sum(|s| s.violations.0.get(index).unwrap_or(&ZERO));
+            let n = self.sum(|s| s.violations.0.get(index).unwrap_or(&SPARE));
             let label = violation.label();
             let _ = writeln!(
                 out,
@@ -380,14 +392,14 @@ impl Metrics {
         );
         let mut cumulative = 0u64;
         for (i, bound) in WRITE_BUCKETS_US.iter().enumerate() {
-            cumulative += self.sum(|s| &s.write_buckets[i]);
+            cumulative += self.sum(|s| slot(&s.write_buckets, i));
             let _ = writeln!(
                 out,
                 "readrealm_store_write_seconds_bucket{{le=\"{}\"}} {cumulative}",
                 *bound as f64 / 1e6
             );
         }
-        cumulative += self.sum(|s| &s.write_buckets[WRITE_BUCKETS_US.len()]);
+        cumulative += self.sum(|s| slot(&s.write_buckets, WRITE_BUCKETS_US.len()));
         let _ = writeln!(
             out,
             "readrealm_store_write_seconds_bucket{{le=\"+Inf\"}} {cumulative}"

@@ -188,7 +188,8 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ReadEnd::Closed),
                 Ok(n) => {
-                    self.io().input.extend_from_slice(&chunk[..n]);
+                    let read = chunk.get(..n).unwrap_or_default();
+                    self.io().input.extend_from_slice(read);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

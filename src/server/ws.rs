@@ -51,7 +51,9 @@ impl Read for Buffers {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = buf.len().min(rest.len());
-        buf[..n].copy_from_slice(&rest[..n]);
+        for (slot, byte) in buf.iter_mut().zip(rest) {
+            *slot = *byte;
+        }
         self.taken += n;
         Ok(n)
     }
@@ -169,7 +171,7 @@ pub fn write_close(out: &mut Vec<u8>, close: &WsClose) {
     while !close.reason.is_char_boundary(end) {
         end -= 1;
     }
-    let reason = &close.reason.as_bytes()[..end];
+    let reason = close.reason.as_bytes().get(..end).unwrap_or_default();
     out.push(0x88);
     out.push((2 + reason.len()) as u8);
     out.extend_from_slice(&close.code.to_be_bytes());

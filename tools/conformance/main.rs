@@ -5,6 +5,13 @@
 //! `auth` event follows each CONNECT answer after `conformance::AUTH_DELAY` (20 ms; why: its
 //! doc). `tools/upstream-suites.sh` runs the upstream suites against both modes.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -14,6 +14,13 @@
 //!   the client acknowledged;
 //! - `bye`: the server disconnects this socket from its namespace.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

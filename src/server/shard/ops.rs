@@ -221,7 +221,9 @@ impl<H: Handler> Shard<H> {
         let start = out.len();
         write(out);
         if head_only {
-            let head_end = out[start..]
+            let head_end = out
+                .get(start..)
+                .unwrap_or_default()
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
                 .map_or(out.len(), |at| start + at + 4);

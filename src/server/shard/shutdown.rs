@@ -56,14 +56,20 @@ impl Markers {
 
     /// Note `round` from shard `from`; an index out of range is ignored.
     pub fn record(&mut self, from: usize, round: Round) {
-        if let Some(seen) = self.received[round as usize].get_mut(from) {
+        if let Some(seen) = self
+            .received
+            .get_mut(round as usize)
+            .and_then(|r| r.get_mut(from))
+        {
             *seen = true;
         }
     }
 
     /// Whether every peer has sent `round`.
     pub fn all(&self, round: Round) -> bool {
-        self.received[round as usize].iter().all(|&seen| seen)
+        self.received
+            .get(round as usize)
+            .is_some_and(|peers| peers.iter().all(|&seen| seen))
     }
 }
 
@@ -79,7 +85,9 @@ impl<H: Handler> Shard<H> {
         // Peers each round's marker has yet to reach.
         let mut unsent = [vec![true; shards], vec![true; shards]];
         for round in &mut unsent {
-            round[self.index] = false;
+            if let Some(own) = round.get_mut(self.index) {
+                *own = false;
+            }
         }
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
