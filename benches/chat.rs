@@ -133,7 +133,7 @@ fn parse_and_validate(c: &mut Criterion) {
 
 fn stored(content: &str) -> StoredMessage {
     StoredMessage {
-        book_id: 2701,
+        book_id: readrealm_chat::book::BookId(2701),
         seq: 123_456,
         value: StoredValue {
             created_ms: 1_795_521_600_000,

@@ -92,7 +92,7 @@ impl Drop for TempDir {
 fn post(book_id: u64, n: u64) -> ChatForward {
     ChatForward::Post(Post {
         request: MessageRequest {
-            book_id,
+            book_id: readrealm_chat::book::BookId(book_id),
             user_id: "u-17".to_owned(),
             username: "Ishmael".to_owned(),
             content: CONTENT.to_owned(),

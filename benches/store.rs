@@ -9,6 +9,7 @@
 //! `cargo test` (no `--bench` argument) the store holds 1,000 messages, so the test run stays
 //! quick; READREALM_BENCH_MESSAGES overrides the count.
 
+use readrealm_chat::book::BookId;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ impl Drop for TempDir {
 
 fn message(ids: &mut IdGenerator, book_id: u64, seq: u64, ms: u64) -> StoredMessage {
     StoredMessage {
-        book_id,
+        book_id: BookId(book_id),
         seq,
         value: StoredValue {
             created_ms: ms,
@@ -130,7 +131,7 @@ fn store(c: &mut Criterion) {
         })
     });
 
-    let first = store.newest(1, 50).expect("read");
+    let first = store.newest(BookId(1), 50).expect("read");
     assert_eq!(first.len(), 50, "every book holds at least 50 messages");
     assert!(
         first.windows(2).all(|w| w[0].seq > w[1].seq),
@@ -143,13 +144,13 @@ fn store(c: &mut Criterion) {
     g.bench_function("newest 50 of a book", |b| {
         b.iter(|| {
             pick = (pick + 7_919) % books;
-            store.newest(black_box(pick + 1), 50).expect("read")
+            store.newest(black_box(BookId(pick + 1)), 50).expect("read")
         })
     });
     g.bench_function("newest 50 of an empty book", |b| {
         b.iter(|| {
             store
-                .newest(black_box(books + 1_000_000), 50)
+                .newest(black_box(BookId(books + 1_000_000)), 50)
                 .expect("read")
         })
     });

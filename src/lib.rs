@@ -17,7 +17,7 @@
 //!   [`socketio::Handler`] API an application implements — sans-IO;
 //! - [`chat`]: the book chat, one `Handler`: payload rules, identity, rates, home shards,
 //!   the encoded history cache;
-//! - [`store`]: the RocksDB message store, ids, backups;
+//! - [`store`]: the RocksDB message store, ids, backups; [`book`]: a book's id;
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
 //! - [`site`]: the reading-room page at `/` and the client script it loads;
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
@@ -53,6 +53,7 @@ pub mod chat {
     pub mod limits;
     pub mod validate;
 }
+pub mod book;
 pub mod config;
 #[cfg(feature = "store")]
 pub mod config_file;

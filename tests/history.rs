@@ -173,7 +173,7 @@ fn ids(messages: &[Value]) -> Vec<String> {
 /// The store's newest 50 of `book`, newest first, as (`_id`, content) read from RocksDB.
 fn stored_newest(store: &Store, book: u64) -> Vec<(String, String)> {
     store
-        .newest(book, 50)
+        .newest(readrealm_chat::book::BookId(book), 50)
         .unwrap()
         .into_iter()
         .map(|m| (m.value.id.to_hex(), m.value.content))

@@ -128,7 +128,7 @@ fn post_text(id: u64) -> String {
 /// its posts are stored on one shard and acked over the bus through another. The kernel
 /// spreads connections over the shards' listeners; the sid names the shard that took it.
 fn writer_away_from_home(server: &TestServer, book: u64, shards: usize) -> Ws {
-    let home = readrealm_chat::chat::home::home_shard(book, shards);
+    let home = readrealm_chat::chat::home::home_shard(readrealm_chat::book::BookId(book), shards);
     for _ in 0..64 {
         let (ws, open) = server.ws_session();
         let sid = open["sid"].as_str().expect("a sid");

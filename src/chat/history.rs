@@ -28,6 +28,7 @@
 //! It never reads the store or takes a lock of another part while a part is locked, and never
 //! holds a lock across a call back into the caller.
 
+use crate::book::BookId;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -141,18 +142,18 @@ impl RoomHistory {
 
 /// One independently locked part of the cache.
 struct Part {
-    rooms: LruCache<u64, Arc<RoomHistory>>,
+    rooms: LruCache<BookId, Arc<RoomHistory>>,
     /// Sum of the cached snapshots' weights.
     bytes: usize,
     /// The newest sequence the home published per room written since start, kept after
     /// eviction (see the module doc).
-    published: HashMap<u64, u64>,
+    published: HashMap<BookId, u64>,
 }
 
 impl Part {
     /// Cache `history` for `book`, replacing the room's snapshot, then evict the least
     /// recently used rooms while over `max_bytes` (the newest room always stays).
-    fn insert(&mut self, book: u64, history: Arc<RoomHistory>, max_bytes: usize) {
+    fn insert(&mut self, book: BookId, history: Arc<RoomHistory>, max_bytes: usize) {
         self.bytes += history.weight();
         if let Some((_, gone)) = self.rooms.push(book, history) {
             self.bytes = self.bytes.saturating_sub(gone.weight());
@@ -196,9 +197,9 @@ impl HistoryCache {
         }
     }
 
-    fn part(&self, book: u64) -> MutexGuard<'_, Part> {
+    fn part(&self, book: BookId) -> MutexGuard<'_, Part> {
         // The top bits of a Fibonacci hash: consecutive book ids land in different parts.
-        let index = (book.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % PARTS;
+        let index = (book.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % PARTS;
         let part = match self.parts.get(index) {
             Some(part) => part,
             // `index` is below PARTS, the parts' count; the first part is never missing.
@@ -210,14 +211,14 @@ impl HistoryCache {
     }
 
     /// The room's cached history, if any (marking it recently used).
-    pub fn get(&self, book: u64) -> Option<Arc<RoomHistory>> {
+    pub fn get(&self, book: BookId) -> Option<Arc<RoomHistory>> {
         self.part(book).rooms.get(&book).cloned()
     }
 
     /// A joiner's history read from the store for a room it found uncached: cached unless
     /// the home has published the room at a newer sequence, or a snapshot at least as new is
     /// cached already. Whether it was kept.
-    pub fn offer(&self, book: u64, history: Arc<RoomHistory>) -> bool {
+    pub fn offer(&self, book: BookId, history: Arc<RoomHistory>) -> bool {
         let max_bytes = self.part_bytes;
         let mut part = self.part(book);
         let published = part.published.get(&book).copied().unwrap_or(0);
@@ -238,7 +239,7 @@ impl HistoryCache {
     pub fn record_batch<E>(
         &self,
         stored: &[(&StoredMessage, &EncodedMessage)],
-        mut reload: impl FnMut(u64) -> Result<Vec<StoredMessage>, E>,
+        mut reload: impl FnMut(BookId) -> Result<Vec<StoredMessage>, E>,
     ) {
         let mut newer: Vec<(u64, EncodedMessage)> = Vec::new();
         for (i, (message, _)) in stored.iter().enumerate() {
@@ -280,7 +281,7 @@ impl HistoryCache {
 
     /// Record that the home stored `book` up to `newest`, and cache `history` (its newest
     /// messages up to there), or drop the room when there is none.
-    fn publish(&self, book: u64, newest: u64, history: Option<Arc<RoomHistory>>) {
+    fn publish(&self, book: BookId, newest: u64, history: Option<Arc<RoomHistory>>) {
         let max_bytes = self.part_bytes;
         let mut part = self.part(book);
         let watermark = part.published.entry(book).or_insert(0);

@@ -11,6 +11,7 @@
 //! floor of the newest sequence they served, so a message is seen once: as history or as
 //! `newMessage`.
 
+use crate::book::BookId;
 use std::collections::HashMap;
 
 use crate::socketio::handler::SocketRef;
@@ -20,9 +21,9 @@ use crate::time::now_millis;
 use super::validate::MessageRequest;
 
 /// The home shard of a book among `shards`.
-pub fn home_shard(book_id: u64, shards: usize) -> usize {
+pub fn home_shard(book_id: BookId, shards: usize) -> usize {
     // Fibonacci hashing spreads consecutive book ids over the shards.
-    let mixed = book_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    let mixed = book_id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
     (mixed % shards.max(1) as u64) as usize
 }
 
@@ -46,7 +47,7 @@ pub struct Pending {
 #[derive(Default)]
 pub struct HomeShard {
     /// Where each room written to since start stands (loaded from the store on first use).
-    tails: HashMap<u64, BookTail>,
+    tails: HashMap<BookId, BookTail>,
     /// This turn's messages, in the order they were numbered.
     pub pending: Vec<Pending>,
     ids: Option<IdGenerator>,
@@ -59,7 +60,7 @@ impl HomeShard {
         &mut self,
         shard: usize,
         post: Post,
-        load_tail: impl FnOnce(u64) -> Result<BookTail, E>,
+        load_tail: impl FnOnce(BookId) -> Result<BookTail, E>,
     ) -> Result<(), (Box<Post>, E)> {
         let book_id = post.request.book_id;
         let tail = match self.tails.get(&book_id) {
@@ -118,9 +119,9 @@ mod tests {
     fn home_shards_spread_consecutive_books() {
         let mut counts = [0usize; 4];
         for book in 1..=4000u64 {
-            counts[home_shard(book, 4)] += 1;
+            counts[home_shard(BookId(book), 4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
-        assert_eq!(home_shard(2701, 1), 0);
+        assert_eq!(home_shard(BookId(2701), 1), 0);
     }
 }

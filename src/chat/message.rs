@@ -1,6 +1,7 @@
 //! The JSON shapes the server emits: `Message` (as a `Value`, or encoded once as text to be
 //! shared), presence payloads, acknowledgements.
 
+use crate::book::BookId;
 use crate::socketio::handler::RoomId;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -14,7 +15,7 @@ pub struct MessageJson<'a> {
     #[serde(rename = "_id")]
     pub id: String,
     #[serde(rename = "bookId")]
-    pub book_id: u64,
+    pub book_id: BookId,
     #[serde(rename = "userId")]
     pub user_id: &'a str,
     pub username: &'a str,
@@ -55,7 +56,7 @@ struct MessageText<'a> {
     #[serde(rename = "_id", serialize_with = "as_display")]
     id: crate::store::MessageId,
     #[serde(rename = "bookId")]
-    book_id: u64,
+    book_id: BookId,
     #[serde(rename = "userId")]
     user_id: &'a str,
     username: &'a str,
@@ -116,11 +117,11 @@ pub fn presence(username: &str, now_ms: u64) -> Value {
 }
 
 /// A book's room: keyed by the book id itself, no text built per message or join.
-pub fn book_room(book_id: u64) -> RoomId {
-    RoomId::Number(book_id)
+pub fn book_room(book_id: BookId) -> RoomId {
+    RoomId::Number(book_id.get())
 }
 
 /// The name of a book's room as the join answer shows it (`"book_2701"`, docs/API.md).
-pub fn room_name(book_id: u64) -> String {
+pub fn room_name(book_id: BookId) -> String {
     format!("book_{book_id}")
 }

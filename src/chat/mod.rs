@@ -13,6 +13,7 @@ pub mod limits;
 pub mod message;
 pub mod validate;
 
+use crate::book::BookId;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,10 +101,10 @@ pub struct Reader {
 /// short list (at most `max_rooms_per_connection`, usually one or two), so a vector beats a
 /// map both in time and in the memory an idle reader costs.
 #[derive(Default)]
-struct JoinedBooks(Vec<(u64, String)>);
+struct JoinedBooks(Vec<(BookId, String)>);
 
 impl JoinedBooks {
-    fn contains_key(&self, book_id: &u64) -> bool {
+    fn contains_key(&self, book_id: &BookId) -> bool {
         self.0.iter().any(|(id, _)| id == book_id)
     }
 
@@ -112,20 +113,20 @@ impl JoinedBooks {
     }
 
     /// Add a book the connection is not in yet.
-    fn insert(&mut self, book_id: u64, username: String) {
+    fn insert(&mut self, book_id: BookId, username: String) {
         if self.0.capacity() == 0 {
             self.0.reserve_exact(1);
         }
         self.0.push((book_id, username));
     }
 
-    fn remove(&mut self, book_id: &u64) -> Option<String> {
+    fn remove(&mut self, book_id: &BookId) -> Option<String> {
         let index = self.0.iter().position(|(id, _)| id == book_id)?;
         Some(self.0.remove(index).1)
     }
 
     /// Every book, in join order, leaving the list empty.
-    fn drain(&mut self) -> std::vec::Drain<'_, (u64, String)> {
+    fn drain(&mut self) -> std::vec::Drain<'_, (BookId, String)> {
         self.0.drain(..)
     }
 }
@@ -186,7 +187,7 @@ impl Handler for ChatApp {
 
     fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, _reason: &str) {
         let now = now_millis();
-        let rooms: Vec<(u64, String)> = socket.state.rooms.drain().collect();
+        let rooms: Vec<(BookId, String)> = socket.state.rooms.drain().collect();
         for (book_id, username) in rooms {
             socket.broadcast(
                 book_room(book_id),
@@ -330,7 +331,7 @@ impl ChatApp {
 
     /// A room's newest messages for a join: from the cache, or, for a room not cached (not
     /// written since start, or evicted), read from the store once and offered to the cache.
-    fn room_history(&self, book_id: u64) -> Result<Arc<RoomHistory>, ChatError> {
+    fn room_history(&self, book_id: BookId) -> Result<Arc<RoomHistory>, ChatError> {
         if let Some(history) = self.history.get(book_id) {
             return Ok(history);
         }

@@ -10,6 +10,7 @@
 //! JavaScript's `JSON.parse`. Values are returned normalised: the book id as a number, the
 //! user id as a string, names and content trimmed.
 
+use crate::book::BookId;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -28,14 +29,14 @@ pub const MAX_USERNAME_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinRequest {
-    pub book_id: u64,
+    pub book_id: BookId,
     pub user_id: String,
     pub username: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRequest {
-    pub book_id: u64,
+    pub book_id: BookId,
     pub user_id: String,
     pub username: String,
     pub content: String,
@@ -43,7 +44,7 @@ pub struct MessageRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveRequest {
-    pub book_id: u64,
+    pub book_id: BookId,
     pub username: String,
     /// Optional on leave; checked against the bound identity when present.
     pub user_id: Option<String>,
@@ -128,7 +129,7 @@ pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
 }
 
 /// A whole number from 1 to 2^53-1, as a JSON number or a string of decimal digits.
-pub fn book_id(value: Option<&Field<'_>>) -> Result<u64, ChatError> {
+pub fn book_id(value: Option<&Field<'_>>) -> Result<BookId, ChatError> {
     const RULE: &str = "bookId must be a whole number from 1 to 9007199254740991";
     let id = match value {
         Some(Field::Number(n)) => n.as_u64().or_else(|| {
@@ -145,6 +146,7 @@ pub fn book_id(value: Option<&Field<'_>>) -> Result<u64, ChatError> {
         _ => None,
     };
     id.filter(|id| (1..=MAX_BOOK_ID).contains(id))
+        .map(BookId)
         .ok_or_else(|| ChatError::invalid(RULE))
 }
 
@@ -352,11 +354,11 @@ mod tests {
 
     #[test]
     fn book_ids_accept_numbers_and_digit_strings_in_range() {
-        assert_eq!(book_id(Some(&f(json!(2701)))).unwrap(), 2701);
-        assert_eq!(book_id(Some(&f(json!("2701")))).unwrap(), 2701);
+        assert_eq!(book_id(Some(&f(json!(2701)))).unwrap(), BookId(2701));
+        assert_eq!(book_id(Some(&f(json!("2701")))).unwrap(), BookId(2701));
         assert_eq!(
             book_id(Some(&f(json!(9_007_199_254_740_991u64)))).unwrap(),
-            MAX_BOOK_ID
+            BookId(MAX_BOOK_ID)
         );
         for bad in [
             json!(0),
@@ -424,7 +426,7 @@ mod tests {
         .unwrap_err();
         assert!(err.message.contains("content"));
         let ok = leave(Some(&p(json!({"bookId": "5", "username": "n"})))).unwrap();
-        assert_eq!((ok.book_id, ok.user_id), (5, None));
+        assert_eq!((ok.book_id, ok.user_id), (BookId(5), None));
     }
 
     #[test]
@@ -440,7 +442,7 @@ mod tests {
         ));
         let request = message(Some(&payload), 4000).unwrap();
         assert_eq!(request.content, "hi \u{e9}");
-        assert_eq!(request.book_id, 2701);
+        assert_eq!(request.book_id, BookId(2701));
     }
 
     #[test]

@@ -220,8 +220,8 @@ fn canonical_leave(r: &LeaveRequest) -> Value {
     }
 }
 
-fn assert_normalised(book_id: u64, user_id: &str, username: &str) {
-    assert!((1..=MAX_BOOK_ID).contains(&book_id));
+fn assert_normalised(book_id: crate::book::BookId, user_id: &str, username: &str) {
+    assert!((1..=MAX_BOOK_ID).contains(&book_id.get()));
     assert!((1..=MAX_USER_ID_CHARS).contains(&user_id.chars().count()));
     assert_eq!(username.trim(), username);
 }

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod id;
 pub mod key;
 
+use crate::book::BookId;
 use std::path::Path;
 
 use rocksdb::{
@@ -29,7 +30,7 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// A stored message with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    pub book_id: u64,
+    pub book_id: BookId,
     pub seq: u64,
     pub value: StoredValue,
 }
@@ -94,7 +95,7 @@ impl Store {
         for message in messages {
             value.clear();
             codec::encode(&message.value, &mut value);
-            batch.put(key::encode(message.book_id, message.seq), &value);
+            batch.put(key::encode(message.book_id.get(), message.seq), &value);
         }
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
@@ -103,8 +104,8 @@ impl Store {
     }
 
     /// The newest `limit` messages of a book, newest first.
-    pub fn newest(&self, book_id: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        let prefix = key::prefix(book_id);
+    pub fn newest(&self, book_id: BookId, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let prefix = key::prefix(book_id.get());
         let mut read = ReadOptions::default();
         read.set_prefix_same_as_start(true);
         let iter = self
@@ -124,7 +125,7 @@ impl Store {
             let value = codec::decode(&v)
                 .ok_or_else(|| StoreError(format!("malformed value for book {book} seq {seq}")))?;
             messages.push(StoredMessage {
-                book_id: book,
+                book_id: BookId(book),
                 seq,
                 value,
             });
@@ -133,7 +134,7 @@ impl Store {
     }
 
     /// Where a book's history ends (all zero for an empty book).
-    pub fn tail(&self, book_id: u64) -> Result<BookTail, StoreError> {
+    pub fn tail(&self, book_id: BookId) -> Result<BookTail, StoreError> {
         Ok(self
             .newest(book_id, 1)?
             .first()

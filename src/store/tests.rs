@@ -1,6 +1,7 @@
 //! Store tests on a real RocksDB directory in a temporary folder.
 
 use super::*;
+use crate::book::BookId;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(std::path::PathBuf);
@@ -24,7 +25,7 @@ impl Drop for TempDir {
 
 fn message(ids: &mut IdGenerator, book_id: u64, seq: u64, ms: u64) -> StoredMessage {
     StoredMessage {
-        book_id,
+        book_id: BookId(book_id),
         seq,
         value: StoredValue {
             created_ms: ms,
@@ -62,19 +63,19 @@ fn newest_fifty_after_thousands_of_messages_over_many_rooms() {
     }
     store.append(&batch).unwrap();
     for &book in &books {
-        let newest = store.newest(book, 50).unwrap();
+        let newest = store.newest(BookId(book), 50).unwrap();
         assert_eq!(newest.len(), 50);
         assert!(
-            newest.iter().all(|m| m.book_id == book),
+            newest.iter().all(|m| m.book_id == BookId(book)),
             "prefix boundary of {book}"
         );
         let seqs: Vec<u64> = newest.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (551..=600).rev().collect::<Vec<_>>());
-        assert_eq!(store.tail(book).unwrap().seq, 600);
+        assert_eq!(store.tail(BookId(book)).unwrap().seq, 600);
     }
-    assert!(store.newest(3, 50).unwrap().is_empty());
-    assert!(store.newest(257, 50).unwrap().is_empty());
-    assert_eq!(store.tail(1 << 31).unwrap(), BookTail::default());
+    assert!(store.newest(BookId(3), 50).unwrap().is_empty());
+    assert!(store.newest(BookId(257), 50).unwrap().is_empty());
+    assert_eq!(store.tail(BookId(1 << 31)).unwrap(), BookTail::default());
 }
 
 #[test]
@@ -86,7 +87,7 @@ fn messages_within_one_millisecond_keep_their_order() {
         .map(|seq| message(&mut ids, 9, seq, 1_700_000_000_000))
         .collect();
     store.append(&batch).unwrap();
-    let newest = store.newest(9, 50).unwrap();
+    let newest = store.newest(BookId(9), 50).unwrap();
     let hex: Vec<String> = newest.iter().rev().map(|m| m.value.id.to_hex()).collect();
     let mut sorted = hex.clone();
     sorted.sort();
@@ -106,7 +107,7 @@ fn sequence_continues_after_reopening() {
         store.append(&batch).unwrap();
     }
     let store = Store::open(&dir.0, false).unwrap();
-    let tail = store.tail(2701).unwrap();
+    let tail = store.tail(BookId(2701)).unwrap();
     assert_eq!(
         tail,
         BookTail {
@@ -117,7 +118,7 @@ fn sequence_continues_after_reopening() {
     store
         .append(&[message(&mut ids, 2701, tail.seq + 1, 1_700_000_000_100)])
         .unwrap();
-    let newest = store.newest(2701, 50).unwrap();
+    let newest = store.newest(BookId(2701), 50).unwrap();
     assert_eq!(newest.first().map(|m| m.seq), Some(76));
     assert_eq!(newest.len(), 50);
 }
@@ -136,8 +137,8 @@ fn checkpoint_holds_the_same_history() {
     store.checkpoint(&target).unwrap();
     let restored = Store::open(&target, false).unwrap();
     assert_eq!(
-        restored.newest(5, 50).unwrap(),
-        store.newest(5, 50).unwrap()
+        restored.newest(BookId(5), 50).unwrap(),
+        store.newest(BookId(5), 50).unwrap()
     );
 }
 
@@ -179,7 +180,7 @@ fn backups_of_a_free_and_of_a_locked_store_hold_everything_written() {
     drop(store);
     for (path, count) in [(&stopped, 30), (&running, 45)] {
         let restored = Store::open(path, false).unwrap();
-        let newest = restored.newest(7, 100).unwrap();
+        let newest = restored.newest(BookId(7), 100).unwrap();
         assert_eq!(newest.len(), count, "{}", path.display());
         let mut all: Vec<StoredMessage> = first.iter().chain(&second).cloned().collect();
         all.truncate(count);
@@ -229,7 +230,7 @@ fn a_backup_never_writes_into_another_users_data_directory() {
     assert_eq!(before, listing(&data));
     let copy = Store::open(&dir.0.join("copy"), false).unwrap();
     assert_eq!(
-        copy.newest(3, 10).unwrap(),
+        copy.newest(BookId(3), 10).unwrap(),
         messages.iter().rev().cloned().collect::<Vec<_>>()
     );
 }

@@ -1,11 +1,12 @@
 use super::*;
+use crate::book::BookId;
 use crate::chat::message::message_value;
 use crate::store::{MessageId, StoredValue};
 use serde_json::{json, Value};
 
 fn stored(book_id: u64, seq: u64) -> StoredMessage {
     StoredMessage {
-        book_id,
+        book_id: BookId(book_id),
         seq,
         value: StoredValue {
             created_ms: 1_795_521_600_000 + seq,
@@ -79,7 +80,7 @@ fn the_cached_history_equals_the_stores_newest_fifty_as_batches_arrive() {
     for count in [1, 3, 1, 17, 40, 1, 2] {
         let batch = room.append(7, count);
         record(&cache, &batch, &room, &mut reloads);
-        let history = cache.get(7).expect("the home published the room");
+        let history = cache.get(BookId(7)).expect("the home published the room");
         assert_eq!(history.newest_seq(), room.0.len() as u64);
         assert_eq!(served(&history), expected_previous(&room), "after {count}");
         assert!(history.messages().len() <= HISTORY_LEN);
@@ -106,10 +107,20 @@ fn a_batch_mixing_rooms_updates_each_room_in_order() {
         let pairs: Vec<_> = batch.iter().zip(&texts).collect();
         cache.record_batch(&pairs, |book| {
             reloads += 1;
-            Ok::<_, ()>(if book == 1 { a.newest() } else { b.newest() })
+            Ok::<_, ()>(if book == BookId(1) {
+                a.newest()
+            } else {
+                b.newest()
+            })
         });
-        assert_eq!(served(&cache.get(1).unwrap()), expected_previous(&a));
-        assert_eq!(served(&cache.get(2).unwrap()), expected_previous(&b));
+        assert_eq!(
+            served(&cache.get(BookId(1)).unwrap()),
+            expected_previous(&a)
+        );
+        assert_eq!(
+            served(&cache.get(BookId(2)).unwrap()),
+            expected_previous(&b)
+        );
     }
     assert_eq!(reloads, 2);
 }
@@ -139,8 +150,8 @@ fn a_joiners_store_read_never_replaces_a_newer_published_history() {
     let mut reloads = 0;
     record(&cache, &newer, &room, &mut reloads);
     // The joiner read the store before the home's write and offers it after the publish.
-    assert!(!cache.offer(9, Arc::clone(&stale)));
-    assert_eq!(cache.get(9).unwrap().newest_seq(), 4);
+    assert!(!cache.offer(BookId(9), Arc::clone(&stale)));
+    assert_eq!(cache.get(BookId(9)).unwrap().newest_seq(), 4);
     // Even once the room is evicted, the stale read stays out: the watermark remembers.
     let same_part: Vec<u64> = (10..100_000u64)
         .filter(|b| {
@@ -150,14 +161,17 @@ fn a_joiners_store_read_never_replaces_a_newer_published_history() {
         .take(2)
         .collect();
     for book in same_part {
-        assert!(cache.offer(book, Arc::new(RoomHistory::default())));
+        assert!(cache.offer(BookId(book), Arc::new(RoomHistory::default())));
     }
-    assert!(cache.get(9).is_none(), "room 9 was evicted");
-    assert!(!cache.offer(9, stale));
-    assert!(cache.get(9).is_none());
+    assert!(cache.get(BookId(9)).is_none(), "room 9 was evicted");
+    assert!(!cache.offer(BookId(9), stale));
+    assert!(cache.get(BookId(9)).is_none());
     // A read at least as new as the published one is kept.
-    assert!(cache.offer(9, Arc::new(RoomHistory::from_stored(&room.newest()))));
-    assert_eq!(cache.get(9).unwrap().newest_seq(), 4);
+    assert!(cache.offer(
+        BookId(9),
+        Arc::new(RoomHistory::from_stored(&room.newest()))
+    ));
+    assert_eq!(cache.get(BookId(9)).unwrap().newest_seq(), 4);
 }
 
 #[test]
@@ -165,7 +179,7 @@ fn a_failed_reload_drops_the_room_rather_than_keep_an_old_history() {
     let cache = HistoryCache::default();
     let mut room = Room::default();
     let first = room.append(3, 2);
-    cache.offer(3, Arc::new(RoomHistory::from_stored(&[])));
+    cache.offer(BookId(3), Arc::new(RoomHistory::from_stored(&[])));
     let mut reloads = 0;
     // Not contiguous with the empty history offered (seq 1 follows 0, so this one is)...
     record(&cache, &first, &room, &mut reloads);
@@ -177,9 +191,9 @@ fn a_failed_reload_drops_the_room_rather_than_keep_an_old_history() {
     let texts: Vec<EncodedMessage> = gap.iter().map(encode_message).collect();
     let pairs: Vec<_> = gap.iter().zip(&texts).collect();
     cache.record_batch(&pairs, |_| Err::<Vec<StoredMessage>, _>("disk on fire"));
-    assert!(cache.get(3).is_none());
+    assert!(cache.get(BookId(3)).is_none());
     assert!(
-        !cache.offer(3, Arc::new(RoomHistory::from_stored(&first))),
+        !cache.offer(BookId(3), Arc::new(RoomHistory::from_stored(&first))),
         "older than published"
     );
 }
@@ -193,21 +207,21 @@ fn the_cache_keeps_within_its_byte_bound() {
             .rev()
             .map(|s| stored(book, s))
             .collect();
-        cache.offer(book, Arc::new(RoomHistory::from_stored(&messages)));
+        cache.offer(BookId(book), Arc::new(RoomHistory::from_stored(&messages)));
     }
     let (rooms, bytes) = cache.usage();
     assert!(bytes <= max_bytes, "{bytes} > {max_bytes}");
     assert!(rooms > PARTS && rooms < 2000, "{rooms} rooms");
     // The most recent rooms are the ones kept.
-    assert!(cache.get(2000).is_some());
-    assert!(cache.get(1).is_none());
+    assert!(cache.get(BookId(2000)).is_some());
+    assert!(cache.get(BookId(1)).is_none());
 }
 
 #[test]
 fn the_cache_keeps_within_its_room_bound() {
     let cache = HistoryCache::new(PARTS * 4, MAX_BYTES);
     for book in 1..=1000u64 {
-        cache.offer(book, Arc::new(RoomHistory::default()));
+        cache.offer(BookId(book), Arc::new(RoomHistory::default()));
     }
     assert_eq!(cache.usage().0, PARTS * 4);
 }
