@@ -78,6 +78,7 @@ struct Conn {
 /// The endpoint of shard 0 of `shards`, its clients and its clock.
 pub struct Pair<H: Handler> {
     pub endpoint: Endpoint<H>,
+    config: Arc<ServerConfig>,
     now: Instant,
     limits: HeadLimits,
     conns: HashMap<ConnId, Conn>,
@@ -100,10 +101,11 @@ impl<H: Handler> Pair<H> {
             max_head_bytes: config.max_head_bytes,
             max_headers: config.max_headers,
         };
+        let config = Arc::new(config);
         let endpoint = Endpoint::new(
             0,
             shards.max(1),
-            Arc::new(config),
+            Arc::clone(&config),
             Arc::new(handler),
             Metrics::new(shards.max(1)),
             IdSource::seeded(0x5eed),
@@ -111,6 +113,7 @@ impl<H: Handler> Pair<H> {
         );
         Pair {
             endpoint,
+            config,
             now,
             limits,
             conns: HashMap::new(),
@@ -122,6 +125,11 @@ impl<H: Handler> Pair<H> {
     /// The virtual time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The endpoint's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     /// Open a client connection.
@@ -202,6 +210,12 @@ impl<H: Handler> Pair<H> {
         self.now = until;
         self.endpoint.handle_timeout(self.now);
         self.turn_end();
+    }
+
+    /// The server shuts down ([`Endpoint::close_all`]).
+    pub fn shutdown(&mut self) {
+        self.endpoint.close_all(self.now);
+        self.drain();
     }
 
     /// End a loop turn (the application commits what it gathered).
