@@ -509,7 +509,11 @@ fn first_ping_arrives_a_full_ping_interval_after_handshake() {
     let get_conn = park_get(&mut pair, &sid);
     // Deadlines run within the endpoint's 1 ms timer slack.
     pair.advance(Duration::from_millis(298));
-    assert_eq!(pair.state(get_conn), Some(ConnState::Parked), "no ping before 300 ms");
+    assert_eq!(
+        pair.state(get_conn),
+        Some(ConnState::Parked),
+        "no ping before 300 ms"
+    );
     pair.advance(Duration::from_millis(2));
     assert_eq!(parked_answer(&mut pair, get_conn).text(), "2");
 }
@@ -523,7 +527,11 @@ fn pongs_keep_polling_session_alive_across_pings() {
         let get_conn = park_get(&mut pair, &sid);
         // The next ping comes pingInterval after the open or the last pong, not earlier.
         pair.advance(Duration::from_millis(298));
-        assert_eq!(pair.state(get_conn), Some(ConnState::Parked), "ping {i} early");
+        assert_eq!(
+            pair.state(get_conn),
+            Some(ConnState::Parked),
+            "ping {i} early"
+        );
         pair.advance(Duration::from_millis(2));
         let packets = decode_payload(&parked_answer(&mut pair, get_conn).text());
         assert_eq!(packets, ["2"], "ping {i}");
@@ -543,11 +551,18 @@ fn no_pong_closes_session_after_ping_interval_plus_timeout() {
     let (sid, _) = handshake(&mut pair);
     let get_conn = park_get(&mut pair, &sid);
     pair.advance(Duration::from_millis(300));
-    assert_eq!(decode_payload(&parked_answer(&mut pair, get_conn).text()), ["2"]);
+    assert_eq!(
+        decode_payload(&parked_answer(&mut pair, get_conn).text()),
+        ["2"]
+    );
     // Do not answer: the next parked GET learns of the close.
     let get_conn = park_get(&mut pair, &sid);
     pair.advance(Duration::from_millis(198));
-    assert_eq!(pair.state(get_conn), Some(ConnState::Parked), "open within pingTimeout");
+    assert_eq!(
+        pair.state(get_conn),
+        Some(ConnState::Parked),
+        "open within pingTimeout"
+    );
     pair.advance(Duration::from_millis(2));
     let response = parked_answer(&mut pair, get_conn);
     assert_eq!(response.status, 200, "{response:?}");

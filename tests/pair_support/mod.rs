@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use readrealm_chat::config::{Layer, ServerConfig};
 use readrealm_chat::endpoint::pair::{ConnState, HttpAnswer, Pair};
 use readrealm_chat::endpoint::ConnId;
+use readrealm_chat::engineio::packet::Frame;
 use readrealm_chat::socketio::conformance::{ConformanceSocketIo, EchoEngine};
 use readrealm_chat::socketio::Handler;
 use serde_json::Value;
@@ -163,7 +166,11 @@ pub fn handshake<H: Handler>(pair: &mut Pair<H>) -> (String, Value) {
 pub fn park_get<H: Handler>(pair: &mut Pair<H>, sid: &str) -> ConnId {
     let target = polling_target(pair, Some(sid));
     let conn = pair.request(&request_bytes("GET", &target, &[], b""));
-    assert_eq!(pair.state(conn), Some(ConnState::Parked), "GET should be parked");
+    assert_eq!(
+        pair.state(conn),
+        Some(ConnState::Parked),
+        "GET should be parked"
+    );
     assert!(pair.take_answer(conn).is_none());
     conn
 }
@@ -196,7 +203,13 @@ pub fn assert_open_packet(open: &Value, upgrades: &[&str], config: &ServerConfig
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["maxPayload", "pingInterval", "pingTimeout", "sid", "upgrades"],
+        [
+            "maxPayload",
+            "pingInterval",
+            "pingTimeout",
+            "sid",
+            "upgrades"
+        ],
         "open packet keys: {open}"
     );
     let sid = open["sid"].as_str().expect("sid is a string");
@@ -246,5 +259,54 @@ pub fn assert_eio_error(answer: &HttpAnswer, code: u64) {
         5 => "Unsupported protocol version",
         _ => unreachable!(),
     };
-    assert_eq!(body["message"].as_str(), Some(message), "error message: {answer:?}");
+    assert_eq!(
+        body["message"].as_str(),
+        Some(message),
+        "error message: {answer:?}"
+    );
+}
+
+/// A WebSocket text frame.
+pub fn text(text: &str) -> Frame {
+    Frame::Text(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+/// A WebSocket binary frame.
+pub fn binary(data: &[u8]) -> Frame {
+    Frame::Binary(Bytes::copy_from_slice(data))
+}
+
+/// Open a WebSocket for `sid` (a WebSocket-only session without); the 101 must come.
+pub fn ws<H: Handler>(pair: &mut Pair<H>, sid: Option<&str>) -> ConnId {
+    let target = websocket_target(pair, sid);
+    let conn = pair.request(&ws_upgrade_bytes(&target));
+    let answer = pair.take_answer(conn).expect("the handshake answer");
+    assert_eq!(answer.status, 101, "{answer:?}");
+    assert_eq!(pair.state(conn), Some(ConnState::WebSocket));
+    conn
+}
+
+/// A WebSocket-only session: the connection and its open packet.
+pub fn ws_session<H: Handler>(pair: &mut Pair<H>) -> (ConnId, Value) {
+    let conn = ws(pair, None);
+    let frames = pair.take_texts(conn);
+    let first = frames.first().expect("the open packet");
+    (conn, parse_open(first))
+}
+
+/// The WebSocket's close frame, which must have been sent, as (code, reason).
+pub fn ws_closed<H: Handler>(pair: &Pair<H>, conn: ConnId) -> (u16, String) {
+    assert_eq!(pair.state(conn), Some(ConnState::Closed), "closed");
+    let close = pair.ws_close(conn).expect("a close frame");
+    (close.code, close.reason.clone())
+}
+
+/// The WebSocket was closed with a close frame of status `code` and a reason starting with
+/// `reason` (what `tests/support::assert_close_frame` checks on the wire).
+pub fn assert_ws_closed<H: Handler>(pair: &Pair<H>, conn: ConnId, code: u16, reason: &str) {
+    let (got, text) = ws_closed(pair, conn);
+    assert!(
+        got == code && text.starts_with(reason),
+        "expected a close frame {code} {reason:?}..., got {got} {text:?}"
+    );
 }
