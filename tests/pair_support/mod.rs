@@ -310,3 +310,4 @@ pub fn assert_ws_closed<H: Handler>(pair: &Pair<H>, conn: ConnId, code: u16, rea
         "expected a close frame {code} {reason:?}..., got {got} {text:?}"
     );
 }
+pub mod rooms;
