@@ -589,3 +589,40 @@ fn server_shutdown_answers_parked_get_with_close() {
     let response = parked_answer(&mut pair, get_conn);
     assert_eq!(response.text(), "1", "{response:?}");
 }
+
+// Hand-off
+
+#[test]
+fn requests_for_another_shards_sid_are_handed_to_that_shard() {
+    // Shard 0 of 4: well-formed sids naming each shard (and ones beyond), unknown everywhere.
+    let mut pair = readrealm_chat::endpoint::pair::Pair::with_shards(
+        {
+            let mut config = base_config();
+            quiet(&mut config);
+            config.path = "/engine.io/".into();
+            config.layer = readrealm_chat::config::Layer::EngineIo;
+            config.shards = 4;
+            config
+        },
+        readrealm_chat::socketio::conformance::EchoEngine,
+        4,
+    );
+    for (first, owner) in [("B", 1), ("C", 2), ("D", 3)] {
+        let sid = format!("{first}{}", "A".repeat(22));
+        for method in ["GET", "POST"] {
+            let target = polling_target(&pair, Some(&sid));
+            let conn = pair.request(&request_bytes(method, &target, &[], b"4x"));
+            assert_eq!(pair.handed_to(conn), Some(owner), "{method} {sid}");
+            assert!(
+                pair.take_answer(conn).is_none(),
+                "a handed-off request is not answered"
+            );
+        }
+    }
+    // Its own shard, and shards that do not exist, answer unknown sid here.
+    for first in ["A", "Z", "_"] {
+        let sid = format!("{first}{}", "A".repeat(22));
+        assert_eio_error(&get(&mut pair, &sid), 1);
+        assert_eio_error(&post(&mut pair, &sid, b"4x"), 1);
+    }
+}
