@@ -307,12 +307,12 @@ fn check_answer(answer: &HttpAnswer, client: &mut Client) {
         "status {}",
         answer.status
     );
-    if answer.status == 400 || answer.status == 403 {
-        if answer.header("content-type") == Some("application/json") {
-            let body: Value = serde_json::from_slice(&answer.body).expect("a JSON error");
-            let code = body["code"].as_u64().expect("an error code");
-            assert!(code <= 5, "error code {code}");
-        }
+    if (answer.status == 400 || answer.status == 403)
+        && answer.header("content-type") == Some("application/json")
+    {
+        let body: Value = serde_json::from_slice(&answer.body).expect("a JSON error");
+        let code = body["code"].as_u64().expect("an error code");
+        assert!(code <= 5, "error code {code}");
     }
     if answer.status == 200 {
         let text = answer.text();
