@@ -10,11 +10,11 @@
 //!
 //! It also checks what the I/O layer relies on and records every breach in
 //! [`Pair::violations`] (dropping a pair that has one panics, so every test and the fuzz
-//! target `endpoint` check them): every HTTP answer
-//! parses and its `Content-Length` is its body; a request is answered, parked, handed off or
-//! waiting for its body once `handle_request` returns, and answered at most once; nothing is
-//! sent to a connection that is closed or on the wrong protocol; close codes are ones the
-//! server sends; a deadline, once run, passes.
+//! target `endpoint` check them): every HTTP answer parses and its `Content-Length` is its
+//! body; a request is answered, parked, handed off or waiting for its body once
+//! `handle_request` returns, and answered at most once; nothing is sent to a connection that
+//! is closed or on the wrong protocol; close codes are ones the server sends; no hand-off or
+//! peer message to its own shard; a deadline, once run, passes.
 //!
 //! It checks protocol logic only: what the bytes on a real socket look like (framing,
 //! partial writes, lingering closes) is proven by the over-the-wire tests. Must never sleep
