@@ -432,7 +432,7 @@ impl<H: Handler> Pair<H> {
 }
 
 /// Most deadline rounds one [`Pair::advance`] runs before it calls the deadline stuck.
-const MAX_ROUNDS: usize = 100_000;
+const MAX_ROUNDS: usize = 10_000;
 
 /// The close codes the server sends (`super::io::status`).
 const SENT_CLOSE_CODES: [u16; 6] = [
