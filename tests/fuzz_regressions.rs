@@ -61,8 +61,8 @@ fn every_target_is_replayed_here() {
         "chat_payload",
         "eio_payload",
         "eio_session",
+        "endpoint",
         "http_head",
-        "http_stream",
         "sio_connection",
         "sio_packet",
     ];
@@ -91,8 +91,8 @@ fn http_head() {
 }
 
 #[test]
-fn http_stream() {
-    replay("http_stream");
+fn endpoint() {
+    replay("endpoint");
 }
 
 #[test]

@@ -8,6 +8,14 @@
 //! moves only when the test says ([`Pair::advance`]), and ids come from a fixed seed, so a
 //! scenario of minutes of protocol time runs in microseconds and the same way every run.
 //!
+//! It also checks what the I/O layer relies on and records every breach in
+//! [`Pair::violations`] (dropping a pair that has one panics, so every test and the fuzz
+//! target `endpoint` check them): every HTTP answer parses and its `Content-Length` is its
+//! body; a request is answered, parked, handed off or waiting for its body once
+//! `handle_request` returns, and answered at most once; nothing is sent to a connection that
+//! is closed or on the wrong protocol; close codes are ones the server sends; no hand-off or
+//! peer message to its own shard; a deadline, once run, passes.
+//!
 //! It checks protocol logic only: what the bytes on a real socket look like (framing,
 //! partial writes, lingering closes) is proven by the over-the-wire tests. Must never sleep
 //! or read the clock after it was made.
@@ -16,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::io::{ConnId, Event, PeerMessage, RequestOutcome, Transmit, WsClose, WsMessage};
+use super::io::{status, ConnId, Event, PeerMessage, RequestOutcome, Transmit, WsClose, WsMessage};
 use super::Endpoint;
 use crate::config::ServerConfig;
 use crate::engineio::packet::Frame;
@@ -73,17 +81,22 @@ struct Conn {
     frames: VecDeque<Frame>,
     close: Option<WsClose>,
     handed_to: Option<usize>,
+    /// A request was given to the endpoint and not answered yet.
+    awaiting: bool,
 }
 
 /// The endpoint of shard 0 of `shards`, its clients and its clock.
 pub struct Pair<H: Handler> {
     pub endpoint: Endpoint<H>,
+    config: Arc<ServerConfig>,
     now: Instant,
     limits: HeadLimits,
     conns: HashMap<ConnId, Conn>,
     next_conn: usize,
     /// Messages the endpoint sent other shards, oldest first.
     pub peer_messages: Vec<(usize, PeerMessage<H::Forward>)>,
+    /// Breaches of what the I/O layer relies on, in the order seen (see the module doc).
+    violations: Vec<String>,
 }
 
 impl<H: Handler> Pair<H> {
@@ -100,10 +113,11 @@ impl<H: Handler> Pair<H> {
             max_head_bytes: config.max_head_bytes,
             max_headers: config.max_headers,
         };
+        let config = Arc::new(config);
         let endpoint = Endpoint::new(
             0,
             shards.max(1),
-            Arc::new(config),
+            Arc::clone(&config),
             Arc::new(handler),
             Metrics::new(shards.max(1)),
             IdSource::seeded(0x5eed),
@@ -111,17 +125,24 @@ impl<H: Handler> Pair<H> {
         );
         Pair {
             endpoint,
+            config,
             now,
             limits,
             conns: HashMap::new(),
             next_conn: 0,
             peer_messages: Vec::new(),
+            violations: Vec::new(),
         }
     }
 
     /// The virtual time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The endpoint's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     /// Open a client connection.
@@ -138,6 +159,7 @@ impl<H: Handler> Pair<H> {
                 frames: VecDeque::new(),
                 close: None,
                 handed_to: None,
+                awaiting: false,
             },
         );
         id
@@ -185,13 +207,17 @@ impl<H: Handler> Pair<H> {
     /// Let `by` pass: every deadline on the way runs at its time, then a loop turn ends.
     pub fn advance(&mut self, by: Duration) {
         let until = self.now + by;
-        // Each round runs at least one deadline; the bound only stops an application whose
-        // wake-up never passes.
-        for _ in 0..1_000_000 {
-            let Some(at) = self.endpoint.poll_timeout() else {
-                break;
-            };
+        // Each round runs at least one deadline; the bound only stops a deadline that never
+        // passes (a violation).
+        let mut rounds = 0;
+        while let Some(at) = self.endpoint.poll_timeout() {
             if at > until {
+                break;
+            }
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                self.violations
+                    .push(format!("a deadline never passes: {at:?} at {:?}", self.now));
                 break;
             }
             self.now = self.now.max(at);
@@ -202,6 +228,12 @@ impl<H: Handler> Pair<H> {
         self.now = until;
         self.endpoint.handle_timeout(self.now);
         self.turn_end();
+    }
+
+    /// The server shuts down ([`Endpoint::close_all`]).
+    pub fn shutdown(&mut self) {
+        self.endpoint.close_all(self.now);
+        self.drain();
     }
 
     /// End a loop turn (the application commits what it gathered).
@@ -244,6 +276,11 @@ impl<H: Handler> Pair<H> {
         self.conns.get(&conn)?.close.as_ref()
     }
 
+    /// Every breach of what the I/O layer relies on seen so far (see the module doc).
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
     /// The shard a connection was handed to, if it was.
     pub fn handed_to(&self, conn: ConnId) -> Option<usize> {
         self.conns.get(&conn)?.handed_to
@@ -263,21 +300,42 @@ impl<H: Handler> Pair<H> {
             };
             let after = c.input.get(head.head_len..).unwrap_or_default().to_vec();
             let opened_at = c.opened_at;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.awaiting = true;
+            }
             match self
                 .endpoint
                 .handle_request(self.now, conn, opened_at, &head, &after)
             {
                 RequestOutcome::Done { consumed } => {
+                    if consumed < head.head_len || consumed > head.head_len + after.len() {
+                        self.violations.push(format!(
+                            "{conn:?}: consumed {consumed} of a {}-byte head and {} more",
+                            head.head_len,
+                            after.len()
+                        ));
+                    }
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.input.drain(..consumed.min(c.input.len()));
                     }
                     self.drain();
+                    if let Some(c) = self.conns.get(&conn) {
+                        if c.awaiting && c.state == ConnState::Http {
+                            self.violations
+                                .push(format!("{conn:?}: a request neither answered nor parked"));
+                        }
+                    }
                 }
                 RequestOutcome::NeedMore => return,
                 RequestOutcome::HandOff { shard } => {
+                    if shard == self.endpoint.index() {
+                        self.violations
+                            .push(format!("{conn:?}: handed off to its own shard"));
+                    }
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.handed_to = Some(shard);
                         c.state = ConnState::Closed;
+                        c.awaiting = false;
                     }
                     return;
                 }
@@ -289,18 +347,27 @@ impl<H: Handler> Pair<H> {
     fn drain(&mut self) {
         let mut read_on = Vec::new();
         while let Some(transmit) = self.endpoint.poll_transmit() {
+            let conn = transmit_conn(&transmit);
+            let Some(c) = self.conns.get_mut(&conn) else {
+                self.violations
+                    .push(format!("{conn:?}: a transmit for an unknown connection"));
+                continue;
+            };
+            let wrong = |what: &str, c: &Conn| format!("{conn:?}: {what} while {:?}", c.state);
             match transmit {
                 Transmit::Http {
-                    conn,
-                    bytes,
-                    keep_alive,
+                    bytes, keep_alive, ..
                 } => {
-                    let Some(c) = self.conns.get_mut(&conn) else {
+                    if !c.awaiting || matches!(c.state, ConnState::WebSocket | ConnState::Closed) {
+                        self.violations
+                            .push(wrong("an HTTP answer nobody asked for", c));
                         continue;
-                    };
-                    if let Some(answer) = parse_answer(&bytes) {
-                        c.answers.push_back(answer);
                     }
+                    match parse_answer(&bytes) {
+                        Ok(answer) => c.answers.push_back(answer),
+                        Err(e) => self.violations.push(format!("{conn:?}: {e}")),
+                    }
+                    c.awaiting = false;
                     let was_parked = c.state == ConnState::Parked;
                     if !keep_alive {
                         c.state = ConnState::Closed;
@@ -309,37 +376,53 @@ impl<H: Handler> Pair<H> {
                         read_on.push(conn);
                     }
                 }
-                Transmit::Park { conn } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.state = ConnState::Parked;
+                Transmit::Park { .. } => {
+                    if !c.awaiting || c.state != ConnState::Http {
+                        self.violations.push(wrong("a park", c));
                     }
+                    c.state = ConnState::Parked;
                 }
-                Transmit::AcceptWebSocket { conn, accept } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if let Some(answer) = parse_answer(&accept) {
-                            c.answers.push_back(answer);
-                        }
-                        c.state = ConnState::WebSocket;
+                Transmit::AcceptWebSocket { accept, .. } => {
+                    if !c.awaiting || c.state != ConnState::Http {
+                        self.violations.push(wrong("a WebSocket accept", c));
+                        continue;
                     }
+                    match parse_answer(&accept) {
+                        Ok(answer) if answer.status == 101 => c.answers.push_back(answer),
+                        Ok(answer) => self
+                            .violations
+                            .push(format!("{conn:?}: accepted with {}", answer.status)),
+                        Err(e) => self.violations.push(format!("{conn:?}: {e}")),
+                    }
+                    c.awaiting = false;
+                    c.state = ConnState::WebSocket;
                 }
-                Transmit::Frames { conn, frames, .. } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if c.state == ConnState::WebSocket {
-                            c.frames.extend(frames.as_slice().iter().cloned());
-                        }
+                Transmit::Frames { frames, .. } => {
+                    if c.state != ConnState::WebSocket {
+                        self.violations.push(wrong("frames", c));
+                        continue;
                     }
+                    c.frames.extend(frames.as_slice().iter().cloned());
                 }
-                Transmit::CloseWebSocket { conn, close } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if c.state == ConnState::WebSocket {
-                            c.close = Some(close);
-                        }
-                        c.state = ConnState::Closed;
+                Transmit::CloseWebSocket { close, .. } => {
+                    if c.state == ConnState::Closed {
+                        self.violations.push(wrong("a close", c));
                     }
+                    if !SENT_CLOSE_CODES.contains(&close.code) {
+                        self.violations
+                            .push(format!("{conn:?}: close code {}", close.code));
+                    }
+                    if c.state == ConnState::WebSocket {
+                        c.close = Some(close);
+                    }
+                    c.state = ConnState::Closed;
                 }
             }
         }
         while let Some(Event::ToPeer { shard, message }) = self.endpoint.poll_event() {
+            if shard == self.endpoint.index() {
+                self.violations.push("a message to its own shard".into());
+            }
             self.peer_messages.push((shard, message));
         }
         for conn in read_on {
@@ -348,14 +431,40 @@ impl<H: Handler> Pair<H> {
     }
 }
 
-/// Parse one HTTP answer (head and `Content-Length` body).
-fn parse_answer(bytes: &[u8]) -> Option<HttpAnswer> {
+/// Most deadline rounds one [`Pair::advance`] runs before it calls the deadline stuck.
+const MAX_ROUNDS: usize = 10_000;
+
+/// The close codes the server sends (`super::io::status`).
+const SENT_CLOSE_CODES: [u16; 6] = [
+    status::NORMAL,
+    status::GOING_AWAY,
+    status::PROTOCOL_ERROR,
+    status::INVALID_DATA,
+    status::POLICY,
+    status::TOO_BIG,
+];
+
+fn transmit_conn(transmit: &Transmit) -> ConnId {
+    match transmit {
+        Transmit::Http { conn, .. }
+        | Transmit::Park { conn }
+        | Transmit::AcceptWebSocket { conn, .. }
+        | Transmit::Frames { conn, .. }
+        | Transmit::CloseWebSocket { conn, .. } => *conn,
+    }
+}
+
+/// Parse one HTTP answer: a complete head, then exactly `Content-Length` bytes of body (none
+/// without the header, as for a 101 or a 204).
+fn parse_answer(bytes: &[u8]) -> Result<HttpAnswer, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_len) = response.parse(bytes).ok()? else {
-        return None;
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err("an incomplete HTTP answer".into()),
+        Err(e) => return Err(format!("a malformed HTTP answer: {e}")),
     };
-    let status = response.code?;
+    let status = response.code.ok_or("an answer without a status")?;
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
@@ -367,9 +476,35 @@ fn parse_answer(bytes: &[u8]) -> Option<HttpAnswer> {
         })
         .collect();
     let body = bytes.get(head_len..).unwrap_or_default().to_vec();
-    Some(HttpAnswer {
+    let answer = HttpAnswer {
         status,
         headers,
         body,
-    })
+    };
+    let length = match answer.header("content-length") {
+        Some(value) => value
+            .parse::<usize>()
+            .map_err(|_| format!("Content-Length {value:?}"))?,
+        None => 0,
+    };
+    if length != answer.body.len() {
+        return Err(format!(
+            "Content-Length {length} for a {}-byte body",
+            answer.body.len()
+        ));
+    }
+    Ok(answer)
+}
+
+/// A pair that saw a violation fails the test (or fuzz run) that drops it, so every scenario
+/// checks the module doc's rules without asking.
+impl<H: Handler> Drop for Pair<H> {
+    // The Pair is a test instrument, never part of a server: a breach fails the test or fuzz
+    // run by panicking, the way assertions do.
+    #[allow(clippy::panic)]
+    fn drop(&mut self) {
+        if !std::thread::panicking() && !self.violations.is_empty() {
+            panic!("the endpoint broke the I/O contract: {:?}", self.violations);
+        }
+    }
 }

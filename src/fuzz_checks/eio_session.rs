@@ -2,8 +2,9 @@
 //! (`engineio::session::Session`).
 //!
 //! The input chooses a config (durations of 0..=1023 ms, maxPayload of 0..=255 bytes), the
-//! opening transport, then a sequence of operations, each driven the way `server::sessions`
-//! and `server::transport` drive a session:
+//! opening transport, then a sequence of operations, each a call of the session's own API in
+//! the order its docs ask for (the way `endpoint::sessions` and `endpoint::websocket` call
+//! it; the endpoint itself is fuzzed by the `endpoint` target):
 //!
 //! - a polling GET (a `Conflict` ends the session, as the server closes it);
 //! - the parked GET's connection closing (`release_get`);
@@ -288,7 +289,7 @@ impl Driver {
         Ok(())
     }
 
-    /// `server::sessions::send_frames` on polling (on WebSocket frames bypass the session).
+    /// Enqueue on polling, then flush (as `endpoint::sessions::send_frames`) (on WebSocket frames bypass the session).
     fn send_frames(&mut self, frames: &[Frame]) {
         if self.model.transport == Transport::WebSocket {
             return;
@@ -302,7 +303,7 @@ impl Driver {
         self.flush_polling();
     }
 
-    /// `server::sessions::flush_polling`.
+    /// Answer the parked GET when the session says so (as `endpoint::sessions::flush_polling`).
     fn flush_polling(&mut self) {
         if !self.session.can_flush_polling() {
             return;
@@ -353,7 +354,8 @@ impl Driver {
         }
     }
 
-    /// `server::transport::on_probe_packet`; only while a probe WebSocket is attached.
+    /// A packet on the probe WebSocket (as `endpoint::websocket::on_probe_packet`); only while
+    /// one is attached.
     fn probe_packet(&mut self, packet: &EioPacket) {
         if self.model.upgrade == Upgrade::None {
             return;

@@ -10,8 +10,11 @@
 //!
 //! Not part of the server: nothing outside the fuzz targets and the regression test calls
 //! it (hence `#[doc(hidden)]` in `lib.rs`). It only drives sans-IO code (codecs, the
-//! Engine.IO session, the Socket.IO connection, chat validation), so it builds without the
-//! `store` feature, which keeps RocksDB out of the fuzz build.
+//! Engine.IO session, the Socket.IO connection, the protocol endpoint through its test pair,
+//! chat validation), so it builds without the `store` feature, which keeps RocksDB out of the
+//! fuzz build. No check copies server glue: the stateful unit targets (`eio_session`,
+//! `sio_connection`) check one sans-IO unit against a model, and `endpoint` drives the real
+//! endpoint.
 
 // A check reports a broken invariant by panicking (libFuzzer and the regression test catch the
 // panic and keep the input): the crate's no-panic lints do not apply here.
@@ -25,8 +28,8 @@
 pub mod chat_payload;
 pub mod eio_payload;
 pub mod eio_session;
+pub mod endpoint;
 pub mod http_head;
-pub mod http_stream;
 pub mod input;
 pub mod json;
 pub mod sio_connection;
@@ -40,8 +43,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("chat_payload", chat_payload::check),
     ("eio_payload", eio_payload::check),
     ("eio_session", eio_session::check),
+    ("endpoint", endpoint::check),
     ("http_head", http_head::check),
-    ("http_stream", http_stream::check),
     ("sio_connection", sio_connection::check),
     ("sio_packet", sio_packet::check),
 ];

@@ -2,7 +2,9 @@
 //! (`socketio::connection::SioConnection`) with a small [`Handler`].
 //!
 //! The input (read with [`Input`]) picks the namespace limit (1..=3) and the connect timeout,
-//! then a sequence of operations, each driven the way `server::sessions` drives a connection:
+//! then a sequence of operations, each a call of the connection's own API (the way the endpoint's
+//! application glue, `endpoint::app`, calls it; the endpoint itself is fuzzed by the
+//! `endpoint` target):
 //! an Engine.IO text message (a packet from a small grammar of kinds, namespaces, attachment
 //! counts, ack ids and payloads, or arbitrary text), a binary message, the clock advancing
 //! (the session closes when the connect deadline passes), a server-side namespace disconnect,

@@ -1,0 +1,5 @@
+//! Fuzz target `endpoint`: the checks are in `readrealm_chat::fuzz_checks::endpoint` (its module doc
+//! says what is asserted and how the input is read), shared with `tests/fuzz_regressions.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::fuzz_checks::endpoint::check(data));

@@ -1,5 +1,0 @@
-//! Fuzz target `http_stream`: the checks are in `readrealm_chat::fuzz_checks::http_stream` (its module doc
-//! says what is asserted and how the input is read), shared with `tests/fuzz_regressions.rs`.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::fuzz_checks::http_stream::check(data));
