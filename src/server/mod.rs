@@ -16,6 +16,7 @@ mod shard;
 mod shutdown;
 mod timers;
 mod transport;
+mod write_delay;
 mod ws;
 
 use std::io;

@@ -594,6 +594,8 @@ impl<H: Handler> Shard<H> {
             &mut self.fanning_out,
             members.len() > super::shard::SMALL_FANOUT,
         );
+        // Output marked now may wait up to --write-delay (shard.rs, `mark_dirty`).
+        let outer_delivering = std::mem::replace(&mut self.delivering, true);
         for member in members {
             if Some(member.session) == except || seq.is_some_and(|seq| seq <= member.floor) {
                 continue;
@@ -602,6 +604,7 @@ impl<H: Handler> Shard<H> {
             delivered += 1;
         }
         self.fanning_out = outer;
+        self.delivering = outer_delivering;
         self.ops.metrics.shard(self.index).delivered(delivered);
     }
 

@@ -11,7 +11,10 @@
 //! [`WRITE_BUDGET`] per turn; the rest wait for the next turn, which polls without sleeping
 //! and so reads what arrived meanwhile before writing more. So an ack or a small room's
 //! message never waits behind a thousand writes of someone else's fan-out, and a long
-//! fan-out does not keep a shard from reading. Follows mio's rules: drain readiness to `WouldBlock`, retry on
+//! fan-out does not keep a shard from reading. With `--write-delay` set, broadcast output
+//! (either class) for a connection with nothing queued waits up to that delay first, so the
+//! frames of several broadcasts to it coalesce into one write (`write_delay.rs`); answers to
+//! the connection itself never wait, and take whatever waits for it along. Follows mio's rules: drain readiness to `WouldBlock`, retry on
 //! `Interrupted`, ignore unknown tokens, ask for WRITABLE only while output is queued, never
 //! reuse a token during the turn that freed it, back off on EMFILE.
 //!
@@ -43,6 +46,8 @@ use crate::socketio::Handler;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// The write delay's timer (`write_delay.rs`).
+pub const WRITE_TIMER: Token = Token(usize::MAX - 3);
 
 /// How long to stop accepting after the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -136,6 +141,11 @@ pub struct Shard<H: Handler> {
     bulk: VecDeque<usize>,
     /// True while a large fan-out is being delivered: output marked now goes to `bulk`.
     pub fanning_out: bool,
+    /// True while a broadcast (of any size) is being delivered: output marked now may wait
+    /// up to `--write-delay` (see [`Shard::mark_dirty`]).
+    pub delivering: bool,
+    /// Connections whose broadcast output waits (`--write-delay`), and its timer.
+    write_delays: super::write_delay::WriteDelays,
     /// Connections closed this turn; their slab slots are freed at the end of it.
     closed: Vec<usize>,
     /// Shards sent bus messages this turn, to wake once each.
@@ -166,6 +176,8 @@ impl<H: Handler> Shard<H> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let shard_count = peers.len();
+        let write_delays =
+            super::write_delay::WriteDelays::new(config.write_delay, poll.registry(), WRITE_TIMER)?;
         Ok(Shard {
             index,
             cors: Cors::new(config.cors.clone(), config.cors_credentials),
@@ -191,6 +203,8 @@ impl<H: Handler> Shard<H> {
             dirty: Vec::new(),
             bulk: VecDeque::new(),
             fanning_out: false,
+            delivering: false,
+            write_delays,
             closed: Vec::new(),
             to_wake: vec![false; shard_count],
             next_generation: 1,
@@ -231,7 +245,10 @@ impl<H: Handler> Shard<H> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = if self.read_again.is_empty() && self.bulk.is_empty() {
-                self.poll_timeout(Instant::now())
+                let now = Instant::now();
+                // Waiting output wakes the shard by its own timer, to the microsecond.
+                self.write_delays.arm(now);
+                self.poll_timeout(now)
             } else {
                 Some(Duration::ZERO)
             };
@@ -250,6 +267,7 @@ impl<H: Handler> Shard<H> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    WRITE_TIMER => self.write_delays.on_timer(),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
@@ -527,8 +545,24 @@ impl<H: Handler> Shard<H> {
     /// Queue a connection's output for writing at the end of the turn: with the turn's
     /// answers, or with the large fan-outs while [`Shard::fanning_out`] is set. A connection
     /// queued as fan-out that gets an answer too moves up to the answers.
+    ///
+    /// With `--write-delay` set, broadcast output ([`Shard::delivering`]) for a connection
+    /// that has no write queued waits instead: it is queued for writing (as a fan-out) when
+    /// the delay has passed (`release_waiting`), and frames that come meanwhile join it.
+    /// Answers (acks, emits to one session, HTTP answers, pongs, closes, WRITABLE) never
+    /// wait: an ack's latency is what its sender sees, heartbeats and closes have deadlines;
+    /// and since a connection has one output buffer, an answer's write carries whatever
+    /// broadcast output was waiting, in order, and ends the wait.
     pub fn mark_dirty(&mut self, key: usize) {
         let bulk = self.fanning_out;
+        if self.delivering && self.write_delays.is_on() && !self.shutting_down {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if !conn.dirty && conn.write_by.is_none() {
+                    conn.write_by = Some(self.write_delays.push(Instant::now(), key));
+                }
+            }
+            return;
+        }
         if let Some(conn) = self.conns.get_mut(key) {
             if bulk {
                 if !conn.dirty {
@@ -779,6 +813,7 @@ impl<H: Handler> Shard<H> {
     pub(super) fn end_turn(&mut self) {
         self.app_turn_end();
         self.wake_peers();
+        self.release_waiting();
         self.flush_answers();
         self.flush_bulk();
         // A connection closed while its fan-out was written may have told a room it left.
@@ -802,6 +837,27 @@ impl<H: Handler> Shard<H> {
             }
             for key in queue.drain(..) {
                 self.flush(key);
+            }
+        }
+    }
+
+    /// Queue for writing, as fan-out, the connections whose write delay has passed (all of
+    /// them while shutting down). Entries whose connection was written meanwhile (its
+    /// `write_by` moved on), closed or freed are skipped.
+    fn release_waiting(&mut self) {
+        let now = Instant::now();
+        let all = self.shutting_down;
+        while let Some((at, key)) = self.write_delays.pop_due(now, all) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.write_by != Some(at) {
+                continue;
+            }
+            conn.write_by = None;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.bulk.push_back(key);
             }
         }
     }
@@ -843,6 +899,8 @@ impl<H: Handler> Shard<H> {
         };
         conn.dirty = false;
         conn.urgent = false;
+        // Whatever waited for this connection goes out with this write.
+        conn.write_by = None;
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {
