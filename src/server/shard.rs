@@ -556,12 +556,13 @@ impl<H: Handler> Shard<H> {
     pub fn mark_dirty(&mut self, key: usize) {
         let bulk = self.fanning_out;
         if self.delivering && self.write_delays.is_on() && !self.shutting_down {
-            if let Some(conn) = self.conns.get_mut(key) {
+            // A close (a session ended by its own delivery) does not wait.
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.close_after_flush) {
                 if !conn.dirty && conn.write_by.is_none() {
                     conn.write_by = Some(self.write_delays.push(Instant::now(), key));
                 }
+                return;
             }
-            return;
         }
         if let Some(conn) = self.conns.get_mut(key) {
             if bulk {
