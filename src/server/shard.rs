@@ -259,6 +259,7 @@ impl<H: Handler> Shard<H> {
                 return Err(e);
             }
             let woke = Instant::now();
+            self.write_delays.begin_turn(woke);
             // Deadlines that passed while the shard slept come first, as in Node's event loop
             // (timers, then I/O): a request arriving after its session's ping timeout finds
             // the session closed, even when the shard wakes late for both.
@@ -559,7 +560,7 @@ impl<H: Handler> Shard<H> {
             // A close (a session ended by its own delivery) does not wait.
             if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.close_after_flush) {
                 if !conn.dirty && conn.write_by.is_none() {
-                    conn.write_by = Some(self.write_delays.push(Instant::now(), key));
+                    conn.write_by = Some(self.write_delays.push(key));
                 }
                 return;
             }

@@ -32,6 +32,11 @@ pub struct WriteDelays {
     timer: Option<OwnedFd>,
     /// The deadline the timer is set for, if it is set.
     armed_for: Option<Instant>,
+    /// When the shard's current loop turn began: output queued in a turn waits until this
+    /// plus the delay, so a broadcast's connections share one deadline and are written by
+    /// one wake-up (a deadline per connection, microseconds apart, could leave the last few
+    /// for a wake-up of their own).
+    turn_began: Instant,
 }
 
 impl WriteDelays {
@@ -61,6 +66,7 @@ impl WriteDelays {
             queue: VecDeque::new(),
             timer,
             armed_for: None,
+            turn_began: Instant::now(),
         })
     }
 
@@ -69,10 +75,15 @@ impl WriteDelays {
         self.timer.is_some()
     }
 
-    /// Queue connection `key`, whose output starts waiting `now`; returns when it must be
-    /// written by.
-    pub fn push(&mut self, now: Instant, key: usize) -> Instant {
-        let at = now + self.delay;
+    /// A loop turn begins `now` (when the shard's poll returned).
+    pub fn begin_turn(&mut self, now: Instant) {
+        self.turn_began = now;
+    }
+
+    /// Queue connection `key`, whose output starts waiting in this turn; returns when it must
+    /// be written by (the turn's beginning plus the delay: at most the delay from now).
+    pub fn push(&mut self, key: usize) -> Instant {
+        let at = self.turn_began + self.delay;
         self.queue.push_back((at, key));
         at
     }
