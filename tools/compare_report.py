@@ -298,6 +298,10 @@ def main():
     def section(title, case, text, rows, extra="", floor=True):
         """One scenario's table; `floor`: the floor ran this case (WebSocket fan-out only)."""
         shown = [s for s in servers if floor or s != FLOOR]
+        if case not in runs:
+            # Not asked for in this run (tools/compare --cases).
+            p.append("## %s\n\nNot run in this run (`--cases`).\n" % title)
+            return
         by = {s: runs.get(case, {}).get(s, {}) for s in shown}
         p.append("## %s\n" % title)
         p.append(text + "\n")
