@@ -239,12 +239,17 @@ def main():
             (not bad) if any(runs[c].get("ours") for c in fanouts) else None)
         return ["## Goals (issues 6 and 11), readrealm-chat in this run\n", "| goal | measured | |", "|---|---|---|"] + rows + [""]
 
+    counted = any(isinstance(r, dict) and r.get("writes_per_delivery") is not None
+                  for by in runs.values() for r in by.values())
+
     def fanout_rows():
         return [
             ("offered deliveries/s", "offered_deliveries_per_s", 0, None),
             ("deliveries/s", "deliveries_per_s", 0, False),
             ("**deliveries per server CPU-second**", "deliveries_per_server_cpu_s", 0, False),
             ("server CPU (cores busy)", "server_cpu_util", 3, True),
+        ] + ([("write syscalls per delivery (`--count-writes`)", "writes_per_delivery", 3, True)]
+             if counted else []) + [
             ("latency to arrival p50 (ms)", "latency_arrival.p50_ms", 3, True),
             ("**latency to arrival p99 (ms)**", "latency_arrival.p99_ms", 3, True),
             ("latency to arrival p99.9 (ms)", "latency_arrival.p999_ms", 3, True),
@@ -344,15 +349,17 @@ def main():
                  "connection waits up to D so frames for it coalesce into one write; acks never "
                  "wait. ÷ floor is against the null server's reference case in this run (%s "
                  "deliveries per CPU-second).\n" % fmt(f))
-        p.append("| write delay | deliveries per CPU-s | ÷ floor | server CPU (cores) | arrival p50 (ms) "
-                 "| **arrival p99 (ms)** | ack arrival p99 (ms) | lost / duplicated |")
-        p.append("|---|---|---|---|---|---|---|---|")
+        p.append("| write delay | deliveries per CPU-s | ÷ floor | server CPU (cores) | write syscalls "
+                 "per delivery | arrival p50 (ms) | **arrival p99 (ms)** | ack arrival p99 (ms) | "
+                 "lost / duplicated |")
+        p.append("|---|---|---|---|---|---|---|---|---|")
         for label, r in points:
             if not r:
                 continue
             d = r.get("deliveries_per_server_cpu_s")
-            p.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
+            p.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
                 label, fmt(d), "%.2f×" % (d / f) if d and f else "–", fmt(r.get("server_cpu_util"), 3),
+                fmt(r.get("writes_per_delivery"), 3),
                 fmt(get(r, "latency_arrival.p50_ms"), 3), fmt(get(r, "latency_arrival.p99_ms"), 3),
                 fmt(get(r, "ack_latency_arrival.p99_ms"), 3), fmt(r.get("lost")), fmt(r.get("duplicated"))))
         p.append("")
