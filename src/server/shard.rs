@@ -11,12 +11,16 @@
 //! [`WRITE_BUDGET`] per turn; the rest wait for the next turn, which polls without sleeping
 //! and so reads what arrived meanwhile before writing more. So an ack or a small room's
 //! message never waits behind a thousand writes of someone else's fan-out, and a long
-//! fan-out does not keep a shard from reading. With `--write-delay` set, broadcast output
-//! (either class) for a connection with nothing queued waits up to that delay first, so the
-//! frames of several broadcasts to it coalesce into one write (`write_delay.rs`); answers to
-//! the connection itself never wait, and take whatever waits for it along. Follows mio's rules: drain readiness to `WouldBlock`, retry on
-//! `Interrupted`, ignore unknown tokens, ask for WRITABLE only while output is queued, never
-//! reuse a token during the turn that freed it, back off on EMFILE.
+//! fan-out does not keep a shard from reading.
+//!
+//! With `--write-delay` set, broadcast output (either class) for a connection with nothing
+//! queued waits up to that delay first, so the frames of several broadcasts to it coalesce
+//! into one write (`write_delay.rs`); answers to the connection itself never wait, and take
+//! whatever waits for it along.
+//!
+//! Follows mio's rules: drain readiness to `WouldBlock`, retry on `Interrupted`, ignore
+//! unknown tokens, ask for WRITABLE only while output is queued, never reuse a token during
+//! the turn that freed it, back off on EMFILE.
 //!
 //! HTTP routing and the transports are in `transport.rs`; session bookkeeping and the
 //! Socket.IO glue in `sessions.rs`.
