@@ -233,7 +233,7 @@ def main():
             r = by.get("ours") or {}
             if (r.get("lost") or 0) + (r.get("duplicated") or 0):
                 bad.append("%s: lost %s, duplicated %s" % (case, r.get("lost"), r.get("duplicated")))
-        fanouts = [c for c in runs if c and (c.startswith("fanout") or c.startswith("curve") or c.startswith("wd-") or c == "polling")]
+        fanouts = [c for c in runs if c and (c.startswith("fanout") or c.startswith("curve") or c.startswith("wd") or c == "polling")]
         add("no lost or duplicated deliveries (ours, every fan-out case)",
             "; ".join(bad) or ("0 in %d cases" % len([c for c in fanouts if runs[c].get("ours")])),
             (not bad) if any(runs[c].get("ours") for c in fanouts) else None)
@@ -331,24 +331,27 @@ def main():
             "members, 10 senders per room at 8/s (40,000 deliveries/s offered).",
             fanout_rows(), floor_lines("fanout-hot"))
 
-    # The write-delay curve: ours at the reference load with each --write-delay (cases wd-X),
-    # delay 0 being the fanout-ref case itself, against the floor of the same run.
-    wd = [(c[3:], by.get("ours")) for c, by in runs.items() if c and c.startswith("wd-") and by.get("ours")]
-    if wd:
-        def micros(text):
-            m = re.fullmatch(r"(\d+)(us|µs|ms|s)?", text)
-            if not m:
-                return 0
-            return int(m.group(1)) * {"us": 1, "µs": 1, "ms": 1000, "s": 1000000, None: 1000}[m.group(2)]
-        points = [("0", runs.get("fanout-ref", {}).get("ours"))] + sorted(wd, key=lambda x: micros(x[0]))
-        f = get(runs.get("fanout-ref", {}).get(FLOOR), "deliveries_per_server_cpu_s")
-        p.append("## Write delay (readrealm-chat, reference fan-out)\n")
-        p.append("`readrealm-chat --write-delay D` under the reference fan-out "
-                 "(`loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8`), each on a fresh "
-                 "server in this run; D = 0 is the reference case above. Broadcast output for a "
-                 "connection waits up to D so frames for it coalesce into one write; acks never "
-                 "wait. ÷ floor is against the null server's reference case in this run (%s "
-                 "deliveries per CPU-second).\n" % fmt(f))
+    # The write-delay curves: ours with each --write-delay (cases wd-X at the reference load,
+    # wdhot-X at hot rooms), delay 0 being the base case itself, against the floor of the run.
+    def micros(text):
+        m = re.fullmatch(r"(\d+)(us|µs|ms|s)?", text)
+        if not m:
+            return 0
+        return int(m.group(1)) * {"us": 1, "µs": 1, "ms": 1000, "s": 1000000, None: 1000}[m.group(2)]
+
+    def write_delay_section(prefix, base, title, command, per_member):
+        wd = [(c[len(prefix):], by.get("ours")) for c, by in runs.items()
+              if c and c.startswith(prefix) and by.get("ours")]
+        if not wd:
+            return
+        points = [("0", runs.get(base, {}).get("ours"))] + sorted(wd, key=lambda x: micros(x[0]))
+        f = get(runs.get(base, {}).get(FLOOR), "deliveries_per_server_cpu_s")
+        p.append("## Write delay (readrealm-chat, %s)\n" % title)
+        p.append("`readrealm-chat --write-delay D` under `%s` (each member gets %s frames a second), "
+                 "each on a fresh server in this run; D = 0 is the %s case above. Broadcast output "
+                 "for a connection waits up to D so frames for it coalesce into one write; acks never "
+                 "wait. ÷ floor is against the null server's %s case in this run (%s deliveries per "
+                 "CPU-second).\n" % (command, per_member, base, base, fmt(f)))
         p.append("| write delay | deliveries per CPU-s | ÷ floor | server CPU (cores) | write syscalls "
                  "per delivery | arrival p50 (ms) | **arrival p99 (ms)** | ack arrival p99 (ms) | "
                  "lost / duplicated |")
@@ -363,6 +366,11 @@ def main():
                 fmt(get(r, "latency_arrival.p50_ms"), 3), fmt(get(r, "latency_arrival.p99_ms"), 3),
                 fmt(get(r, "ack_latency_arrival.p99_ms"), 3), fmt(r.get("lost")), fmt(r.get("duplicated"))))
         p.append("")
+
+    write_delay_section("wd-", "fanout-ref", "reference fan-out",
+                        "loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8", 32)
+    write_delay_section("wdhot-", "fanout-hot", "hot rooms",
+                        "loadgen fanout --rooms 2 --members 250 --senders 10 --rate 8", 80)
 
     # Offered-load curve: the cases named curve-S plus the reference (S = 4).
     curve = {}
