@@ -94,6 +94,40 @@ pub struct ServerConfig {
     pub max_json_elements: usize,
     /// Cross-shard channel capacity, in messages, per shard.
     pub bus_capacity: usize,
+    /// How long broadcast output for a connection may wait so that frames for it coalesce
+    /// into one write (Centrifugo's client write delay); answers to the connection never
+    /// wait (`server/shard.rs`, `mark_dirty`). Zero, the default, writes at the end of the
+    /// loop turn as always. At most [`MAX_WRITE_DELAY`].
+    pub write_delay: Duration,
+}
+
+/// The longest `--write-delay` accepted: beyond it a chat reads as broken, not batched.
+pub const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
+
+/// A write delay as `--write-delay` takes it: `0`, or a whole number with `us`, `ms` or `s`
+/// (`250us`, `1ms`); a bare number counts milliseconds, as every other duration flag does.
+/// `None` for anything else or more than [`MAX_WRITE_DELAY`].
+pub fn parse_write_delay(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = value.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let delay = match unit.trim() {
+        "us" | "µs" => Duration::from_micros(number),
+        "" | "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        _ => return None,
+    };
+    (delay <= MAX_WRITE_DELAY).then_some(delay)
+}
+
+/// A write delay as [`parse_write_delay`] reads it back: `0` or whole microseconds (`250us`).
+pub fn format_write_delay(delay: Duration) -> String {
+    if delay.is_zero() {
+        "0".to_owned()
+    } else {
+        format!("{}us", delay.as_micros())
+    }
 }
 
 impl Default for ServerConfig {
@@ -123,6 +157,7 @@ impl Default for ServerConfig {
             max_json_depth: crate::socketio::packet::Limits::DEFAULT_MAX_JSON_DEPTH,
             max_json_elements: 10_000,
             bus_capacity: 65_536,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -379,6 +414,14 @@ pub struct Flags {
     pub max_outbound_bytes: Option<String>,
     #[arg(
         long,
+        env = "READREALM_WRITE_DELAY",
+        value_name = "DURATION",
+        help = "how long broadcast output may wait to coalesce into one write per connection: 0 \
+                (off), or e.g. 250us, 1ms; answers never wait [default: 0]"
+    )]
+    pub write_delay: Option<String>,
+    #[arg(
+        long,
         env = "READREALM_MAX_ROOMS",
         value_name = "N",
         help = "rooms per connection [default: 100]"
@@ -533,6 +576,10 @@ impl Settings {
             "--max-attachments" => server.max_attachments = count(value, 0)?,
             "--max-namespaces" => server.max_namespaces_per_connection = count(value, 1)?,
             "--max-outbound-bytes" => server.max_outbound_bytes = count(value, 4096)?,
+            "--write-delay" => {
+                server.write_delay = parse_write_delay(value)
+                    .ok_or_else(|| bad("0, or a duration like 250us or 1ms, at most 1s"))?
+            }
             "--max-rooms" => self.chat.max_rooms_per_connection = count(value, 1)?,
             "--message-rate" => self.chat.message_rate = rate(value)?,
             "--message-burst" => self.chat.message_burst = rate(value)?.max(1.0),
@@ -589,6 +636,31 @@ mod tests {
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn write_delay_takes_microseconds_and_reads_back() {
+        assert_eq!(Settings::default().server.write_delay, Duration::ZERO);
+        for (text, delay) in [
+            ("0", Duration::ZERO),
+            ("250us", Duration::from_micros(250)),
+            ("1ms", Duration::from_millis(1)),
+            ("5", Duration::from_millis(5)),
+            ("1s", Duration::from_secs(1)),
+        ] {
+            let mut settings = Settings::default();
+            settings.set("--write-delay", text).unwrap();
+            assert_eq!(settings.server.write_delay, delay, "{text}");
+            assert_eq!(
+                parse_write_delay(&format_write_delay(delay)),
+                Some(delay),
+                "{text}"
+            );
+        }
+        for bad in ["", "-1", "1.5ms", "2s", "1 ns", "ms"] {
+            let err = Settings::default().set("--write-delay", bad).unwrap_err();
+            assert!(err.contains("READREALM_WRITE_DELAY"), "{err}");
+        }
     }
 
     #[test]

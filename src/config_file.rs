@@ -113,6 +113,7 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--connect-timeout" => ms(server.connect_timeout),
         "--upgrade-timeout" => ms(server.upgrade_timeout),
         "--request-timeout" => ms(server.request_timeout),
+        "--write-delay" => crate::config::format_write_delay(server.write_delay),
         "--max-payload" => server.max_payload.to_string(),
         "--max-connections" => server.max_connections.to_string(),
         "--max-connections-per-ip" => server.max_connections_per_ip.to_string(),

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Turns the JSON lines tools/compare collected (one per loadgen or rawfloor run) into
+"""Turns the JSON lines tools/compare collected (one per loadgen or wakefloor run) into
 BENCHMARKS.md: the machine, the command, the date and commit, then one table per scenario with
-each server's raw figures and the ratios of ours to each baseline and to the raw floor."""
+each server's raw figures and the ratios of ours to each baseline; for the WebSocket fan-out
+cases, every server's deliveries per CPU-second as a ratio to the floor (tools/nullserver,
+`null`, run in the same run), and the write-delay curve when the run made one."""
 
 import argparse
 import json
@@ -10,7 +12,11 @@ import platform
 import re
 import subprocess
 
-NAMES = {"ours": "readrealm-chat", "node": "socket.io 4.8 (Node)", "socketioxide": "socketioxide"}
+NAMES = {"ours": "readrealm-chat", "node": "socket.io 4.8 (Node)", "socketioxide": "socketioxide",
+         "null": "null server (floor)"}
+
+# The servers a ratio is taken against in the "ours vs X" columns (the floor has its own table).
+FLOOR = "null"
 
 
 def machine():
@@ -89,7 +95,7 @@ def ratio(a, b, lower_better):
 def table(rows, by_server, servers):
     """rows: (label, path, digits, lower_better). Columns: each server, then ours vs each
     baseline (>1 = ours better), then, where given, the floor column."""
-    baselines = [s for s in servers if s != "ours"]
+    baselines = [s for s in servers if s not in ("ours", FLOOR)]
     head = ["metric"] + [NAMES.get(s, s) for s in servers]
     if "ours" in servers:
         head += ["ours vs %s" % NAMES.get(b, b) for b in baselines]
@@ -124,6 +130,7 @@ def main():
     ap.add_argument("--loadavg", default="")
     ap.add_argument("--cpu-split", default="")
     ap.add_argument("--load-end", default="")
+    ap.add_argument("--write-delays", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     runs = {}
@@ -177,21 +184,26 @@ def main():
              "where less is better, so above 1× means readrealm-chat does better.\n")
 
     def goals():
-        """Issue 6's goals, each with the figure measured in this run and whether it is met."""
+        """Issues 6 and 11's goals, each with the figure measured in this run and whether it is met."""
         o = lambda case: runs.get(case, {}).get("ours") or {}
         b = lambda case, srv: runs.get(case, {}).get(srv) or {}
-        fl = lambda key: get(runs.get("floor-" + key, {}).get("rawfloor"), "single.frames_per_cpu_s")
+        floor = lambda case: get(runs.get(case, {}).get(FLOOR), "deliveries_per_server_cpu_s")
         rows = []
 
         def add(goal, value, met):
             rows.append("| %s | %s | %s |" % (goal, value, "–" if met is None else ("met" if met else "**not met**")))
 
-        for case, key, label in (("fanout-ref", "ref", "reference fan-out"), ("fanout-hot", "hot", "hot rooms")):
+        f_ref = floor("fanout-ref")
+        d0 = o("fanout-ref").get("deliveries_per_server_cpu_s")
+        add("reference fan-out, write delay 0: ≥ 0.9× the floor's deliveries per CPU-s (issue 11)",
+            "%.2f× (%s vs floor %s)" % (d0 / f_ref, fmt(d0), fmt(f_ref)) if d0 and f_ref else "–",
+            (d0 / f_ref >= 0.9) if d0 and f_ref else None)
+        d1 = o("wd-1ms").get("deliveries_per_server_cpu_s")
+        add("reference fan-out, write delay 1 ms: > 1× the floor's deliveries per CPU-s (issue 11)",
+            "%.2f× (%s vs floor %s)" % (d1 / f_ref, fmt(d1), fmt(f_ref)) if d1 and f_ref else "–",
+            (d1 / f_ref > 1.0) if d1 and f_ref else None)
+        for case, label in (("fanout-ref", "reference fan-out"), ("fanout-hot", "hot rooms")):
             d = o(case).get("deliveries_per_server_cpu_s")
-            f = fl(key)
-            add("%s: floor ÷ deliveries per CPU-s ≤ 1.25" % label,
-                "%.2f× (%s vs floor %s)" % (f / d, fmt(d), fmt(f)) if d and f else "–",
-                (f / d <= 1.25) if d and f else None)
             for srv, want in (("node", 2.0), ("socketioxide", 1.5)):
                 x = b(case, srv).get("deliveries_per_server_cpu_s")
                 add("%s: ≥ %.1f× %s per CPU-s" % (label, want, NAMES[srv]),
@@ -221,11 +233,14 @@ def main():
             r = by.get("ours") or {}
             if (r.get("lost") or 0) + (r.get("duplicated") or 0):
                 bad.append("%s: lost %s, duplicated %s" % (case, r.get("lost"), r.get("duplicated")))
-        fanouts = [c for c in runs if c and (c.startswith("fanout") or c.startswith("curve") or c == "polling")]
+        fanouts = [c for c in runs if c and (c.startswith("fanout") or c.startswith("curve") or c.startswith("wd") or c == "polling")]
         add("no lost or duplicated deliveries (ours, every fan-out case)",
             "; ".join(bad) or ("0 in %d cases" % len([c for c in fanouts if runs[c].get("ours")])),
             (not bad) if any(runs[c].get("ours") for c in fanouts) else None)
-        return ["## Goals (issue 6), readrealm-chat in this run\n", "| goal | measured | |", "|---|---|---|"] + rows + [""]
+        return ["## Goals (issues 6 and 11), readrealm-chat in this run\n", "| goal | measured | |", "|---|---|---|"] + rows + [""]
+
+    counted = any(isinstance(r, dict) and r.get("writes_per_delivery") is not None
+                  for by in runs.values() for r in by.values())
 
     def fanout_rows():
         return [
@@ -233,6 +248,8 @@ def main():
             ("deliveries/s", "deliveries_per_s", 0, False),
             ("**deliveries per server CPU-second**", "deliveries_per_server_cpu_s", 0, False),
             ("server CPU (cores busy)", "server_cpu_util", 3, True),
+        ] + ([("write syscalls per delivery (`--count-writes`)", "writes_per_delivery", 3, True)]
+             if counted else []) + [
             ("latency to arrival p50 (ms)", "latency_arrival.p50_ms", 3, True),
             ("**latency to arrival p99 (ms)**", "latency_arrival.p99_ms", 3, True),
             ("latency to arrival p99.9 (ms)", "latency_arrival.p999_ms", 3, True),
@@ -254,28 +271,26 @@ def main():
             ("whole machine busy (cores, of %d)" % (os.cpu_count() or 0), "machine_busy_cores", 2, None),
         ]
 
-    def floor_lines(case, key):
-        f = runs.get("floor-" + key, {}).get("rawfloor")
+    def floor_lines(case):
+        """Each server's deliveries per CPU-second as a ratio to the floor's in this case."""
         r = runs.get(case, {})
+        f = get(r.get(FLOOR), "deliveries_per_server_cpu_s")
         if not f:
             return ""
-        single = get(f, "single.frames_per_cpu_s")
-        batched = get(f, "batched.frames_per_cpu_s")
-        out = ["\n", "Against the raw floor measured in the same run (`rawfloor` paced at this "
-               "case's offered rate, %s frames per CPU-second with one frame per write, %s with "
-               "%s per write): floor ÷ server deliveries per CPU-second (the goal is ≤ 1.25):\n"
-               % (fmt(single), fmt(batched), f.get("batch")),
-               "| server | floor (1/write) ÷ server | floor (4/write) ÷ server |", "|---|---|---|"]
+        out = ["\n", "Against the floor (`tools/nullserver`, same load generator, same CPU split, "
+               "same run: %s deliveries per CPU-second): server ÷ floor, above 1× beats it.\n" % fmt(f),
+               "| server | deliveries per CPU-s | ÷ floor | p99 to arrival (ms) |", "|---|---|---|---|"]
         for s in servers:
+            if s == FLOOR:
+                continue
             d = get(r.get(s, {}), "deliveries_per_server_cpu_s")
-            out.append("| %s | %s | %s |" % (NAMES.get(s, s),
-                                              "%.2f×" % (single / d) if d else "–",
-                                              "%.2f×" % (batched / d) if d else "–"))
+            out.append("| %s | %s | %s | %s |" % (NAMES.get(s, s), fmt(d), "%.2f×" % (d / f) if d else "–",
+                                                  fmt(get(r.get(s, {}), "latency_arrival.p99_ms"), 3)))
         return "\n".join(out)
 
-    def errors(case):
+    def errors(case, shown):
         notes = []
-        for s in servers:
+        for s in shown:
             r = runs.get(case, {}).get(s)
             if r is None:
                 notes.append("%s: not run" % NAMES.get(s, s))
@@ -285,11 +300,17 @@ def main():
                 notes.append("%s: loadgen exited %s" % (NAMES.get(s, s), r["exit"]))
         return ("\n\nNot measured: " + "; ".join(notes)) if notes else ""
 
-    def section(title, case, text, rows, extra=""):
-        by = {s: runs.get(case, {}).get(s, {}) for s in servers}
+    def section(title, case, text, rows, extra="", floor=True):
+        """One scenario's table; `floor`: the floor ran this case (WebSocket fan-out only)."""
+        shown = [s for s in servers if floor or s != FLOOR]
+        if case not in runs:
+            # Not asked for in this run (tools/compare --cases).
+            p.append("## %s\n\nNot run in this run (`--cases`).\n" % title)
+            return
+        by = {s: runs.get(case, {}).get(s, {}) for s in shown}
         p.append("## %s\n" % title)
         p.append(text + "\n")
-        p.append(table(rows, by, servers) + errors(case) + extra + "\n")
+        p.append(table(rows, by, shown) + errors(case, shown) + extra + "\n")
 
     if "ours" in servers:
         p.extend(goals())
@@ -298,17 +319,58 @@ def main():
             "members, 4 senders per room at 8 messages/s each (2,000 WebSocket clients, 640 "
             "messages/s, 64,000 deliveries/s offered). Latency is send → arrival (kernel) and "
             "send → read (probe) at every member.",
-            fanout_rows(), floor_lines("fanout-ref", "ref"))
+            fanout_rows(), floor_lines("fanout-ref"))
     section("Fan-out, light load", "fanout-light",
             "`loadgen fanout --rooms 20 --members 100 --senders 1 --rate 1`: 20 rooms × 100 "
             "members, one sender per room at 1 message/s (2,000 WebSocket clients, 20 messages/s, "
             "2,000 deliveries/s offered), over a window twice the other cases'. The server is idle "
             "most of the time: latency here is a lone message's path through an idle server.",
-            fanout_rows())
+            fanout_rows(), floor_lines("fanout-light"))
     section("Fan-out, hot rooms", "fanout-hot",
             "`loadgen fanout --rooms 2 --members 250 --senders 10 --rate 8`: 2 rooms × 250 "
             "members, 10 senders per room at 8/s (40,000 deliveries/s offered).",
-            fanout_rows(), floor_lines("fanout-hot", "hot"))
+            fanout_rows(), floor_lines("fanout-hot"))
+
+    # The write-delay curves: ours with each --write-delay (cases wd-X at the reference load,
+    # wdhot-X at hot rooms), delay 0 being the base case itself, against the floor of the run.
+    def micros(text):
+        m = re.fullmatch(r"(\d+)(us|µs|ms|s)?", text)
+        if not m:
+            return 0
+        return int(m.group(1)) * {"us": 1, "µs": 1, "ms": 1000, "s": 1000000, None: 1000}[m.group(2)]
+
+    def write_delay_section(prefix, base, title, command, per_member):
+        wd = [(c[len(prefix):], by.get("ours")) for c, by in runs.items()
+              if c and c.startswith(prefix) and by.get("ours")]
+        if not wd:
+            return
+        points = [("0", runs.get(base, {}).get("ours"))] + sorted(wd, key=lambda x: micros(x[0]))
+        f = get(runs.get(base, {}).get(FLOOR), "deliveries_per_server_cpu_s")
+        p.append("## Write delay (readrealm-chat, %s)\n" % title)
+        p.append("`readrealm-chat --write-delay D` under `%s` (each member gets %s frames a second), "
+                 "each on a fresh server in this run; D = 0 is the %s case above. Broadcast output "
+                 "for a connection waits up to D so frames for it coalesce into one write; acks never "
+                 "wait. ÷ floor is against the null server's %s case in this run (%s deliveries per "
+                 "CPU-second).\n" % (command, per_member, base, base, fmt(f)))
+        p.append("| write delay | deliveries per CPU-s | ÷ floor | server CPU (cores) | write syscalls "
+                 "per delivery | arrival p50 (ms) | **arrival p99 (ms)** | ack arrival p99 (ms) | "
+                 "lost / duplicated |")
+        p.append("|---|---|---|---|---|---|---|---|---|")
+        for label, r in points:
+            if not r:
+                continue
+            d = r.get("deliveries_per_server_cpu_s")
+            p.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
+                label, fmt(d), "%.2f×" % (d / f) if d and f else "–", fmt(r.get("server_cpu_util"), 3),
+                fmt(r.get("writes_per_delivery"), 3),
+                fmt(get(r, "latency_arrival.p50_ms"), 3), fmt(get(r, "latency_arrival.p99_ms"), 3),
+                fmt(get(r, "ack_latency_arrival.p99_ms"), 3), fmt(r.get("lost")), fmt(r.get("duplicated"))))
+        p.append("")
+
+    write_delay_section("wd-", "fanout-ref", "reference fan-out",
+                        "loadgen fanout --rooms 20 --members 100 --senders 4 --rate 8", 32)
+    write_delay_section("wdhot-", "fanout-hot", "hot rooms",
+                        "loadgen fanout --rooms 2 --members 250 --senders 10 --rate 8", 80)
 
     # Offered-load curve: the cases named curve-S plus the reference (S = 4).
     curve = {}
@@ -362,7 +424,8 @@ def main():
              ("failed", "failed", 0, None),
              ("short history", "short_history", 0, None),
              ("whole machine busy (cores, of %d)" % (os.cpu_count() or 0), "machine_busy_cores", 2, None),
-             ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True)])
+             ("server RSS (MiB)", lambda r: mib(r.get("server_rss_bytes")) if r else None, 1, True)],
+            floor=False)
     section("Idle connections", "idle",
             "`loadgen idle --conns %s`: connected, joined (rooms of 10), heartbeating WebSocket "
             "clients held for the hold time, spread over several loadgen processes; RSS per "
@@ -375,28 +438,23 @@ def main():
              ("… at the end of the hold (KiB)", lambda r: (r.get("rss_per_conn_end_bytes") or 0) / 1024 if r and r.get("rss_per_conn_end_bytes") is not None else None, 2, True),
              ("server RSS before (MiB)", lambda r: mib(r.get("server_rss_before_bytes")) if r else None, 1, None),
              ("server RSS after (MiB)", lambda r: mib(r.get("server_rss_after_bytes")) if r else None, 1, None),
-             ("server CPU during the hold (s)", "server_cpu_hold_s", 3, True)])
+             ("server CPU during the hold (s)", "server_cpu_hold_s", 3, True)],
+            floor=False)
     section("Fan-out over HTTP long-polling", "polling",
             "`loadgen polling --rooms 10 --members 50 --senders 2 --rate 8`: the fan-out scenario "
             "with every client on long-polling (two HTTP connections each), 8,000 deliveries/s "
-            "offered.", fanout_rows())
+            "offered.", fanout_rows(), floor=False)
 
-    p.append("## Raw floor\n")
-    p.append("`rawfloor --conns 2000`: one writer thread writes a pre-encoded WebSocket text frame "
-             "holding a `newMessage` to 2,000 loopback TCP sockets whose other ends a reader "
-             "thread drains; the writer's thread CPU time ÷ frames written is what the kernel "
-             "charges per delivered frame. Paced runs write in rounds of one room's members at "
-             "the fan-out case's offered rate, sleeping between rounds as a server does between "
-             "broadcasts (the receivers then sleep too, and waking them is part of the cost).\n")
-    p.append("| run | frame bytes | µs per frame, 1 per write | frames per CPU-s, 1 per write | µs per frame, 4 per write | frames per CPU-s, 4 per write |")
-    p.append("|---|---|---|---|---|---|")
-    for key, label in (("unpaced", "unpaced"), ("ref", "paced 64,000/s, rounds of 100"), ("hot", "paced 40,000/s, rounds of 250")):
-        f = runs.get("floor-" + key, {}).get("rawfloor")
-        if f:
-            p.append("| %s | %s | %.3f | %s | %.3f | %s |" % (
-                label, f.get("frame_bytes"), get(f, "single.us_per_frame"), fmt(get(f, "single.frames_per_cpu_s")),
-                get(f, "batched.us_per_frame"), fmt(get(f, "batched.frames_per_cpu_s"))))
-    p.append("")
+    p.append("## The floor\n")
+    p.append("`tools/nullserver` (`null` above): the least a server can do for this load generator's "
+             "WebSocket fan-out — one mio thread that sleeps in epoll, no store, no validation, "
+             "one encoded `newMessage` frame per message copied to every member, written at the end "
+             "of each loop turn (one write per connection per turn), under the same load generator "
+             "and CPU split as the servers; its module doc lists everything it skips. Its readers "
+             "are loadgen's, which sleep in epoll like any client, so every write pays for waking "
+             "one. `rawfloor` (tools/loadgen), the floor of earlier runs, is no longer run: its "
+             "reader thread never sleeps, so no write it measured paid for a wake-up, and no real "
+             "client is like that.\n")
     w = runs.get("floor-wake", {}).get("wakefloor")
     if w:
         p.append("## Wake-up floor\n")

@@ -349,6 +349,7 @@ impl<H: Handler> Endpoint<H> {
         // restored after it.
         let large = self.rooms.len_of(nsp, room) > SMALL_FANOUT;
         let outer = std::mem::replace(&mut self.fanning_out, large);
+        let outer_delivering = std::mem::replace(&mut self.delivering, true);
         let max_outbound = self.config.max_outbound_bytes;
         let mut delivered = 0;
         let mut ready_polls = Vec::new();
@@ -371,6 +372,7 @@ impl<H: Handler> Endpoint<H> {
                         conn,
                         frames: frames.clone(),
                         fan_out: large,
+                        broadcast: true,
                     });
                 }
                 continue;
@@ -392,6 +394,7 @@ impl<H: Handler> Endpoint<H> {
             self.close_session(session, CloseReason::TransportClose);
         }
         self.fanning_out = outer;
+        self.delivering = outer_delivering;
         self.metrics.shard(self.index).delivered(delivered);
     }
 

@@ -73,6 +73,9 @@ pub enum Transmit {
         conn: ConnId,
         bytes: Vec<u8>,
         keep_alive: bool,
+        /// A polling GET answered with a room broadcast's frames: it may wait like
+        /// broadcast frames (`--write-delay`).
+        broadcast: bool,
     },
     /// The request is held (a polling GET): read nothing more from the connection until a
     /// later [`Transmit::Http`] answers it; keep what arrives, within the head limit.
@@ -86,6 +89,9 @@ pub enum Transmit {
         conn: ConnId,
         frames: Frames,
         fan_out: bool,
+        /// Part of a room broadcast (of any size): may wait up to `--write-delay` to coalesce
+        /// with the next broadcast frames for the connection; answers never wait.
+        broadcast: bool,
     },
     /// Write a close frame (when the connection is a WebSocket) and close the connection once
     /// it is out; the endpoint has forgotten the connection.

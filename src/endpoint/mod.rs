@@ -92,6 +92,8 @@ pub struct Endpoint<H: Handler> {
     events: VecDeque<Event<H::Forward>>,
     /// True while a large fan-out is being delivered: its frames are marked `fan_out`.
     fanning_out: bool,
+    /// True while a room broadcast is being delivered: its transmits are marked `broadcast`.
+    delivering: bool,
     next_generation: u64,
     shutting_down: bool,
     /// The time of the call being handled.
@@ -133,6 +135,7 @@ impl<H: Handler> Endpoint<H> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             fanning_out: false,
+            delivering: false,
             next_generation: 1,
             shutting_down: false,
             now,

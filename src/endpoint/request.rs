@@ -307,6 +307,7 @@ impl<H: Handler> Endpoint<H> {
             conn,
             bytes,
             keep_alive,
+            broadcast: false,
         });
     }
 }

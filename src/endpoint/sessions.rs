@@ -246,13 +246,14 @@ impl<H: Handler> Endpoint<H> {
             conn,
             frames: Frames::from_slice(frames),
             fan_out: self.fanning_out,
+            broadcast: self.delivering,
         });
     }
 
     /// Send frames (one packet and its attachments, kept together) to a session.
     pub(super) fn send_frames(&mut self, session: SessionRef, frames: &Frames) {
         let max_outbound = self.config.max_outbound_bytes;
-        let fan_out = self.fanning_out;
+        let (fan_out, broadcast) = (self.fanning_out, self.delivering);
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -262,6 +263,7 @@ impl<H: Handler> Endpoint<H> {
                     conn,
                     frames: frames.clone(),
                     fan_out,
+                    broadcast,
                 });
             }
             return;
@@ -306,6 +308,7 @@ impl<H: Handler> Endpoint<H> {
             conn: get.conn,
             bytes,
             keep_alive: get.keep_alive,
+            broadcast: self.delivering,
         });
     }
 
@@ -375,10 +378,12 @@ impl<H: Handler> Endpoint<H> {
                 let cors = self.cors.headers(get.origin.as_deref());
                 let mut bytes = Vec::new();
                 write_polling_response(&mut bytes, &[frame], &cors, get.keep_alive);
+                // A close never waits.
                 self.transmits.push_back(Transmit::Http {
                     conn: get.conn,
                     bytes,
                     keep_alive: get.keep_alive,
+                    broadcast: false,
                 });
             }
             (None, CloseReason::ClientClose) if entry.eio.transport() == Transport::Polling => {

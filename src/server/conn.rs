@@ -91,6 +91,9 @@ pub struct Conn {
     pub dirty: bool,
     /// In the shard's list of answers, written first at the end of the loop turn.
     pub urgent: bool,
+    /// Broadcast output waits for this connection until then (`--write-delay`, see
+    /// `write_delay.rs`); `None` when nothing waits. Cleared by every write.
+    pub write_by: Option<Instant>,
     /// When the connection was accepted (kept across hand-overs).
     pub opened_at: Instant,
     /// The request head (and body) being waited for must be complete by then; `None` while
@@ -129,6 +132,7 @@ impl Conn {
             writable_armed: false,
             dirty: false,
             urgent: false,
+            write_by: None,
             opened_at: Instant::now(),
             request_deadline: None,
             queued_deadline: None,

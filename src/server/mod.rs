@@ -11,6 +11,7 @@ mod conn;
 mod listener;
 pub mod proxy;
 mod shard;
+mod write_delay;
 mod ws;
 
 use std::io;

@@ -45,6 +45,8 @@ use ops::Ops;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// The write delay's timer (`server/write_delay.rs`).
+pub const WRITE_TIMER: Token = Token(usize::MAX - 3);
 
 /// Events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -88,6 +90,8 @@ pub struct Shard<H: Handler> {
     /// at most `write::WRITE_BUDGET` per turn. May hold keys already written through `dirty`
     /// or freed since: an entry whose connection is not `dirty` is skipped.
     bulk: VecDeque<usize>,
+    /// Connections whose broadcast output waits (`--write-delay`), and its timer.
+    write_delays: super::write_delay::WriteDelays,
     /// Connections closed this turn; their slab slots are freed at the end of it.
     closed: Vec<usize>,
     /// Shards sent bus messages this turn, to wake once each.
@@ -128,6 +132,8 @@ impl<H: Handler> Shard<H> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let shard_count = peers.len();
+        let write_delays =
+            super::write_delay::WriteDelays::new(config.write_delay, poll.registry(), WRITE_TIMER)?;
         let ids = IdSource::from_os().map_err(io::Error::other)?;
         let endpoint = Endpoint::new(
             index,
@@ -154,6 +160,7 @@ impl<H: Handler> Shard<H> {
             ops,
             dirty: Vec::new(),
             bulk: VecDeque::new(),
+            write_delays,
             closed: Vec::new(),
             to_wake: vec![false; shard_count],
             accept_paused_until: None,
@@ -167,7 +174,10 @@ impl<H: Handler> Shard<H> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = if self.read_again.is_empty() && self.bulk.is_empty() {
-                self.poll_timeout(Instant::now())
+                let now = Instant::now();
+                // Waiting output wakes the shard by its own timer, to the microsecond.
+                self.write_delays.arm(now);
+                self.poll_timeout(now)
             } else {
                 Some(Duration::ZERO)
             };
@@ -178,6 +188,7 @@ impl<H: Handler> Shard<H> {
                 return Err(e);
             }
             let woke = Instant::now();
+            self.write_delays.begin_turn(woke);
             // Deadlines that passed while the shard slept come first, as in Node's event loop
             // (timers, then I/O): a request arriving after its session's ping timeout finds
             // the session closed, even when the shard wakes late for both.
@@ -186,6 +197,7 @@ impl<H: Handler> Shard<H> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    WRITE_TIMER => self.write_delays.on_timer(),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);

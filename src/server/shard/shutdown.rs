@@ -123,7 +123,7 @@ impl<H: Handler> Shard<H> {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER | WAKER => {}
+                    LISTENER | WAKER | super::WRITE_TIMER => {}
                     // Client input is no longer read; output that was waiting is written.
                     Token(key) => {
                         if event.is_writable() {

@@ -70,6 +70,7 @@ impl<H: Handler> Shard<H> {
                 conn,
                 bytes,
                 keep_alive,
+                broadcast,
             } => {
                 let key = conn.0;
                 let conn = self.conns.get_mut(key).filter(|c| !c.closed)?;
@@ -79,7 +80,11 @@ impl<H: Handler> Shard<H> {
                 }
                 conn.output().extend_from_slice(&bytes);
                 if keep_alive {
-                    self.mark_dirty(key, false);
+                    if broadcast {
+                        self.mark_broadcast(key, false);
+                    } else {
+                        self.mark_dirty(key, false);
+                    }
                     // A request pipelined behind the GET can be served now.
                     was_parked.then_some(key)
                 } else {
@@ -108,8 +113,9 @@ impl<H: Handler> Shard<H> {
                 conn,
                 frames,
                 fan_out,
+                broadcast,
             } => {
-                self.write_frames(conn.0, &frames, fan_out);
+                self.write_frames(conn.0, &frames, fan_out, broadcast);
                 None
             }
             Transmit::CloseWebSocket { conn, close } => {
@@ -120,7 +126,7 @@ impl<H: Handler> Shard<H> {
     }
 
     /// Append WebSocket data frames to a connection's output.
-    fn write_frames(&mut self, key: usize, frames: &Frames, fan_out: bool) {
+    fn write_frames(&mut self, key: usize, frames: &Frames, fan_out: bool, broadcast: bool) {
         let Some(conn) = self.conns.get_mut(key).filter(|c| !c.closed) else {
             return;
         };
@@ -134,7 +140,52 @@ impl<H: Handler> Shard<H> {
                 Frame::Binary(bytes) => ws::write_frame(out, true, bytes),
             }
         }
+        if broadcast {
+            self.mark_broadcast(key, fan_out);
+        } else {
+            self.mark_dirty(key, fan_out);
+        }
+    }
+
+    /// Queue broadcast output for writing. With `--write-delay` set, a connection that has no
+    /// write queued waits instead: it is queued for writing (as a fan-out) when the delay has
+    /// passed (`release_waiting`), and frames that come meanwhile join it. Answers (acks,
+    /// emits to one session, HTTP answers, pongs, closes, WRITABLE) never wait: an ack's
+    /// latency is what its sender sees, heartbeats and closes have deadlines; and since a
+    /// connection has one output buffer, an answer's write carries whatever broadcast output
+    /// was waiting, in order, and ends the wait.
+    fn mark_broadcast(&mut self, key: usize, fan_out: bool) {
+        if self.write_delays.is_on() && !self.shutting_down {
+            // A close (a session ended by its own delivery) does not wait.
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| !c.close_after_flush) {
+                if !conn.dirty && conn.write_by.is_none() {
+                    conn.write_by = Some(self.write_delays.push(key));
+                }
+                return;
+            }
+        }
         self.mark_dirty(key, fan_out);
+    }
+
+    /// Queue for writing, as fan-out, the connections whose write delay has passed (all of
+    /// them while shutting down). Entries whose connection was written meanwhile (its
+    /// `write_by` moved on), closed or freed are skipped.
+    fn release_waiting(&mut self) {
+        let now = Instant::now();
+        let all = self.shutting_down;
+        while let Some((at, key)) = self.write_delays.pop_due(now, all) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.write_by != Some(at) {
+                continue;
+            }
+            conn.write_by = None;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.bulk.push_back(key);
+            }
+        }
     }
 
     /// Queue a connection's output for writing at the end of the turn: with the turn's
@@ -163,6 +214,7 @@ impl<H: Handler> Shard<H> {
         self.endpoint.handle_turn_end(Instant::now());
         self.carry_out();
         self.wake_peers();
+        self.release_waiting();
         self.flush_answers();
         self.flush_bulk();
         // A connection closed while its fan-out was written may have told a room it left.
@@ -216,6 +268,8 @@ impl<H: Handler> Shard<H> {
         };
         conn.dirty = false;
         conn.urgent = false;
+        // Whatever waited for this connection goes out with this write.
+        conn.write_by = None;
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {
