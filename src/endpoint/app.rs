@@ -152,7 +152,7 @@ impl<H: Handler> Endpoint<H> {
     }
 
     fn send_packet(&mut self, session: SessionRef, packet: &Packet) {
-        let frames = Frames::from_slice(&packet_frames(packet));
+        let frames = Frames::from_vec(packet_frames(packet));
         self.send_frames(session, &frames);
     }
 
@@ -221,7 +221,7 @@ impl<H: Handler> Endpoint<H> {
         for command in commands {
             match command {
                 ShardCommand::EmitTo { socket, packet } => {
-                    let frames = Frames::from_slice(&packet_frames(&packet));
+                    let frames = Frames::from_vec(packet_frames(&packet));
                     let session = socket.session;
                     if socket.shard == self.index {
                         self.emit_local(session, &socket.nsp, &frames);
@@ -315,7 +315,7 @@ impl<H: Handler> Endpoint<H> {
         except: Option<(usize, SessionRef)>,
         seq: Option<u64>,
     ) {
-        let frames = Frames::from_slice(&packet_frames(packet));
+        let frames = Frames::from_vec(packet_frames(packet));
         let local_except = except.and_then(|(shard, s)| (shard == self.index).then_some(s));
         self.deliver_local(nsp, room, &frames, local_except, seq);
         if self.shards > 1 {

@@ -55,6 +55,18 @@ impl Frames {
         }
     }
 
+    /// The frames of a packet just encoded (`socketio::packet_frames`), moved, not copied.
+    pub fn from_vec(mut frames: Vec<Frame>) -> Frames {
+        match (frames.pop(), frames.is_empty()) {
+            (Some(one), true) => Frames::One(one),
+            (Some(last), false) => {
+                frames.push(last);
+                Frames::Many(Arc::from(frames))
+            }
+            (None, _) => Frames::Many(Arc::from(frames)),
+        }
+    }
+
     pub fn as_slice(&self) -> &[Frame] {
         match self {
             Frames::One(frame) => std::slice::from_ref(frame),

@@ -3,6 +3,12 @@
 //! over-the-wire tests' `tests/support`, read from a [`HttpAnswer`] instead of a socket).
 #![allow(dead_code)]
 
+// The open packet's checks are the wire tests' own: one statement of them.
+#[path = "../support/mod.rs"]
+mod wire;
+#[allow(unused_imports)] // not every Pair test file checks an open packet
+pub use wire::assert_open_packet;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -194,48 +200,6 @@ pub fn parse_open(packet: &str) -> Value {
         .strip_prefix('0')
         .unwrap_or_else(|| panic!("open packet: {packet:?}"));
     serde_json::from_str(json).expect("open packet JSON")
-}
-
-/// The open packet has exactly the five keys, a URL-safe sid and `config`'s values.
-pub fn assert_open_packet(open: &Value, upgrades: &[&str], config: &ServerConfig) {
-    let object = open.as_object().expect("object");
-    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "maxPayload",
-            "pingInterval",
-            "pingTimeout",
-            "sid",
-            "upgrades"
-        ],
-        "open packet keys: {open}"
-    );
-    let sid = open["sid"].as_str().expect("sid is a string");
-    assert!(sid.len() >= 20, "sid carries at least 120 bits: {sid:?}");
-    assert!(
-        sid.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "sid is URL-safe: {sid:?}"
-    );
-    let expected: Vec<Value> = upgrades.iter().map(|u| Value::from(*u)).collect();
-    assert_eq!(open["upgrades"], Value::Array(expected), "upgrades: {open}");
-    assert_eq!(
-        open["pingInterval"].as_u64(),
-        Some(config.ping_interval.as_millis() as u64),
-        "{open}"
-    );
-    assert_eq!(
-        open["pingTimeout"].as_u64(),
-        Some(config.ping_timeout.as_millis() as u64),
-        "{open}"
-    );
-    assert_eq!(
-        open["maxPayload"].as_u64(),
-        Some(config.max_payload as u64),
-        "{open}"
-    );
 }
 
 /// An Engine.IO error answer with `code` (400, or 403 for code 4) and its message.
