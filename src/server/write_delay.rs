@@ -4,7 +4,7 @@
 //!
 //! This module owns the shard's queue of connections waiting to be written, in deadline order
 //! (one fixed delay, so pushing at the back keeps the order), and the timer that wakes the
-//! shard for the queue's front: a `timerfd` (through the `timerfd` crate; CLOCK_MONOTONIC, the clock of `Instant`)
+//! shard for the queue's front: a `timerfd` (CLOCK_MONOTONIC, the clock of `Instant`)
 //! registered with the shard's poll. The shard's other deadlines wake it through epoll's
 //! timeout, which counts whole milliseconds; a delay of 250 µs needs a finer clock.
 //!
@@ -15,12 +15,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use timerfd::{ClockId, SetTimeFlags, TimerFd, TimerState};
 
 /// Connections whose output waits, and the timer for the first of them.
 pub struct WriteDelays {
@@ -29,8 +28,8 @@ pub struct WriteDelays {
     /// (write by, connection key), oldest first. An entry is stale (skipped by the shard)
     /// when its connection's `write_by` is no longer that instant: it was written meanwhile.
     queue: VecDeque<(Instant, usize)>,
-    /// The timerfd (the `timerfd` crate), present when `delay` is not zero.
-    timer: Option<TimerFd>,
+    /// The timerfd, present when `delay` is not zero.
+    timer: Option<OwnedFd>,
     /// The deadline the timer is set for, if it is set.
     armed_for: Option<Instant>,
     /// When the shard's current loop turn began: output queued in a turn waits until this
@@ -47,9 +46,20 @@ impl WriteDelays {
         let timer = if delay.is_zero() {
             None
         } else {
-            let timer = TimerFd::new_custom(ClockId::Monotonic, true, true)?;
-            registry.register(&mut SourceFd(&timer.as_raw_fd()), token, Interest::READABLE)?;
-            Some(timer)
+            // SAFETY: timerfd_create takes no pointers; a negative result is an error.
+            let fd = unsafe {
+                libc::timerfd_create(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a fresh descriptor this process owns and nothing else holds.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
+            Some(fd)
         };
         Ok(WriteDelays {
             delay,
@@ -89,7 +99,7 @@ impl WriteDelays {
     /// Before the shard sleeps: set the timer for the queue's front unless it is set for it
     /// already (one `timerfd_settime` per front, so at most one per loop turn).
     pub fn arm(&mut self, now: Instant) {
-        let (Some(timer), Some(&(at, _))) = (self.timer.as_mut(), self.queue.front()) else {
+        let (Some(timer), Some(&(at, _))) = (self.timer.as_ref(), self.queue.front()) else {
             return;
         };
         if self.armed_for.is_some_and(|armed| armed <= at) {
@@ -99,8 +109,22 @@ impl WriteDelays {
         let left = at
             .saturating_duration_since(now)
             .max(Duration::from_nanos(1));
-        timer.set_state(TimerState::Oneshot(left), SetTimeFlags::Default);
-        self.armed_for = Some(at);
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a valid timerfd, a stack itimerspec, and no old value asked for.
+        let set =
+            unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if set == 0 {
+            self.armed_for = Some(at);
+        }
     }
 
     /// The timer fired: take its expiry count so it stops being readable.
@@ -108,8 +132,10 @@ impl WriteDelays {
         let Some(timer) = self.timer.as_ref() else {
             return;
         };
-        // Non-blocking: 0 when it has not fired (nothing to do then).
-        let _expirations = timer.read();
+        let mut expirations = [0u8; 8];
+        // SAFETY: reading at most 8 bytes into an 8-byte stack buffer from our timerfd; a
+        // failure (EAGAIN: nothing to read) leaves nothing to do.
+        let _ = unsafe { libc::read(timer.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
         self.armed_for = None;
     }
 }
