@@ -23,7 +23,9 @@
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
 //! - [`logging`]: levelled logfmt or JSON lines on stderr (a `tracing` subscriber); [`time`]:
 //!   wall-clock time and its ISO-8601 form;
-//! - `fuzz_checks` (hidden): what each fuzz target asserts, shared with `cargo test`.
+//! - `fuzz_checks` (hidden; tests and the `checks` feature only): what the stateful fuzz
+//!   targets assert, and the table of every target's check, shared with `cargo test`; the
+//!   codecs' round-trip checks sit beside their codecs (`checks` modules).
 
 // Nothing a client sends may panic the server: no unwrap, expect, unchecked index or panic
 // outside tests. The few exceptions are marked where they are, each with its reason.
@@ -59,6 +61,7 @@ pub mod config;
 pub mod config_file;
 pub mod endpoint;
 pub mod engineio;
+#[cfg(any(test, feature = "checks"))]
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod http;
