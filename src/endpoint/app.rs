@@ -12,7 +12,7 @@ use super::rooms::{Member, Membership, RoomKey};
 use super::timers::SessionRef;
 use super::{Endpoint, SMALL_FANOUT};
 use crate::engineio::packet::{EioPacket, Frame};
-use crate::engineio::session::{CloseReason, Inbound};
+use crate::engineio::session::{CloseReason, Inbound, Transport};
 use crate::socketio::connection::{Call, Output, SioConnection};
 use crate::socketio::handler::{
     Command, EngineMessage, Origin, RoomId, ShardCommand, ShardContext, SocketRef,
@@ -366,13 +366,15 @@ impl<H: Handler> Endpoint<H> {
                 continue;
             };
             delivered += 1;
-            if let Some(&conn) = entry.eio.websocket_conn() {
-                self.transmits.push_back(Transmit::Frames {
-                    conn,
-                    frames: frames.clone(),
-                    fan_out: large,
-                    broadcast: true,
-                });
+            if entry.eio.transport() == Transport::WebSocket {
+                if let Some(&conn) = entry.eio.websocket_conn() {
+                    self.transmits.push_back(Transmit::Frames {
+                        conn,
+                        frames: frames.clone(),
+                        fan_out: large,
+                        broadcast: true,
+                    });
+                }
                 continue;
             }
             for frame in frames.as_slice() {

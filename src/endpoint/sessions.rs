@@ -92,10 +92,9 @@ impl<H: Handler> Endpoint<H> {
     }
 
     /// Forget what `conn` carries: its link, and the session's hold on it if the session
-    /// still has it (a parked GET or a probe is let go of; a POST forgotten). A WebSocket
-    /// carrying a session cannot be let go of: the caller ends the session next, and
-    /// [`Endpoint::close_session`] sends nothing to a connection without a link. Returns the
-    /// link `conn` had, if any.
+    /// still has it (a parked GET, a probe or the WebSocket is let go of, a POST forgotten;
+    /// a session that lost its WebSocket must be ended next). Returns the link `conn` had, if
+    /// any.
     pub(super) fn unlink(&mut self, conn: ConnId) -> Option<Link> {
         let link = self.links.remove(&conn)?;
         if let Some(entry) = self.session(link.session) {
@@ -115,7 +114,11 @@ impl<H: Handler> Endpoint<H> {
                         entry.eio.cancel_upgrade();
                     }
                 }
-                Role::WebSocket => {}
+                Role::WebSocket => {
+                    if entry.eio.websocket_conn() == Some(&conn) {
+                        entry.eio.lose_websocket();
+                    }
+                }
             }
         }
         Some(link)
@@ -134,7 +137,7 @@ impl<H: Handler> Endpoint<H> {
 
     /// Every breach of the rule that the links are exactly the connections the sessions hold,
     /// each in its role (empty when it holds). For the test pair, after each call.
-    pub fn check_links(&self) -> Vec<String> {
+    pub(super) fn check_links(&self) -> Vec<String> {
         let mut breaches = Vec::new();
         let mut held = 0;
         for (key, entry) in &self.sessions {
@@ -306,13 +309,15 @@ impl<H: Handler> Endpoint<H> {
         let Some(entry) = self.session(session) else {
             return;
         };
-        if let Some(&conn) = entry.eio.websocket_conn() {
-            self.transmits.push_back(Transmit::Frames {
-                conn,
-                frames: frames.clone(),
-                fan_out,
-                broadcast,
-            });
+        if entry.eio.transport() == Transport::WebSocket {
+            if let Some(&conn) = entry.eio.websocket_conn() {
+                self.transmits.push_back(Transmit::Frames {
+                    conn,
+                    frames: frames.clone(),
+                    fan_out,
+                    broadcast,
+                });
+            }
             return;
         }
         for frame in frames.as_slice() {
@@ -399,19 +404,18 @@ impl<H: Handler> Endpoint<H> {
             violation = reason.violation().map_or("", |v| v.label())
         );
         self.by_sid.remove(&entry.sid);
-        // A connection already gone (unlinked by the caller) gets nothing more.
-        let mut linked = |conn: ConnId| self.links.remove(&conn).is_some();
-        if let Some(post) = entry.post_conn {
-            linked(post);
-        }
         let Conns {
             get,
             websocket,
             probe,
         } = entry.eio.into_conns();
-        let get = get.filter(|get| linked(get.conn));
-        let websocket = websocket.filter(|&conn| linked(conn));
-        let probe = probe.filter(|&conn| linked(conn));
+        for conn in [entry.post_conn, websocket, probe]
+            .into_iter()
+            .flatten()
+            .chain(get.as_ref().map(|g| g.conn))
+        {
+            self.links.remove(&conn);
+        }
         match (get, reason) {
             // A client close gets a noop; any other end tells the client with a close packet.
             (Some(get), reason) => {

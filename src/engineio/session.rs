@@ -17,7 +17,7 @@
 //! - something to send: [`Session::enqueue`] (only while not on WebSocket), then
 //!   [`Session::take_polling_payload`] when [`Session::can_flush_polling`];
 //! - a connection gone: [`Session::take_get`] (the parked GET's), [`Session::cancel_upgrade`]
-//!   (the probe's); the WebSocket's ends the session;
+//!   (the probe's), [`Session::lose_websocket`] (the WebSocket's; end the session next);
 //! - time: sleep until [`Session::next_deadline`], then call [`Session::on_timeout`];
 //! - the end: [`Session::into_conns`] hands back every connection still held.
 
@@ -77,6 +77,8 @@ enum Carrier<C, G> {
     Polling { get: Option<G>, upgrade: Upgrade<C> },
     /// On WebSocket for good: no GET, no upgrade.
     WebSocket { conn: C },
+    /// Was on WebSocket, and the WebSocket went away: the session is ending.
+    WebSocketGone,
 }
 
 /// Where an upgrade from polling to WebSocket stands.
@@ -264,15 +266,27 @@ impl<C, G> Session<C, G> {
     pub fn transport(&self) -> Transport {
         match self.carrier {
             Carrier::Polling { .. } => Transport::Polling,
-            Carrier::WebSocket { .. } => Transport::WebSocket,
+            Carrier::WebSocket { .. } | Carrier::WebSocketGone => Transport::WebSocket,
         }
     }
 
-    /// The WebSocket carrying the session, once on WebSocket.
+    /// The WebSocket carrying the session, once on WebSocket (until it is lost).
     pub fn websocket_conn(&self) -> Option<&C> {
         match &self.carrier {
             Carrier::WebSocket { conn } => Some(conn),
-            Carrier::Polling { .. } => None,
+            Carrier::Polling { .. } | Carrier::WebSocketGone => None,
+        }
+    }
+
+    /// The WebSocket carrying the session went away: the session lets go of it (and of
+    /// nothing else) and must be ended next. Returns it, if the session was on one.
+    pub fn lose_websocket(&mut self) -> Option<C> {
+        if !matches!(self.carrier, Carrier::WebSocket { .. }) {
+            return None;
+        }
+        match std::mem::replace(&mut self.carrier, Carrier::WebSocketGone) {
+            Carrier::WebSocket { conn } => Some(conn),
+            _ => None,
         }
     }
 
@@ -291,7 +305,7 @@ impl<C, G> Session<C, G> {
     pub fn parked_get(&self) -> Option<&G> {
         match &self.carrier {
             Carrier::Polling { get, .. } => get.as_ref(),
-            Carrier::WebSocket { .. } => None,
+            Carrier::WebSocket { .. } | Carrier::WebSocketGone => None,
         }
     }
 
@@ -344,7 +358,7 @@ impl<C, G> Session<C, G> {
     pub fn take_get(&mut self) -> Option<G> {
         match &mut self.carrier {
             Carrier::Polling { get, .. } => get.take(),
-            Carrier::WebSocket { .. } => None,
+            Carrier::WebSocket { .. } | Carrier::WebSocketGone => None,
         }
     }
 
@@ -471,14 +485,14 @@ impl<C, G> Session<C, G> {
     pub fn cancel_upgrade(&mut self) -> Option<C> {
         match &mut self.carrier {
             Carrier::Polling { upgrade, .. } => upgrade.take_conn(),
-            Carrier::WebSocket { .. } => None,
+            Carrier::WebSocket { .. } | Carrier::WebSocketGone => None,
         }
     }
 
     fn upgrade_deadline(&self) -> Option<Instant> {
         match &self.carrier {
             Carrier::Polling { upgrade, .. } => upgrade.deadline(),
-            Carrier::WebSocket { .. } => None,
+            Carrier::WebSocket { .. } | Carrier::WebSocketGone => None,
         }
     }
 
@@ -538,6 +552,11 @@ impl<C, G> Session<C, G> {
             Carrier::WebSocket { conn } => Conns {
                 get: None,
                 websocket: Some(conn),
+                probe: None,
+            },
+            Carrier::WebSocketGone => Conns {
+                get: None,
+                websocket: None,
                 probe: None,
             },
         }
@@ -738,6 +757,28 @@ mod tests {
             ProbeOutcome::AbortUpgrade(2)
         );
         assert_eq!(s.begin_upgrade(t0, 3), Ok(()), "a new attempt may follow");
+    }
+
+    #[test]
+    fn a_lost_websocket_is_let_go_of_and_nothing_goes_back_to_polling() {
+        let t0 = Instant::now();
+        let mut s: TestSession = Session::websocket(config(), 7, t0);
+        assert_eq!(s.websocket_conn(), Some(&7));
+        assert_eq!(s.lose_websocket(), Some(7));
+        assert_eq!(s.lose_websocket(), None);
+        assert_eq!(s.websocket_conn(), None);
+        assert_eq!(s.transport(), Transport::WebSocket);
+        assert_eq!(s.on_polling_get(1), GetOutcome::WrongTransport);
+        assert_eq!(s.begin_upgrade(t0, 2), Err(2));
+        let none = Conns {
+            get: None,
+            websocket: None,
+            probe: None,
+        };
+        assert_eq!(s.into_conns(), none);
+        let mut polling = polling(t0);
+        assert_eq!(polling.lose_websocket(), None);
+        assert_eq!(polling.transport(), Transport::Polling);
     }
 
     #[test]
