@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use super::io::{ConnId, RequestOutcome, Transmit};
-use super::sessions::{write_polling_response, ParkedGet, Role};
+use super::links::Role;
+use super::sessions::{write_polling_response, ParkedGet};
 use super::timers::SessionRef;
 use super::Endpoint;
 use crate::engineio::packet::{decode_payload, NOOP};

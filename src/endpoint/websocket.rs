@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::io::{status, ConnId, RequestOutcome, Transmit, WsClose, WsMessage};
-use super::sessions::Role;
+use super::links::Role;
 use super::timers::SessionRef;
 use super::Endpoint;
 use crate::engineio::packet::{decode_text, EioPacket, NOOP, PONG_PROBE};
