@@ -12,7 +12,8 @@
 //! - [`endpoint`]: one shard's protocol endpoint — every Engine.IO and Socket.IO decision,
 //!   events in (given `now`), transmits out; and the deterministic test pair — sans-IO;
 //! - [`engineio`]: Engine.IO packets and payloads, session ids, the session state machine
-//!   (transport, heartbeat, upgrade, queue), the protocol violations — sans-IO;
+//!   (transport and the connections carrying it, heartbeat, upgrade, queue), the protocol
+//!   violations — sans-IO;
 //! - [`socketio`]: Socket.IO packets, JSON limits, binary reassembly, namespaces, and the
 //!   [`socketio::Handler`] API an application implements — sans-IO;
 //! - [`chat`]: the book chat, one `Handler`: payload rules, identity, rates, home shards,
