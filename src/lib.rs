@@ -12,7 +12,8 @@
 //! - [`endpoint`]: one shard's protocol endpoint — every Engine.IO and Socket.IO decision,
 //!   events in (given `now`), transmits out; and the deterministic test pair — sans-IO;
 //! - [`engineio`]: Engine.IO packets and payloads, session ids, the session state machine
-//!   (transport, heartbeat, upgrade, queue), the protocol violations — sans-IO;
+//!   (transport and the connections carrying it, heartbeat, upgrade, queue), the protocol
+//!   violations — sans-IO;
 //! - [`socketio`]: Socket.IO packets, JSON limits, binary reassembly, namespaces, and the
 //!   [`socketio::Handler`] API an application implements — sans-IO;
 //! - [`chat`]: the book chat, one `Handler`: payload rules, identity, rates, home shards,
@@ -23,7 +24,9 @@
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
 //! - [`logging`]: levelled logfmt or JSON lines on stderr (a `tracing` subscriber); [`time`]:
 //!   wall-clock time and its ISO-8601 form;
-//! - `fuzz_checks` (hidden): what each fuzz target asserts, shared with `cargo test`.
+//! - `fuzz_checks` (hidden; tests and the `checks` feature only): what the stateful fuzz
+//!   targets assert, and the table of every target's check, shared with `cargo test`; the
+//!   codecs' round-trip checks sit beside their codecs (`checks` modules).
 
 // Nothing a client sends may panic the server: no unwrap, expect, unchecked index or panic
 // outside tests. The few exceptions are marked where they are, each with its reason.
@@ -59,6 +62,7 @@ pub mod config;
 pub mod config_file;
 pub mod endpoint;
 pub mod engineio;
+#[cfg(any(test, feature = "checks"))]
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod http;

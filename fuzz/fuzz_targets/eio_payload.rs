@@ -1,5 +1,5 @@
-//! Fuzz target `eio_payload`: the checks are in `readrealm_chat::fuzz_checks::eio_payload` (its module doc
+//! Fuzz target `eio_payload`: the checks are in `readrealm_chat::engineio::packet::checks` (its module doc
 //! says what is asserted and how the input is read), shared with `tests/fuzz_regressions.rs`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::fuzz_checks::eio_payload::check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::engineio::packet::checks::check(data));

@@ -1,5 +1,5 @@
-//! Fuzz target `http_head`: the checks are in `readrealm_chat::fuzz_checks::http_head` (its module doc
+//! Fuzz target `http_head`: the checks are in `readrealm_chat::http::request::checks` (its module doc
 //! says what is asserted and how the input is read), shared with `tests/fuzz_regressions.rs`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::fuzz_checks::http_head::check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| readrealm_chat::http::request::checks::check(data));

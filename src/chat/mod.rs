@@ -360,7 +360,7 @@ impl ChatApp {
             ));
         }
         if !socket.state.rate.try_take(
-            Instant::now(),
+            socket.now,
             self.limits.message_rate,
             self.limits.message_burst,
         ) {

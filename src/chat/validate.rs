@@ -339,6 +339,12 @@ impl<'de> Deserialize<'de> for Field<'de> {
     }
 }
 
+/// The validation check (fuzz target `chat_payload`), shared by the fuzz target, `tests/fuzz_regressions.rs`
+/// and the unit tests below.
+#[cfg(any(test, feature = "checks"))]
+#[doc(hidden)]
+pub mod checks;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +463,15 @@ mod tests {
         assert_eq!(fields.content, Some(Field::Array));
         let err = message(Some(&payload), 4000).unwrap_err();
         assert_eq!(err.message, "content must be a string");
+    }
+
+    #[test]
+    fn the_validation_check_holds_on_a_few_payloads() {
+        super::checks::check(
+            b"\x00{\"bookId\":7,\"userId\":\"u\",\"username\":\" Ann \",\"content\":\"hi\"}",
+        );
+        super::checks::check(b"\x01{\"bookId\":\"12\",\"userId\":5,\"username\":\"B\",\"content\":\"longer than eight\"}");
+        super::checks::check(b"\x00[1,2]");
+        super::checks::check(b"\x00{\"bookId\":0}");
     }
 }

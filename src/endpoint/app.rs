@@ -367,7 +367,7 @@ impl<H: Handler> Endpoint<H> {
             };
             delivered += 1;
             if entry.eio.transport() == Transport::WebSocket {
-                if let Some(conn) = entry.ws_conn {
+                if let Some(&conn) = entry.eio.websocket_conn() {
                     self.transmits.push_back(Transmit::Frames {
                         conn,
                         frames: frames.clone(),
@@ -387,7 +387,7 @@ impl<H: Handler> Endpoint<H> {
             }
         }
         for session in ready_polls {
-            self.flush_ready_poll(session);
+            self.flush_polling(session);
         }
         for session in too_slow {
             // A polling reader this far behind is dropped like a slow WebSocket one.
@@ -396,15 +396,5 @@ impl<H: Handler> Endpoint<H> {
         self.fanning_out = outer;
         self.delivering = outer_delivering;
         self.metrics.shard(self.index).delivered(delivered);
-    }
-
-    fn flush_ready_poll(&mut self, session: SessionRef) {
-        let Some(entry) = self.session(session) else {
-            return;
-        };
-        if entry.eio.can_flush_polling() {
-            let frames = entry.eio.take_polling_payload();
-            self.answer_parked_get(session, &frames);
-        }
     }
 }

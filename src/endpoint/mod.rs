@@ -26,6 +26,7 @@
 
 mod app;
 pub mod io;
+mod links;
 pub mod pair;
 mod request;
 pub mod rooms;
@@ -49,8 +50,9 @@ pub use io::{
     status, Broadcast, ConnId, Event, Frames, PeerMessage, RequestOutcome, Transmit, WsClose,
     WsMessage,
 };
+use links::Link;
 use rooms::Rooms;
-use sessions::{Link, SessionEntry};
+use sessions::SessionEntry;
 use timers::{SessionRef, Timers};
 
 /// Most remembered client closes per shard; beyond it, the oldest are not remembered.

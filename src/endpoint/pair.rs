@@ -14,7 +14,9 @@
 //! body; a request is answered, parked, handed off or waiting for its body once
 //! `handle_request` returns, and answered at most once; nothing is sent to a connection that
 //! is closed or on the wrong protocol; close codes are ones the server sends; no hand-off or
-//! peer message to its own shard; a deadline, once run, passes.
+//! peer message to its own shard; a deadline, once run, passes; and, after every call, the
+//! endpoint's links are exactly the connections its sessions hold
+//! ([`Endpoint::check_links`]).
 //!
 //! It checks protocol logic only: what the bytes on a real socket look like (framing,
 //! partial writes, lingering closes) is proven by the over-the-wire tests. Must never sleep
@@ -428,6 +430,8 @@ impl<H: Handler> Pair<H> {
         for conn in read_on {
             self.read_requests(conn);
         }
+        let breaches = self.endpoint.check_links();
+        self.violations.extend(breaches);
     }
 }
 

@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use super::io::{ConnId, RequestOutcome, Transmit};
-use super::sessions::{write_polling_response, ParkedGet, Role};
+use super::links::Role;
+use super::sessions::{write_polling_response, ParkedGet};
 use super::timers::SessionRef;
 use super::Endpoint;
 use crate::engineio::packet::{decode_payload, NOOP};
@@ -133,7 +134,7 @@ impl<H: Handler> Endpoint<H> {
         if websocket {
             return self.attach_websocket(conn, head, None, &cors);
         }
-        let session = self.create_session(Transport::Polling);
+        let session = self.create_session(None);
         let open = self.open_frame(session, &["websocket"]);
         let keep_alive = head.keep_alive;
         self.http(conn, keep_alive, |out| {
@@ -176,7 +177,12 @@ impl<H: Handler> Endpoint<H> {
         let Some(entry) = self.session(session) else {
             return self.eio_error(conn, head, EioErrorCode::UnknownSid, &cors);
         };
-        match entry.eio.on_polling_get() {
+        let get = ParkedGet {
+            conn,
+            origin: head.origin.clone(),
+            keep_alive: head.keep_alive,
+        };
+        match entry.eio.on_polling_get(get) {
             GetOutcome::Respond(frames) => {
                 let keep_alive = head.keep_alive;
                 self.http(conn, keep_alive, |out| {
@@ -185,11 +191,6 @@ impl<H: Handler> Endpoint<H> {
                 done
             }
             GetOutcome::Hold => {
-                entry.get = Some(ParkedGet {
-                    conn,
-                    origin: head.origin.clone(),
-                    keep_alive: head.keep_alive,
-                });
                 self.link(conn, session, Role::Get);
                 self.transmits.push_back(Transmit::Park { conn });
                 done

@@ -1,22 +1,25 @@
 //! The session table: opening, timing, sending to and closing Engine.IO sessions, and which
 //! connection carries what for each.
 //!
-//! A session names its connections (the parked GET, the POST whose body is arriving, the
-//! WebSocket, the WebSocket being probed for an upgrade) and [`Link`]s name the session back
-//! from each connection; both change only in [`Endpoint::link`] and [`Endpoint::unlink`].
+//! A session names its connections: its Engine.IO [`Session`] holds the parked GET, the
+//! WebSocket and the WebSocket being probed for an upgrade (each stored there only), the entry
+//! holds the POST whose body is arriving; `super::links` names the session back from each
+//! connection.
 //! Sending picks the path by transport: on WebSocket the frames go to the connection as a
 //! transmit; on polling they join the session's queue and answer a parked GET.
 //!
 //! Must never touch a socket: everything for a connection leaves as a [`Transmit`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::io::{status, ConnId, Frames, Transmit, WsClose};
+use super::links::Role;
 use super::timers::SessionRef;
 use super::Endpoint;
 use crate::config::Layer;
 use crate::engineio::packet::{encode_payload, open_packet, Frame, CLOSE, NOOP, PING};
-use crate::engineio::session::{CloseReason, Session, TimeoutOutcome, Transport};
+use crate::engineio::session::{CloseReason, Conns, Session, TimeoutOutcome, Transport};
 use crate::engineio::sid::Sid;
 use crate::http::write_text_head;
 use crate::metrics::TransportLabel;
@@ -28,17 +31,13 @@ use crate::socketio::Handler;
 pub struct SessionEntry<S> {
     pub sid: Sid,
     pub generation: u64,
-    pub eio: Session,
+    /// The Engine.IO state, with the connections carrying it (the parked GET, the WebSocket,
+    /// the probe).
+    pub eio: Session<ConnId, ParkedGet>,
     /// The Socket.IO state (absent on a plain Engine.IO server).
     pub sio: Option<SioConnection<S>>,
-    /// The parked polling GET, and how to answer it.
-    pub get: Option<ParkedGet>,
     /// The connection whose POST body is still arriving.
     pub post_conn: Option<ConnId>,
-    /// The WebSocket carrying the session, once on WebSocket.
-    pub ws_conn: Option<ConnId>,
-    /// The WebSocket attached for an upgrade, until it completes.
-    pub probe_conn: Option<ConnId>,
     /// Rooms this session's sockets are in on this shard.
     pub memberships: Vec<super::rooms::Membership>,
     /// The instant of this session's live timer entry.
@@ -46,27 +45,12 @@ pub struct SessionEntry<S> {
 }
 
 /// A polling GET held until its session has something to send.
+#[derive(Debug)]
 pub struct ParkedGet {
     pub conn: ConnId,
     /// The request's `Origin`, for the CORS headers of the answer.
     pub origin: Option<String>,
     pub keep_alive: bool,
-}
-
-/// What a connection carries for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Get,
-    Post,
-    WebSocket,
-    Probe,
-}
-
-/// A connection's session and role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Link {
-    pub session: SessionRef,
-    pub role: Role,
 }
 
 impl<H: Handler> Endpoint<H> {
@@ -77,59 +61,12 @@ impl<H: Handler> Endpoint<H> {
             .filter(|entry| entry.generation == session.generation)
     }
 
-    /// Record that `conn` carries `role` for `session` (both directions).
-    pub(super) fn link(&mut self, conn: ConnId, session: SessionRef, role: Role) {
-        let Some(entry) = self.session(session) else {
-            return;
+    /// Open a session: on polling (`websocket` is `None`) or on WebSocket `websocket`.
+    pub(super) fn create_session(&mut self, websocket: Option<ConnId>) -> SessionRef {
+        let transport = match websocket {
+            Some(_) => Transport::WebSocket,
+            None => Transport::Polling,
         };
-        match role {
-            Role::Get => {} // set by the caller with its answer details
-            Role::Post => entry.post_conn = Some(conn),
-            Role::WebSocket => entry.ws_conn = Some(conn),
-            Role::Probe => entry.probe_conn = Some(conn),
-        }
-        self.links.insert(conn, Link { session, role });
-    }
-
-    /// Forget what `conn` carries (both directions); the link it had, if any.
-    pub(super) fn unlink(&mut self, conn: ConnId) -> Option<Link> {
-        let link = self.links.remove(&conn)?;
-        if let Some(entry) = self.session(link.session) {
-            let slot = match link.role {
-                Role::Get => {
-                    if entry.get.as_ref().is_some_and(|g| g.conn == conn) {
-                        entry.get = None;
-                        entry.eio.release_get();
-                    }
-                    return Some(link);
-                }
-                Role::Post => &mut entry.post_conn,
-                Role::WebSocket => &mut entry.ws_conn,
-                Role::Probe => &mut entry.probe_conn,
-            };
-            if *slot == Some(conn) {
-                *slot = None;
-            }
-        }
-        Some(link)
-    }
-
-    /// A connection that carried `link` is gone.
-    pub(super) fn on_link_closed(&mut self, link: Link, reason: CloseReason) {
-        match link.role {
-            // engine.io: "poll connection closed prematurely": the client is gone.
-            Role::Get => self.close_session(link.session, CloseReason::TransportClose),
-            Role::Post => {}
-            Role::WebSocket => self.close_session(link.session, reason),
-            Role::Probe => {
-                if let Some(entry) = self.session(link.session) {
-                    entry.eio.cancel_upgrade();
-                }
-            }
-        }
-    }
-
-    pub(super) fn create_session(&mut self, transport: Transport) -> SessionRef {
         let now = self.now;
         let sio = (self.config.layer == Layer::SocketIo).then(|| {
             SioConnection::new(
@@ -147,12 +84,12 @@ impl<H: Handler> Endpoint<H> {
         let key = self.sessions.insert(SessionEntry {
             sid,
             generation,
-            eio: Session::new(std::sync::Arc::clone(&self.session_config), transport, now),
+            eio: match websocket {
+                Some(conn) => Session::websocket(Arc::clone(&self.session_config), conn, now),
+                None => Session::polling(Arc::clone(&self.session_config), now),
+            },
             sio,
-            get: None,
             post_conn: None,
-            ws_conn: None,
-            probe_conn: None,
             memberships: Vec::new(),
             timer_at: None,
         });
@@ -167,6 +104,9 @@ impl<H: Handler> Endpoint<H> {
         );
         self.by_sid.insert(sid, key);
         let session = SessionRef { key, generation };
+        if let Some(conn) = websocket {
+            self.link(conn, session, Role::WebSocket);
+        }
         self.schedule(session);
         session
     }
@@ -217,17 +157,15 @@ impl<H: Handler> Endpoint<H> {
         }
         match entry.eio.on_timeout(now) {
             TimeoutOutcome::Nothing => {}
-            TimeoutOutcome::Ping => match (entry.eio.transport(), entry.ws_conn) {
-                (Transport::WebSocket, Some(conn)) => self.transmit_frames(conn, &[PING]),
-                _ => self.flush_polling(session),
+            TimeoutOutcome::Ping => match entry.eio.websocket_conn().copied() {
+                Some(conn) => self.transmit_frames(conn, &[PING]),
+                None => self.flush_polling(session),
             },
-            TimeoutOutcome::UpgradeExpired => {
-                if let Some(probe) = entry.probe_conn {
-                    self.unlink(probe);
-                    let close = WsClose::new(status::NORMAL, "upgrade timeout");
-                    self.transmits
-                        .push_back(Transmit::CloseWebSocket { conn: probe, close });
-                }
+            TimeoutOutcome::UpgradeExpired(probe) => {
+                self.unlink(probe);
+                let close = WsClose::new(status::NORMAL, "upgrade timeout");
+                self.transmits
+                    .push_back(Transmit::CloseWebSocket { conn: probe, close });
             }
             TimeoutOutcome::Close(reason) => {
                 self.close_session(session, reason);
@@ -258,7 +196,7 @@ impl<H: Handler> Endpoint<H> {
             return;
         };
         if entry.eio.transport() == Transport::WebSocket {
-            if let Some(conn) = entry.ws_conn {
+            if let Some(&conn) = entry.eio.websocket_conn() {
                 self.transmits.push_back(Transmit::Frames {
                     conn,
                     frames: frames.clone(),
@@ -280,27 +218,18 @@ impl<H: Handler> Endpoint<H> {
     }
 
     /// Answer the parked GET if the session has frames for it.
-    fn flush_polling(&mut self, session: SessionRef) {
+    pub(super) fn flush_polling(&mut self, session: SessionRef) {
         let Some(entry) = self.session(session) else {
             return;
         };
-        if !entry.eio.can_flush_polling() {
-            return;
+        if let Some((get, frames)) = entry.eio.take_polling_payload() {
+            self.answer_get(get, &frames);
         }
-        let frames = entry.eio.take_polling_payload();
-        self.answer_parked_get(session, &frames);
     }
 
-    /// Answer the parked GET, if any, with exactly these frames (a noop, a close).
-    pub(super) fn answer_parked_get(&mut self, session: SessionRef, frames: &[Frame]) {
-        let Some(entry) = self.session(session) else {
-            return;
-        };
-        let Some(get) = entry.get.take() else {
-            return;
-        };
-        entry.eio.release_get();
-        self.links.remove(&get.conn);
+    /// Answer a GET the session let go of with exactly these frames, and forget its link.
+    pub(super) fn answer_get(&mut self, get: ParkedGet, frames: &[Frame]) {
+        self.unlink(get.conn);
         let cors = self.cors.headers(get.origin.as_deref());
         let mut bytes = Vec::new();
         write_polling_response(&mut bytes, frames, &cors, get.keep_alive);
@@ -347,6 +276,7 @@ impl<H: Handler> Endpoint<H> {
         let Some(entry) = self.sessions.try_remove(session.key) else {
             return;
         };
+        let on_polling = entry.eio.transport() == Transport::Polling;
         let transport = transport_label(entry.eio.transport());
         self.metrics
             .shard(self.index)
@@ -360,14 +290,19 @@ impl<H: Handler> Endpoint<H> {
             violation = reason.violation().map_or("", |v| v.label())
         );
         self.by_sid.remove(&entry.sid);
-        for conn in [entry.post_conn, entry.ws_conn, entry.probe_conn]
+        let Conns {
+            get,
+            websocket,
+            probe,
+        } = entry.eio.into_conns();
+        for conn in [entry.post_conn, websocket, probe]
             .into_iter()
             .flatten()
-            .chain(entry.get.as_ref().map(|g| g.conn))
+            .chain(get.as_ref().map(|g| g.conn))
         {
             self.links.remove(&conn);
         }
-        match (entry.get, reason) {
+        match (get, reason) {
             // A client close gets a noop; any other end tells the client with a close packet.
             (Some(get), reason) => {
                 let frame = if reason == CloseReason::ClientClose {
@@ -386,15 +321,15 @@ impl<H: Handler> Endpoint<H> {
                     broadcast: false,
                 });
             }
-            (None, CloseReason::ClientClose) if entry.eio.transport() == Transport::Polling => {
+            (None, CloseReason::ClientClose) if on_polling => {
                 self.remember_client_closed(entry.sid.as_str().to_owned())
             }
             (None, _) => {}
         }
-        if let (Some(conn), CloseReason::ServerClose) = (entry.ws_conn, reason) {
+        if let (Some(conn), CloseReason::ServerClose) = (websocket, reason) {
             self.transmit_frames(conn, &[CLOSE]);
         }
-        for conn in [entry.ws_conn, entry.probe_conn].into_iter().flatten() {
+        for conn in [websocket, probe].into_iter().flatten() {
             self.transmits.push_back(Transmit::CloseWebSocket {
                 conn,
                 close: close.clone(),

@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use super::io::{status, ConnId, RequestOutcome, Transmit, WsClose, WsMessage};
-use super::sessions::Role;
+use super::links::Role;
 use super::timers::SessionRef;
 use super::Endpoint;
 use crate::engineio::packet::{decode_text, EioPacket, NOOP, PONG_PROBE};
-use crate::engineio::session::{CloseReason, ProbeOutcome, Transport};
+use crate::engineio::session::{CloseReason, ProbeOutcome};
 use crate::engineio::violation::Violation;
 use crate::http::{write_websocket_accept, EioErrorCode, RequestHead};
 use crate::socketio::Handler;
@@ -38,15 +38,14 @@ impl<H: Handler> Endpoint<H> {
             .push_back(Transmit::AcceptWebSocket { conn, accept });
         match upgrade_of {
             None => {
-                let session = self.create_session(Transport::WebSocket);
-                self.link(conn, session, Role::WebSocket);
+                let session = self.create_session(Some(conn));
                 let open = self.open_frame(session, &[]);
                 self.transmit_frames(conn, &[open]);
             }
             Some(session) => {
                 let accepted = self
                     .session(session)
-                    .is_some_and(|entry| entry.eio.begin_upgrade(now));
+                    .is_some_and(|entry| entry.eio.begin_upgrade(now, conn).is_ok());
                 if accepted {
                     self.link(conn, session, Role::Probe);
                     self.schedule(session);
@@ -119,14 +118,18 @@ impl<H: Handler> Endpoint<H> {
             return;
         };
         match entry.eio.on_probe_packet(&packet) {
-            ProbeOutcome::SendProbeAnswer => {
+            ProbeOutcome::SendProbeAnswer { get } => {
                 self.transmit_frames(conn, &[PONG_PROBE]);
-                self.answer_parked_get(session, &[NOOP]);
+                if let Some(get) = get {
+                    self.answer_get(get, &[NOOP]);
+                }
             }
-            ProbeOutcome::Upgraded => {
+            ProbeOutcome::Upgraded { get } => {
                 self.metrics.shard(self.index).session_upgraded();
-                self.answer_parked_get(session, &[NOOP]);
-                self.unlink(conn);
+                if let Some(get) = get {
+                    self.answer_get(get, &[NOOP]);
+                }
+                // The probe is the session's WebSocket now.
                 self.link(conn, session, Role::WebSocket);
                 let queued = match self.session(session) {
                     Some(entry) => entry.eio.drain_queue(),
@@ -137,10 +140,10 @@ impl<H: Handler> Endpoint<H> {
                 }
             }
             ProbeOutcome::Nothing => {}
-            ProbeOutcome::AbortUpgrade => {
+            ProbeOutcome::AbortUpgrade(probe) => {
                 let close = WsClose::new(status::NORMAL, "parse error: upgrade aborted");
                 let reason = CloseReason::ProtocolError(Violation::UpgradeAborted);
-                self.close_websocket(conn, close, reason);
+                self.close_websocket(probe, close, reason);
             }
         }
     }

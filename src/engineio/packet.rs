@@ -258,6 +258,12 @@ pub fn open_packet(
     Frame::Text(Bytes::from(buf))
 }
 
+/// The round-trip check (fuzz target `eio_payload`), shared by the fuzz target, `tests/fuzz_regressions.rs`
+/// and the unit tests below.
+#[cfg(any(test, feature = "checks"))]
+#[doc(hidden)]
+pub mod checks;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +404,13 @@ mod tests {
             &bytes[..],
             br#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#
         );
+    }
+
+    #[test]
+    fn the_round_trip_check_holds_on_a_few_payloads() {
+        super::checks::check(b"4hello\x1ebAQID\x1e2");
+        super::checks::check(b"0{\"sid\":\"x\"}");
+        super::checks::check(b"bAA==");
+        super::checks::check(b"\x04\x03abc\x07\x02\xff\x00");
     }
 }

@@ -7,7 +7,7 @@
 //! it; the endpoint itself is fuzzed by the `endpoint` target):
 //!
 //! - a polling GET (a `Conflict` ends the session, as the server closes it);
-//! - the parked GET's connection closing (`release_get`);
+//! - the parked GET's connection closing (`take_get`);
 //! - sending 1..=4 frames while on polling (`enqueue` each, then answer the parked GET with
 //!   `take_polling_payload` if `can_flush_polling`, like `send_frames` + `flush_polling`);
 //! - an inbound packet (a POST, or a WebSocket message once upgraded) — `Close` outcomes end
@@ -18,9 +18,17 @@
 //!   (`on_timeout` while `now >= next_deadline()`, flushing after a ping), or a bare
 //!   `on_timeout` call at the current instant (possibly early).
 //!
-//! A small model of the documented behaviour rides along (outbound queue contents, parked GET,
-//! upgrade state and deadline, heartbeat) and after every operation the session must agree:
+//! Connections are numbered by the driver (the opening WebSocket is 0, then each GET and each
+//! WebSocket attached for an upgrade gets the next number; no input byte is read for them), so
+//! the session's handle type is `u32`. A small model of the documented behaviour rides along
+//! (outbound queue contents, parked GET, upgrade state and deadline, heartbeat, which
+//! connection carries what) and after every operation the session must agree:
 //!
+//! - the session holds exactly the model's connections: the parked GET (`parked_get`), the
+//!   probe (`probe`), the WebSocket (`websocket_conn`); every handle it lets go of (a GET
+//!   answered, the GET answered `6` at the probe and at the upgrade, the probe aborted,
+//!   expired or cancelled, a refused WebSocket) is exactly the one the model says, and the
+//!   probe becomes the WebSocket at the upgrade;
 //! - `queued_bytes()` is exactly the sum of `polling_len() + 1` over the queued frames, so it
 //!   is 0 whenever the queue was drained;
 //! - frames leave the queue in FIFO order, none lost or duplicated; a GET answer is never
@@ -54,6 +62,9 @@ use crate::engineio::session::{
     CloseReason, GetOutcome, Inbound, ProbeOutcome, Session, SessionConfig, TimeoutOutcome,
     Transport, MAX_PACKETS_PER_POLL, TIMER_SLACK,
 };
+
+/// A connection, numbered by the driver.
+type Conn = u32;
 use crate::engineio::violation::Violation;
 
 pub fn check(data: &[u8]) {
@@ -69,8 +80,17 @@ enum Heartbeat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upgrade {
     None,
-    Attached(Instant),
-    Probed(Instant),
+    Attached(Conn, Instant),
+    Probed(Conn, Instant),
+}
+
+impl Upgrade {
+    fn conn(self) -> Option<Conn> {
+        match self {
+            Upgrade::Attached(conn, _) | Upgrade::Probed(conn, _) => Some(conn),
+            Upgrade::None => None,
+        }
+    }
 }
 
 /// What the session should look like, from its documentation.
@@ -81,7 +101,10 @@ struct Model {
     upgrade: Upgrade,
     heartbeat: Heartbeat,
     queue: VecDeque<Frame>,
-    get_parked: bool,
+    /// The parked GET's connection.
+    get: Option<Conn>,
+    /// The WebSocket carrying the session, once on WebSocket.
+    websocket: Option<Conn>,
 }
 
 impl Model {
@@ -94,7 +117,7 @@ impl Model {
             Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => at,
         };
         match self.upgrade {
-            Upgrade::Attached(d) | Upgrade::Probed(d) => heartbeat.min(d),
+            Upgrade::Attached(_, d) | Upgrade::Probed(_, d) => heartbeat.min(d),
             Upgrade::None => heartbeat,
         }
     }
@@ -137,9 +160,11 @@ impl Model {
 }
 
 struct Driver {
-    session: Session,
+    session: Session<Conn>,
     model: Model,
     now: Instant,
+    /// The number of the next connection.
+    next_conn: Conn,
 }
 
 /// The session ended (the server drops it); stop the run.
@@ -158,17 +183,23 @@ fn run(u: &mut Input) {
         Transport::Polling
     };
     let t0 = Instant::now();
+    let (session, websocket) = match transport {
+        Transport::WebSocket => (Session::websocket(config, 0, t0), Some(0)),
+        Transport::Polling => (Session::polling(config, t0), None),
+    };
     let mut d = Driver {
-        session: Session::new(config, transport, t0),
+        session,
         model: Model {
             config,
             transport,
             upgrade: Upgrade::None,
             heartbeat: Heartbeat::PingAt(t0 + config.ping_interval),
             queue: VecDeque::new(),
-            get_parked: false,
+            get: None,
+            websocket,
         },
         now: t0,
+        next_conn: 1,
     };
     d.check();
     while !u.is_empty() {
@@ -192,7 +223,10 @@ impl Driver {
         let (s, m) = (&self.session, &self.model);
         assert_eq!(s.transport(), m.transport);
         assert_eq!(s.is_upgrading(), m.upgrade != Upgrade::None, "{m:?}");
-        assert_eq!(s.get_parked(), m.get_parked, "{m:?}");
+        assert_eq!(s.get_parked(), m.get.is_some(), "{m:?}");
+        assert_eq!(s.parked_get(), m.get.as_ref(), "{m:?}");
+        assert_eq!(s.probe(), m.upgrade.conn().as_ref(), "{m:?}");
+        assert_eq!(s.websocket_conn(), m.websocket.as_ref(), "{m:?}");
         assert_eq!(s.queued_bytes(), m.queued_bytes(), "{m:?}");
         assert_eq!(s.next_deadline(), m.next_deadline(), "{m:?}");
         assert!(
@@ -200,16 +234,22 @@ impl Driver {
             "a parked GET starves with frames queued: {m:?}"
         );
         if m.transport == Transport::WebSocket {
-            assert!(m.queue.is_empty() && !m.get_parked && m.upgrade == Upgrade::None);
+            assert!(m.queue.is_empty() && m.get.is_none() && m.upgrade == Upgrade::None);
         }
+    }
+
+    fn new_conn(&mut self) -> Conn {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        conn
     }
 
     fn step(&mut self, u: &mut Input) -> Result<(), Ended> {
         match u.u8_in(0, 9) {
             0 => self.polling_get(),
             1 => {
-                self.session.release_get();
-                self.model.get_parked = false;
+                let got = self.session.take_get();
+                assert_eq!(got, self.model.get.take(), "the GET let go of");
                 Ok(())
             }
             2 => {
@@ -235,7 +275,8 @@ impl Driver {
                 Ok(())
             }
             6 => {
-                self.session.cancel_upgrade();
+                let probe = self.session.cancel_upgrade();
+                assert_eq!(probe, self.model.upgrade.conn(), "the probe cancelled");
                 self.model.upgrade = Upgrade::None;
                 Ok(())
             }
@@ -255,7 +296,8 @@ impl Driver {
     }
 
     fn polling_get(&mut self) -> Result<(), Ended> {
-        let outcome = self.session.on_polling_get();
+        let conn = self.new_conn();
+        let outcome = self.session.on_polling_get(conn);
         let m = &mut self.model;
         match outcome {
             GetOutcome::WrongTransport => {
@@ -265,13 +307,13 @@ impl Driver {
                 panic!("a polling GET on WebSocket got {outcome:?}")
             }
             GetOutcome::Conflict => {
-                assert!(m.get_parked, "Conflict with no GET parked");
+                assert!(m.get.is_some(), "Conflict with no GET parked");
                 // The server answers 400 and closes the session.
                 return Err(Ended);
             }
-            _ if m.get_parked => panic!("a second GET got {outcome:?}"),
+            _ if m.get.is_some() => panic!("a second GET got {outcome:?}"),
             GetOutcome::Respond(frames) => {
-                if let Upgrade::Probed(_) = m.upgrade {
+                if let Upgrade::Probed(..) = m.upgrade {
                     assert_eq!(frames, vec![NOOP], "a GET while probed");
                 } else {
                     m.take_answer(&frames);
@@ -279,11 +321,11 @@ impl Driver {
             }
             GetOutcome::Hold => {
                 assert!(
-                    !matches!(m.upgrade, Upgrade::Probed(_)),
+                    !matches!(m.upgrade, Upgrade::Probed(..)),
                     "GET held while probed"
                 );
                 assert!(m.queue.is_empty(), "GET held with frames queued");
-                m.get_parked = true;
+                m.get = Some(conn);
             }
         }
         Ok(())
@@ -306,12 +348,16 @@ impl Driver {
     /// Answer the parked GET when the session says so (as `endpoint::sessions::flush_polling`).
     fn flush_polling(&mut self) {
         if !self.session.can_flush_polling() {
+            assert!(self.session.take_polling_payload().is_none());
             return;
         }
-        assert!(self.model.get_parked && !self.model.queue.is_empty());
-        let frames = self.session.take_polling_payload();
+        assert!(self.model.get.is_some() && !self.model.queue.is_empty());
+        let (get, frames) = self
+            .session
+            .take_polling_payload()
+            .expect("a payload when can_flush_polling");
         self.model.take_answer(&frames);
-        self.model.get_parked = false;
+        assert_eq!(Some(get), self.model.get.take(), "the GET answered");
     }
 
     fn inbound(&mut self, packet: EioPacket) -> Result<(), Ended> {
@@ -345,12 +391,14 @@ impl Driver {
     }
 
     fn begin_upgrade(&mut self) {
-        let accepted = self.session.begin_upgrade(self.now);
+        let conn = self.new_conn();
+        let result = self.session.begin_upgrade(self.now, conn);
         let m = &mut self.model;
         let expected = m.transport == Transport::Polling && m.upgrade == Upgrade::None;
-        assert_eq!(accepted, expected, "begin_upgrade in {m:?}");
-        if accepted {
-            m.upgrade = Upgrade::Attached(self.now + m.config.upgrade_timeout);
+        assert_eq!(result.is_ok(), expected, "begin_upgrade in {m:?}");
+        match result {
+            Ok(()) => m.upgrade = Upgrade::Attached(conn, self.now + m.config.upgrade_timeout),
+            Err(refused) => assert_eq!(refused, conn, "the refused WebSocket"),
         }
     }
 
@@ -363,40 +411,46 @@ impl Driver {
         let outcome = self.session.on_probe_packet(packet);
         let m = &mut self.model;
         match (m.upgrade, packet, outcome) {
-            (Upgrade::Attached(d), EioPacket::Ping(p), ProbeOutcome::SendProbeAnswer)
-                if p == "probe" =>
-            {
-                m.upgrade = Upgrade::Probed(d);
-                // The server answers a parked GET with `6`.
-                if self.session.get_parked() {
-                    self.session.release_get();
-                }
-                m.get_parked = false;
+            (
+                Upgrade::Attached(conn, d),
+                EioPacket::Ping(p),
+                ProbeOutcome::SendProbeAnswer { get },
+            ) if p == "probe" => {
+                m.upgrade = Upgrade::Probed(conn, d);
+                // The server answers the parked GET the session let go of with `6`.
+                assert_eq!(get, m.get.take(), "the GET answered at the probe");
             }
-            (Upgrade::Probed(_), EioPacket::Upgrade, ProbeOutcome::Upgraded) => {
+            (Upgrade::Probed(conn, _), EioPacket::Upgrade, ProbeOutcome::Upgraded { get }) => {
                 m.upgrade = Upgrade::None;
                 m.transport = Transport::WebSocket;
-                m.get_parked = false;
+                m.websocket = Some(conn);
+                assert_eq!(get, m.get.take(), "the GET answered at the upgrade");
                 assert!(
                     !self.session.get_parked(),
                     "GET still parked after the upgrade"
                 );
+                assert_eq!(self.session.websocket_conn(), Some(&conn));
                 let drained = self.session.drain_queue();
                 assert_eq!(drained, Vec::from(std::mem::take(&mut m.queue)));
                 assert_eq!(self.session.queued_bytes(), 0);
                 assert_eq!(self.session.transport(), Transport::WebSocket);
-                assert_eq!(self.session.on_polling_get(), GetOutcome::WrongTransport);
-                assert!(!self.session.begin_upgrade(self.now));
+                let get = self.next_conn;
+                self.next_conn += 1;
+                assert_eq!(self.session.on_polling_get(get), GetOutcome::WrongTransport);
+                let again = self.next_conn;
+                self.next_conn += 1;
+                assert_eq!(self.session.begin_upgrade(self.now, again), Err(again));
             }
-            (Upgrade::Probed(_), EioPacket::Noop, ProbeOutcome::Nothing) => {}
-            (_, _, ProbeOutcome::AbortUpgrade) => {
+            (Upgrade::Probed(..), EioPacket::Noop, ProbeOutcome::Nothing) => {}
+            (_, _, ProbeOutcome::AbortUpgrade(probe)) => {
+                assert_eq!(Some(probe), m.upgrade.conn(), "the probe aborted");
                 let ok_first = matches!(
                     (m.upgrade, packet),
-                    (Upgrade::Attached(_), EioPacket::Ping(p)) if p == "probe"
+                    (Upgrade::Attached(..), EioPacket::Ping(p)) if p == "probe"
                 );
                 let ok_probed = matches!(
                     (m.upgrade, packet),
-                    (Upgrade::Probed(_), EioPacket::Upgrade | EioPacket::Noop)
+                    (Upgrade::Probed(..), EioPacket::Upgrade | EioPacket::Noop)
                 );
                 assert!(
                     !ok_first && !ok_probed,
@@ -412,15 +466,15 @@ impl Driver {
     }
 
     /// One `on_timeout` at `self.now`, checked against the model.
-    fn timeout(&mut self) -> Result<TimeoutOutcome, Ended> {
+    fn timeout(&mut self) -> Result<TimeoutOutcome<Conn>, Ended> {
         let due = self.now >= self.session.next_deadline();
         let outcome = self.session.on_timeout(self.now);
         let now = self.now;
         let m = &mut self.model;
         let expected = match (m.upgrade, m.heartbeat) {
-            (Upgrade::Attached(d) | Upgrade::Probed(d), _) if now >= d => {
+            (Upgrade::Attached(conn, d) | Upgrade::Probed(conn, d), _) if now >= d => {
                 m.upgrade = Upgrade::None;
-                TimeoutOutcome::UpgradeExpired
+                TimeoutOutcome::UpgradeExpired(conn)
             }
             (_, Heartbeat::PongBy(d)) if now >= d => {
                 TimeoutOutcome::Close(CloseReason::PingTimeout)

@@ -38,10 +38,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::input::Input;
-use super::json::same_value;
 use crate::socketio::binary::Reassembler;
 use crate::socketio::connection::{Call, Output, SioConnection, SioError};
 use crate::socketio::handler::{Command, EngineMessage, Event, Handler, Origin, Refusal, SocketOf};
+use crate::socketio::packet::checks::same_value;
 use crate::socketio::packet::{decode, encode_into, Limits, Packet, PacketKind};
 
 /// The fuzz target's application (see the module doc).

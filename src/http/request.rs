@@ -485,6 +485,12 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// The parser check (fuzz target `http_head`), shared by the fuzz target, `tests/fuzz_regressions.rs`
+/// and the unit tests below.
+#[cfg(any(test, feature = "checks"))]
+#[doc(hidden)]
+pub mod checks;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -940,5 +946,15 @@ access-control-request-headers: x-two, x-three\r\n\r\n",
                 Err(_) => {}
             }
         }
+    }
+
+    #[test]
+    fn the_parser_check_holds_on_a_few_heads() {
+        super::checks::check(
+            b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        super::checks::check(b"POST /engine.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
+        super::checks::check(b"GET / HTTP/1.1\r\nHost");
+        super::checks::check(b"\r\n\r\n");
     }
 }

@@ -563,6 +563,12 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(buf.get(buf.len() - len..).unwrap_or_default());
 }
 
+/// The round-trip check (fuzz target `sio_packet`), shared by the fuzz target, `tests/fuzz_regressions.rs`
+/// and the unit tests below.
+#[cfg(any(test, feature = "checks"))]
+#[doc(hidden)]
+pub mod checks;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1164,5 +1170,12 @@ mod tests {
             "unknown Socket.IO packet type byte 0x37"
         );
         assert!(!PacketError::InvalidJson.to_string().is_empty());
+    }
+
+    #[test]
+    fn the_round_trip_check_holds_on_a_few_packets() {
+        super::checks::check(b"\x00\x0b2[\"hi\",1.5]");
+        super::checks::check(b"\x00*51-/admin,7[{\"_placeholder\":true,\"num\":0}]\x01\x03abc");
+        super::checks::check(b"\x00\x034{}\x01\x01x");
     }
 }

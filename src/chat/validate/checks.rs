@@ -1,5 +1,8 @@
-//! The `chat_payload` target: chat payload validation (`chat::validate`), on the payloads a
-//! client's `joinRoom`, `chatMessage` and `leaveRoom` events carry.
+//! The check of chat payload validation (its parent, `chat::validate`), on the payloads a
+//! client's `joinRoom`, `chatMessage` and `leaveRoom` events carry: the `chat_payload` fuzz
+//! target, its regression replay (`tests/fuzz_regressions.rs`) and the validators' unit tests
+//! all call [`check`]. Built only for tests and with the `checks` feature (the fuzz build and
+//! `tests/` turn it on).
 //!
 //! Input layout: byte 0 picks the content limit (even: the default 4000 characters, odd: 8,
 //! so the limit is reachable); the rest, as lossy UTF-8, is a JSON value (inputs that are not
@@ -19,10 +22,18 @@
 //!   canonical payload built from it validates to the same request;
 //! - every refusal is `invalid_payload` with a message naming the field (or the payload).
 
+// A check reports a broken invariant by panicking (libFuzzer and the regression test catch the
+// panic and keep the input): the crate's no-panic lints do not apply here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::json::same_value;
 use crate::chat::errors::{ChatError, ErrorCode};
 use crate::chat::limits::ChatLimits;
 use crate::chat::validate::{
@@ -31,8 +42,10 @@ use crate::chat::validate::{
 };
 use crate::socketio::handler::{event_array, Event};
 use crate::socketio::json_text::normalize;
+use crate::socketio::packet::checks::same_value;
 use crate::socketio::packet::{decode_deferred, encode_into, Limits, Packet};
 
+/// Check the validators on `data` (the module doc says how); panics when an invariant fails.
 pub fn check(data: &[u8]) {
     let Some((&choice, json)) = data.split_first() else {
         return;

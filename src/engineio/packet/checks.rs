@@ -1,5 +1,7 @@
-//! The `eio_payload` target: the Engine.IO packet and polling-payload codec
-//! (`engineio::packet`).
+//! The round-trip check of the Engine.IO packet and polling-payload codec (its parent,
+//! `engineio::packet`): the `eio_payload` fuzz target, its regression replay
+//! (`tests/fuzz_regressions.rs`) and the codec's unit tests all call [`check`]. Built only for
+//! tests and with the `checks` feature (the fuzz build and `tests/` turn it on).
 //!
 //! Every input is used twice.
 //!
@@ -24,11 +26,22 @@
 //! The input as lossy UTF-8 also goes to [`decode_text`]: `Empty` exactly for "", `UnknownType`
 //! exactly for a first byte outside `0`..=`6`, and a decoded packet's payload is the text
 //! after the type digit.
+
+// A check reports a broken invariant by panicking (libFuzzer and the regression test catch the
+// panic and keep the input): the crate's no-panic lints do not apply here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use crate::engineio::packet::{
     decode_payload, decode_text, encode_payload, EioDecodeError, EioPacket, Frame, RECORD_SEPARATOR,
 };
 use bytes::Bytes;
 
+/// Check the codec on `data` (the module doc says how); panics when an invariant fails.
 pub fn check(data: &[u8]) {
     check_text(&String::from_utf8_lossy(data));
     check_payload(data);

@@ -1,5 +1,10 @@
-//! The `sio_packet` target: the Socket.IO packet codec (`socketio::packet::{decode,
-//! encode_into}`) and attachment reassembly (`socketio::binary::Reassembler`).
+//! The round-trip check of the Socket.IO packet codec (its parent's `decode` and
+//! `encode_into`) and attachment reassembly (`socketio::binary::Reassembler`): the
+//! `sio_packet` fuzz target, its regression replay (`tests/fuzz_regressions.rs`) and the
+//! codec's unit tests all call [`check`]. Built only for tests and with the `checks` feature
+//! (the fuzz build and `tests/` turn it on). Also owns [`same_value`], the JSON comparison
+//! every round trip through this codec uses (the chat payload and `sio_connection` checks
+//! too).
 //!
 //! The input is a sequence of records, each one Engine.IO message:
 //!
@@ -27,13 +32,22 @@
 //!   (with stand-in attachments) it re-decodes equal. Numbers compare with
 //!   [`same_value`].
 
+// A check reports a broken invariant by panicking (libFuzzer and the regression test catch the
+// panic and keep the input): the crate's no-panic lints do not apply here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::json::same_value;
 use crate::socketio::binary::Reassembler;
 use crate::socketio::packet::{decode, encode_into, Limits, Packet, PacketError};
 
+/// Check the codec on `input` (the module doc says how); panics when an invariant fails.
 pub fn check(input: &[u8]) {
     let limits = Limits::default();
     let mut reassembler = Reassembler::new(limits);
@@ -199,4 +213,35 @@ fn assert_round_trips(packet: &Packet, limits: &Limits, reassemble: bool) {
         _ => false,
     };
     assert!(same, "{text:?}: {:?} != {:?}", back.data, packet.data);
+}
+
+/// JSON equality in which numbers compare by value when either side is a float (within a few
+/// ulps: a float printed and parsed again may come back as a neighbour when the parser's
+/// rounding differs from the printer's) and object keys compare in order.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => close(x, y),
+                _ => false,
+            }
+        }
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .zip(ys)
+                    .all(|((kx, vx), (ky, vy))| kx == ky && same_value(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
+fn close(x: f64, y: f64) -> bool {
+    // Subnormals lose relative precision, so anything that tiny counts as equal.
+    let diff = (x - y).abs();
+    x == y || diff <= 1e-13 * x.abs().max(y.abs()) || diff <= f64::MIN_POSITIVE
 }

@@ -1,5 +1,7 @@
-//! The `http_head` target: the request-head parser (`http::request::parse_head`) with the
-//! default limits, on the input as one buffer.
+//! The check of the request-head parser (its parent's `http::request::parse_head`) with the
+//! default limits, on the input as one buffer: the `http_head` fuzz target, its regression
+//! replay (`tests/fuzz_regressions.rs`) and the parser's unit tests all call [`check`]. Built
+//! only for tests and with the `checks` feature (the fuzz build and `tests/` turn it on).
 //!
 //! Invariants checked, beyond "never panics":
 //! - a complete head lies within the input, and parsing exactly its bytes gives the same head
@@ -10,6 +12,16 @@
 //!   early on part of it;
 //! - the sid in the query (which routes the request to a shard) names a shard below
 //!   `MAX_SHARDS` exactly when it is shaped like a sid we issue.
+
+// A check reports a broken invariant by panicking (libFuzzer and the regression test catch the
+// panic and keep the input): the crate's no-panic lints do not apply here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use crate::engineio::sid::{owner_shard, MAX_SHARDS, SID_LEN};
 use crate::http::request::{parse_head, HeadLimits};
 
@@ -17,6 +29,7 @@ use crate::http::request::{parse_head, HeadLimits};
 /// them for a 16 KiB head would make one input cost over a hundred million byte visits.
 const MAX_PREFIX_CHECKS: usize = 256;
 
+/// Check the parser on `data` (the module doc says how); panics when an invariant fails.
 pub fn check(data: &[u8]) {
     let limits = HeadLimits::default();
     match parse_head(data, &limits) {
