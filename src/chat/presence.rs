@@ -1,0 +1,241 @@
+//! Who is in each room, per reader: the rosters a home shard keeps for its rooms.
+//!
+//! A reader is a `userId` (docs/API.md, "Presence is per reader"). A room's [`Roster`] knows
+//! each connection in the room and which reader it belongs to, and each reader's username (that
+//! of the reader's first connection to join) and number of connections. A connection entering
+//! makes its reader enter only if none of the reader's connections was in the room
+//! ([`Presence::Entered`] → `userJoined`); a connection leaving makes its reader leave only if
+//! it was the reader's last ([`Presence::Left`] → `userLeft`). A second tab tells nobody.
+//!
+//! Rosters are kept by connection, not by count: a connection joining twice is counted once,
+//! and a connection leaving a room it is not in (its join failed, or it left already) changes
+//! nothing, so the counts can never drift from the connections really in the room.
+//!
+//! Owns the rosters and nothing else: it never sends, never reads the store, never looks at
+//! another shard. The home shard (`home`, `chat::on_forward`) calls it in the room's order and
+//! broadcasts what it answers. Memory is bounded by the room's connections: a connection's
+//! entry goes when it leaves, a reader's with its last connection, a room's with its last
+//! reader.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::book::BookId;
+use crate::socketio::handler::SessionRef;
+
+/// Most readers listed in a `members` answer (docs/API.md, "Who is here").
+pub const MAX_LISTED: usize = 100;
+
+/// One connection anywhere in the server: its shard and its session there (the chat lives in
+/// the default namespace only).
+pub type ConnKey = (usize, SessionRef);
+
+/// What a join or a leave did to the room's readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// The reader had no connection in the room and now has one: `userJoined { username }`.
+    Entered(String),
+    /// The reader's last connection left: `userLeft { username }` (the reader's username).
+    Left(String),
+    /// The room's readers are the same (a second tab, a repeated join, an unknown leave).
+    Unchanged,
+}
+
+/// One reader of a room.
+#[derive(Debug)]
+struct Reader {
+    /// The username of the reader's first connection to join.
+    username: String,
+    /// The reader's connections in the room (at least 1).
+    connections: u32,
+}
+
+/// One room's readers and connections.
+#[derive(Debug, Default)]
+pub struct Roster {
+    readers: HashMap<String, Reader>,
+    /// Each connection in the room, with its reader's userId.
+    connections: HashMap<ConnKey, String>,
+}
+
+impl Roster {
+    /// How many readers (distinct userIds) are in the room.
+    pub fn reader_count(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// `[{userId, username}]`: at most `max` readers, `first` (when in the room) among them
+    /// and listed first, each once; the rest in no particular order.
+    pub fn members(&self, first: Option<&str>, max: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(self.readers.len().min(max));
+        let first = first.and_then(|id| self.readers.get_key_value(id));
+        if let Some((id, reader)) = first {
+            if max > 0 {
+                out.push(member_json(id, reader));
+            }
+        }
+        let first_id = first.map(|(id, _)| id.as_str());
+        for (id, reader) in &self.readers {
+            if out.len() >= max {
+                break;
+            }
+            if Some(id.as_str()) != first_id {
+                out.push(member_json(id, reader));
+            }
+        }
+        out
+    }
+}
+
+fn member_json(user_id: &str, reader: &Reader) -> Value {
+    json!({ "userId": user_id, "username": reader.username })
+}
+
+/// The rosters of the rooms one home shard owns.
+#[derive(Debug, Default)]
+pub struct Rosters {
+    rooms: HashMap<BookId, Roster>,
+}
+
+impl Rosters {
+    /// Connection `conn` of reader `user_id` (calling itself `username`) joins `book`.
+    pub fn join(&mut self, book: BookId, conn: ConnKey, user_id: &str, username: &str) -> Presence {
+        let roster = self.rooms.entry(book).or_default();
+        if roster.connections.contains_key(&conn) {
+            return Presence::Unchanged;
+        }
+        roster.connections.insert(conn, user_id.to_owned());
+        match roster.readers.get_mut(user_id) {
+            Some(reader) => {
+                reader.connections += 1;
+                Presence::Unchanged
+            }
+            None => {
+                roster.readers.insert(
+                    user_id.to_owned(),
+                    Reader {
+                        username: username.to_owned(),
+                        connections: 1,
+                    },
+                );
+                Presence::Entered(username.to_owned())
+            }
+        }
+    }
+
+    /// Connection `conn` leaves `book` (a `leaveRoom`, or its disconnect).
+    pub fn leave(&mut self, book: BookId, conn: ConnKey) -> Presence {
+        let Some(roster) = self.rooms.get_mut(&book) else {
+            return Presence::Unchanged;
+        };
+        let Some(user_id) = roster.connections.remove(&conn) else {
+            return Presence::Unchanged;
+        };
+        let last = match roster.readers.get_mut(&user_id) {
+            Some(reader) if reader.connections > 1 => {
+                reader.connections -= 1;
+                None
+            }
+            _ => roster.readers.remove(&user_id),
+        };
+        if roster.connections.is_empty() {
+            self.rooms.remove(&book);
+        }
+        match last {
+            Some(reader) => Presence::Left(reader.username),
+            None => Presence::Unchanged,
+        }
+    }
+
+    /// The room's roster (`None` for a room nobody is in).
+    pub fn room(&self, book: BookId) -> Option<&Roster> {
+        self.rooms.get(&book)
+    }
+
+    /// `(members, memberCount)` of `book` for an answer: at most [`MAX_LISTED`] readers,
+    /// `first` among them when in the room.
+    pub fn answer(&self, book: BookId, first: Option<&str>) -> (Vec<Value>, usize) {
+        match self.room(book) {
+            Some(roster) => (roster.members(first, MAX_LISTED), roster.reader_count()),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// How many rooms have a roster (each has at least one connection).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(n: usize) -> ConnKey {
+        (
+            n % 2,
+            SessionRef {
+                key: n,
+                generation: 1,
+            },
+        )
+    }
+
+    const BOOK: BookId = BookId(2701);
+
+    #[test]
+    fn a_reader_enters_with_the_first_connection_and_leaves_with_the_last() {
+        let mut r = Rosters::default();
+        assert_eq!(
+            r.join(BOOK, conn(1), "u1", "Ishmael"),
+            Presence::Entered("Ishmael".into())
+        );
+        // A second tab, under another name: nobody is told, the first name stays.
+        assert_eq!(r.join(BOOK, conn(2), "u1", "Ish"), Presence::Unchanged);
+        // The same connection again: counted once.
+        assert_eq!(r.join(BOOK, conn(1), "u1", "Ishmael"), Presence::Unchanged);
+        assert_eq!(
+            r.answer(BOOK, None),
+            (vec![json!({"userId": "u1", "username": "Ishmael"})], 1)
+        );
+        assert_eq!(r.leave(BOOK, conn(1)), Presence::Unchanged);
+        assert_eq!(r.leave(BOOK, conn(1)), Presence::Unchanged, "left already");
+        assert_eq!(r.leave(BOOK, conn(2)), Presence::Left("Ishmael".into()));
+        assert_eq!(r.room_count(), 0, "an empty room's roster is dropped");
+        assert_eq!(r.leave(BOOK, conn(2)), Presence::Unchanged);
+    }
+
+    #[test]
+    fn a_leave_of_a_connection_never_joined_changes_nothing() {
+        let mut r = Rosters::default();
+        r.join(BOOK, conn(1), "u1", "A");
+        assert_eq!(r.leave(BOOK, conn(9)), Presence::Unchanged);
+        assert_eq!(r.leave(BookId(1), conn(1)), Presence::Unchanged);
+        assert_eq!(r.answer(BOOK, None).1, 1);
+    }
+
+    #[test]
+    fn members_are_capped_and_list_the_first_reader_asked_for() {
+        let mut r = Rosters::default();
+        for i in 0..250 {
+            r.join(BOOK, conn(i), &format!("u{i}"), &format!("name {i}"));
+        }
+        let (members, count) = r.answer(BOOK, Some("u249"));
+        assert_eq!(count, 250);
+        assert_eq!(members.len(), MAX_LISTED);
+        assert_eq!(
+            members[0],
+            json!({"userId": "u249", "username": "name 249"})
+        );
+        let mut ids: Vec<&str> = members
+            .iter()
+            .filter_map(|m| m["userId"].as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), MAX_LISTED, "each reader once");
+        let (members, _) = r.answer(BOOK, Some("nobody"));
+        assert_eq!(members.len(), MAX_LISTED);
+    }
+}
