@@ -229,7 +229,7 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
     test("joinRoom acks {ok:true, room:\"book_2701\"} and sends previousMessages [] for an empty room", T, async () => {
       const s = await h.clients.connect();
       const { ack, previous } = await join(s, { bookId: 2701, userId: "u-17", username: "Ishmael" });
-      assert.deepEqual(ack, { ok: true, room: "book_2701" });
+      assert.deepEqual(ack, joinAck(2701, { userId: "u-17", username: "Ishmael" }));
       assert.deepEqual(previous, []);
       await assertCountStays(s, "previousMessages", 1, "exactly one previousMessages per join");
       assert.equal(s.rec.count("userJoined"), 0, "the joiner gets no userJoined");
@@ -304,11 +304,11 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
       const s = await h.clients.connect();
       const u = newUser();
       const { ack } = await join(s, { bookId: 9007199254740991, ...u });
-      assert.deepEqual(ack, { ok: true, room: "book_9007199254740991" });
+      assert.deepEqual(ack, joinAck(9007199254740991, u));
       const m = await mustPost(s, { bookId: "9007199254740991", ...u, content: "the last book" });
       assert.equal(m.bookId, 9007199254740991, "bookId is the exact JSON number");
       const { ack: ack1 } = await join(s, { bookId: "1", ...u });
-      assert.deepEqual(ack1, { ok: true, room: "book_1" }, "the smallest bookId 1 as a string");
+      assert.deepEqual(ack1, joinAck(1, u), "the smallest bookId 1 as a string");
     });
   });
 
@@ -1197,8 +1197,9 @@ describe("readrealm-chat --shards 2 with a failing message store", skipUnlessOwn
     restarted = await startChatServer({ shards: 2, dataDir });
     const again = new ChatClients(restarted.url);
     try {
-      const { ack: ack2, previous: history } = await join(await again.connect(), { bookId: book, ...newUser() });
-      assert.deepEqual(ack2, { ok: true, room: `book_${book}` });
+      const fresh = newUser();
+      const { ack: ack2, previous: history } = await join(await again.connect(), { bookId: book, ...fresh });
+      assert.deepEqual(ack2, joinAck(book, fresh));
       assert.ok(acked.length > 0, "some messages were stored before the store failed");
       assert.deepEqual(
         history.map((m) => m._id),
@@ -1240,8 +1241,9 @@ describe("readrealm-chat --shards 2 with a failing message store: the history ca
     assert.ok(failure, `the store never failed after ${acked.length} messages of ~4 KB (RLIMIT_FSIZE 256 KiB)`);
     assertError(assert, failure.ack, "unavailable");
     // Nothing else is posted: the next join is served from the room's cached history.
-    const { ack, previous } = await join(await clients.connect(), { bookId: book, ...newUser() });
-    assert.deepEqual(ack, { ok: true, room: `book_${book}` }, "the join is served from the cache, not the failing store");
+    const joiner = newUser();
+    const { ack, previous } = await join(await clients.connect(), { bookId: book, ...joiner });
+    assert.deepEqual(ack, joinAck(book, joiner, [a.user]), "the join is served from the cache, not the failing store");
     assert.ok(!previous.some((m) => m.content.startsWith(`${failure.i} `)), "the failed message is not in the history");
     assert.deepEqual(previous, acked.slice(-50).reverse(), "history holds exactly the acked messages");
   });
