@@ -249,7 +249,10 @@ impl ChatApp {
         let key = (leave.conn.shard, leave.conn.session);
         if let Presence::Left(name) = shard.state.rosters.leave(leave.book_id, key) {
             let event = vec![presence(&name, now_millis())];
-            shard.broadcast("/", book_room(leave.book_id), "userLeft", event, None);
+            // A disconnecting socket is still in its rooms while its leaves are handled (at
+            // once when this shard is its own): it must not get its own `userLeft`.
+            let room = book_room(leave.book_id);
+            shard.broadcast_except("/", room, "userLeft", event, leave.conn);
         }
     }
 

@@ -399,6 +399,26 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
         self.commands.push(ShardCommand::Forward { shard, message });
     }
 
+    /// [`ShardContext::broadcast`] to every member but `except` (e.g. a socket leaving, which
+    /// is still in its rooms while its disconnect is handled).
+    pub fn broadcast_except(
+        &mut self,
+        nsp: &str,
+        room: impl Into<RoomId>,
+        event: &str,
+        args: Vec<Value>,
+        except: SocketRef,
+    ) {
+        let packet = Packet::event(nsp, event_array(event, args), None, Vec::new());
+        self.commands.push(ShardCommand::Broadcast {
+            nsp: nsp.to_owned(),
+            room: room.into(),
+            packet,
+            except: Some(except),
+            seq: None,
+        });
+    }
+
     /// Hand `message` to the application for `socket` (see [`ShardCommand::ToSocket`]).
     pub fn forward_to_socket(&mut self, socket: SocketRef, message: F) {
         self.commands
