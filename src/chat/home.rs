@@ -95,6 +95,8 @@ pub struct JoinAtHome {
     pub token: u32,
     /// Whether the connection was not in the room yet (a repeated join only resends history).
     pub first: bool,
+    /// Whether this join bound the connection's userId (undone if it fails).
+    pub binds: bool,
 }
 
 /// A connection leaving a room (`leaveRoom`, or its disconnect), on its way to the home.
@@ -118,6 +120,7 @@ pub struct JoinAnswer {
     pub book_id: BookId,
     pub token: u32,
     pub first: bool,
+    pub binds: bool,
     pub ack_id: Option<u64>,
     pub result: Result<RoomAtJoin, ChatError>,
 }
@@ -215,6 +218,7 @@ impl ChatApp {
             ack_id,
             token,
             first,
+            binds,
         } = join;
         let result = self.room_history(book_id).map(|history| {
             let key = (conn.shard, conn.session);
@@ -238,6 +242,7 @@ impl ChatApp {
             book_id,
             token,
             first,
+            binds,
             ack_id,
             result,
         };

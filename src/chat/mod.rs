@@ -328,6 +328,7 @@ impl ChatApp {
                 ),
             ));
         }
+        let binds = socket.state.user_id.is_none();
         socket
             .state
             .user_id
@@ -338,7 +339,6 @@ impl ChatApp {
             socket.state.joins = socket.state.joins.wrapping_add(1);
             let token = socket.state.joins;
             socket.state.rooms.insert(request.book_id, token);
-            self.metrics.shard(socket.origin.shard).joined();
             token
         });
         let home = home_shard(request.book_id, socket.origin.shard_count);
@@ -353,6 +353,7 @@ impl ChatApp {
                 ack_id,
                 token,
                 first: joined.is_none(),
+                binds,
             })),
         );
         Ok(None)
@@ -367,6 +368,9 @@ impl ChatApp {
                 if current {
                     // Broadcasts up to the newest message served are in the history already.
                     socket.join_after(book_room(answer.book_id), room.history.newest_seq());
+                }
+                if current && answer.first {
+                    self.metrics.shard(socket.origin.shard).joined();
                 }
                 socket.emit_json(room.history.previous_messages_json());
                 if let Some(ack) = answer.ack_id {
@@ -383,6 +387,10 @@ impl ChatApp {
                 if current && answer.first {
                     // The home did not count it: not in the room.
                     socket.state.rooms.remove(&answer.book_id);
+                }
+                if answer.binds && socket.state.rooms.len() == 0 {
+                    // A failed join binds nothing; no other join is in the room or on its way.
+                    socket.state.user_id = None;
                 }
                 match answer.ack_id {
                     Some(ack) => socket.ack(ack, vec![error.ack_body()], Vec::new()),
