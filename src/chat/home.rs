@@ -104,6 +104,8 @@ pub struct JoinAtHome {
 pub struct LeaveAtHome {
     pub book_id: BookId,
     pub conn: SocketRef,
+    /// The connection's reader (its bound userId).
+    pub user_id: String,
 }
 
 /// `roomMembers`, on its way to the home, answered through the ack of `reply_to`.
@@ -252,7 +254,11 @@ impl ChatApp {
     /// A connection left a room: out of the roster; `userLeft` if it was its reader's last.
     pub(super) fn leave_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, leave: LeaveAtHome) {
         let key = (leave.conn.shard, leave.conn.session);
-        if let Presence::Left(name) = shard.state.rosters.leave(leave.book_id, key) {
+        if let Presence::Left(name) = shard
+            .state
+            .rosters
+            .leave(leave.book_id, key, &leave.user_id)
+        {
             let event = vec![presence(&name, now_millis())];
             // A disconnecting socket is still in its rooms while its leaves are handled (at
             // once when this shard is its own): it must not get its own `userLeft`.

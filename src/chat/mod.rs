@@ -510,9 +510,21 @@ impl ChatApp {
 /// The connection left `book_id` (a `leaveRoom`, or its disconnect): tell the room's home,
 /// which takes it out of the roster and sends `userLeft` if it was its reader's last.
 fn leave_at_home(socket: &mut SocketOf<'_, ChatApp>, book_id: BookId) {
+    // A connection in a room has a bound userId (joins bind it; only a failed join with no
+    // room left unbinds it).
+    let Some(user_id) = socket.state.user_id.clone() else {
+        return;
+    };
     let home = home_shard(book_id, socket.origin.shard_count);
     let conn = socket.me();
-    socket.forward(home, ChatForward::Leave(LeaveAtHome { book_id, conn }));
+    socket.forward(
+        home,
+        ChatForward::Leave(LeaveAtHome {
+            book_id,
+            conn,
+            user_id,
+        }),
+    );
 }
 
 fn check_identity(reader: &Reader, user_id: &str) -> Result<(), ChatError> {

@@ -1,15 +1,17 @@
 //! Who is in each room, per reader: the rosters a home shard keeps for its rooms.
 //!
 //! A reader is a `userId` (docs/API.md, "Presence is per reader"). A room's [`Roster`] knows
-//! each connection in the room and which reader it belongs to, and each reader's username (that
-//! of the reader's first connection to join) and number of connections. A connection entering
+//! each reader in the room, with its username (that of the reader's first connection to join)
+//! and its connections there. A connection entering
 //! makes its reader enter only if none of the reader's connections was in the room
 //! ([`Presence::Entered`] → `userJoined`); a connection leaving makes its reader leave only if
 //! it was the reader's last ([`Presence::Left`] → `userLeft`). A second tab tells nobody.
 //!
-//! Rosters are kept by connection, not by count: a connection joining twice is counted once,
-//! and a connection leaving a room it is not in (its join failed, or it left already) changes
-//! nothing, so the counts can never drift from the connections really in the room.
+//! Rosters know each reader's connections, not just their count: a connection joining twice is
+//! counted once, and a connection leaving a room it is not in (its join failed, or it left
+//! already) changes nothing, so a roster can never drift from the connections really in the
+//! room. A reader with one connection (the common case) costs one map entry and its two
+//! strings.
 //!
 //! Owns the rosters and nothing else: it never sends, never reads the store, never looks at
 //! another shard. The home shard (`home`, `chat::on_forward`) calls it in the room's order and
@@ -42,21 +44,40 @@ pub enum Presence {
     Unchanged,
 }
 
-/// One reader of a room.
+/// One reader of a room: its username and its connections there (the first one kept inline,
+/// so a reader with one tab costs no allocation for it).
 #[derive(Debug)]
 struct Reader {
     /// The username of the reader's first connection to join.
-    username: String,
-    /// The reader's connections in the room (at least 1).
-    connections: u32,
+    username: Box<str>,
+    first: ConnKey,
+    /// The reader's other connections in the room (empty, unallocated, for one tab).
+    more: Vec<ConnKey>,
 }
 
-/// One room's readers and connections.
+impl Reader {
+    fn has(&self, conn: &ConnKey) -> bool {
+        self.first == *conn || self.more.contains(conn)
+    }
+
+    /// Take `conn` out; whether it was the reader's last connection.
+    fn remove(&mut self, conn: &ConnKey) -> bool {
+        if self.first == *conn {
+            match self.more.pop() {
+                Some(next) => self.first = next,
+                None => return true,
+            }
+        } else if let Some(i) = self.more.iter().position(|c| c == conn) {
+            self.more.swap_remove(i);
+        }
+        false
+    }
+}
+
+/// One room's readers, by userId.
 #[derive(Debug, Default)]
 pub struct Roster {
-    readers: HashMap<String, Reader>,
-    /// Each connection in the room, with its reader's userId.
-    connections: HashMap<ConnKey, String>,
+    readers: HashMap<Box<str>, Reader>,
 }
 
 impl Roster {
@@ -75,12 +96,12 @@ impl Roster {
                 out.push(member_json(id, reader));
             }
         }
-        let first_id = first.map(|(id, _)| id.as_str());
+        let first_id = first.map(|(id, _)| &**id);
         for (id, reader) in &self.readers {
             if out.len() >= max {
                 break;
             }
-            if Some(id.as_str()) != first_id {
+            if Some(&**id) != first_id {
                 out.push(member_json(id, reader));
             }
         }
@@ -89,7 +110,7 @@ impl Roster {
 }
 
 fn member_json(user_id: &str, reader: &Reader) -> Value {
-    json!({ "userId": user_id, "username": reader.username })
+    json!({ "userId": user_id, "username": &*reader.username })
 }
 
 /// The rosters of the rooms one home shard owns.
@@ -102,50 +123,48 @@ impl Rosters {
     /// Connection `conn` of reader `user_id` (calling itself `username`) joins `book`.
     pub fn join(&mut self, book: BookId, conn: ConnKey, user_id: &str, username: &str) -> Presence {
         let roster = self.rooms.entry(book).or_default();
-        if roster.connections.contains_key(&conn) {
-            return Presence::Unchanged;
-        }
-        roster.connections.insert(conn, user_id.to_owned());
         match roster.readers.get_mut(user_id) {
+            Some(reader) if reader.has(&conn) => Presence::Unchanged,
             Some(reader) => {
-                reader.connections += 1;
+                if reader.more.capacity() == 0 {
+                    reader.more.reserve_exact(1);
+                }
+                reader.more.push(conn);
                 Presence::Unchanged
             }
             None => {
-                roster.readers.insert(
-                    user_id.to_owned(),
-                    Reader {
-                        username: username.to_owned(),
-                        connections: 1,
-                    },
-                );
+                let reader = Reader {
+                    username: username.into(),
+                    first: conn,
+                    more: Vec::new(),
+                };
+                roster.readers.insert(user_id.into(), reader);
                 Presence::Entered(username.to_owned())
             }
         }
     }
 
-    /// Connection `conn` leaves `book` (a `leaveRoom`, or its disconnect).
-    pub fn leave(&mut self, book: BookId, conn: ConnKey) -> Presence {
+    /// Connection `conn` of reader `user_id` leaves `book` (a `leaveRoom`, or its
+    /// disconnect). A connection not in the room changes nothing.
+    pub fn leave(&mut self, book: BookId, conn: ConnKey, user_id: &str) -> Presence {
         let Some(roster) = self.rooms.get_mut(&book) else {
             return Presence::Unchanged;
         };
-        let Some(user_id) = roster.connections.remove(&conn) else {
+        let Some(reader) = roster.readers.get_mut(user_id) else {
             return Presence::Unchanged;
         };
-        let last = match roster.readers.get_mut(&user_id) {
-            Some(reader) if reader.connections > 1 => {
-                reader.connections -= 1;
-                None
-            }
-            _ => roster.readers.remove(&user_id),
-        };
-        if roster.connections.is_empty() {
+        if !reader.has(&conn) || !reader.remove(&conn) {
+            return Presence::Unchanged;
+        }
+        let username = roster
+            .readers
+            .remove(user_id)
+            .map(|reader| reader.username.into_string())
+            .unwrap_or_default();
+        if roster.readers.is_empty() {
             self.rooms.remove(&book);
         }
-        match last {
-            Some(reader) => Presence::Left(reader.username),
-            None => Presence::Unchanged,
-        }
+        Presence::Left(username)
     }
 
     /// The room's roster (`None` for a room nobody is in).
@@ -162,7 +181,7 @@ impl Rosters {
         }
     }
 
-    /// How many rooms have a roster (each has at least one connection).
+    /// How many rooms have a roster (each has at least one reader).
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }
@@ -195,23 +214,41 @@ mod tests {
         assert_eq!(r.join(BOOK, conn(2), "u1", "Ish"), Presence::Unchanged);
         // The same connection again: counted once.
         assert_eq!(r.join(BOOK, conn(1), "u1", "Ishmael"), Presence::Unchanged);
+        assert_eq!(r.join(BOOK, conn(3), "u1", "Ish"), Presence::Unchanged);
+        assert_eq!(
+            r.leave(BOOK, conn(3), "u1"),
+            Presence::Unchanged,
+            "a middle tab"
+        );
         assert_eq!(
             r.answer(BOOK, None),
             (vec![json!({"userId": "u1", "username": "Ishmael"})], 1)
         );
-        assert_eq!(r.leave(BOOK, conn(1)), Presence::Unchanged);
-        assert_eq!(r.leave(BOOK, conn(1)), Presence::Unchanged, "left already");
-        assert_eq!(r.leave(BOOK, conn(2)), Presence::Left("Ishmael".into()));
+        assert_eq!(r.leave(BOOK, conn(1), "u1"), Presence::Unchanged);
+        assert_eq!(
+            r.leave(BOOK, conn(1), "u1"),
+            Presence::Unchanged,
+            "left already"
+        );
+        assert_eq!(
+            r.leave(BOOK, conn(2), "u1"),
+            Presence::Left("Ishmael".into())
+        );
         assert_eq!(r.room_count(), 0, "an empty room's roster is dropped");
-        assert_eq!(r.leave(BOOK, conn(2)), Presence::Unchanged);
+        assert_eq!(r.leave(BOOK, conn(2), "u1"), Presence::Unchanged);
     }
 
     #[test]
     fn a_leave_of_a_connection_never_joined_changes_nothing() {
         let mut r = Rosters::default();
         r.join(BOOK, conn(1), "u1", "A");
-        assert_eq!(r.leave(BOOK, conn(9)), Presence::Unchanged);
-        assert_eq!(r.leave(BookId(1), conn(1)), Presence::Unchanged);
+        assert_eq!(r.leave(BOOK, conn(9), "u1"), Presence::Unchanged);
+        assert_eq!(
+            r.leave(BOOK, conn(1), "u2"),
+            Presence::Unchanged,
+            "another reader's"
+        );
+        assert_eq!(r.leave(BookId(1), conn(1), "u1"), Presence::Unchanged);
         assert_eq!(r.answer(BOOK, None).1, 1);
     }
 
