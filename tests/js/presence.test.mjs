@@ -49,6 +49,12 @@ async function connectOn(clients, shard, config) {
   throw new Error(`no connection landed on shard ${shard} in 60 attempts`);
 }
 
+/** The home shard of a book among `shards` (as src/chat/home.rs computes it). */
+function homeShard(bookId, shards = 2) {
+  const mixed = (BigInt(bookId) * 0x9e3779b97f4a7c15n) & 0xffffffffffffffffn;
+  return Number((mixed >> 32n) % BigInt(shards));
+}
+
 const member = (u) => ({ userId: u.userId, username: u.username });
 const byUserId = (a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
 const sorted = (list) => [...list].sort(byUserId);
@@ -254,6 +260,52 @@ describe("who is here: readrealm-chat --shards 2", skipUnlessOwnServer("members,
       await assertCountStays(watchX, "userLeft", 1, "room X keeps the reader's other tab");
       assert.deepEqual(sorted((await mustAskMembers(watchX, bookX)).members), sorted([member(ox), member(reader)]));
       assert.deepEqual((await mustAskMembers(watchY, bookY)).members, [member(oy)]);
+    });
+  }
+
+  for (const config of CONFIGS) {
+    test(`joinRoom, leaveRoom, joinRoom sent at once from a shard that is not the room's home: in, out, in again, each told once (${config.key})`, T, async () => {
+      const book = newBook();
+      const away = 1 - homeShard(book);
+      const ow = newUser("watcher");
+      const watcher = await connectOn(h.clients, homeShard(book), config);
+      await mustJoin(watcher, book, ow);
+      const u = newUser("racer");
+      const racer = await connectOn(h.clients, away, config);
+      // Not awaited one by one: the leave reaches the room's home before the first join's
+      // answer is back, and the second join after it.
+      const answers = await Promise.all([
+        request(racer, "joinRoom", { bookId: book, ...u }),
+        request(racer, "leaveRoom", { bookId: book, username: u.username }),
+        request(racer, "joinRoom", { bookId: book, ...u }),
+      ]);
+      assert.deepEqual(answers.map((a) => a.ok), [true, true, true], JSON.stringify(answers));
+      await watcher.rec.waitCount("userJoined", 2);
+      await watcher.rec.waitCount("userLeft", 1);
+      await assertCountStays(watcher, "userJoined", 2, "in, out, in");
+      assert.equal(watcher.rec.count("userLeft"), 1);
+      const m = await post(watcher, { bookId: book, ...ow, content: "are you there?" });
+      assert.equal(m.ok, true);
+      await racer.rec.waitMatch("newMessage", (x) => x._id === m.message._id);
+      await assertCountStays(racer, "newMessage", 1, "the racer is in the room once");
+      assert.equal((await mustAskMembers(watcher, book)).memberCount, 2);
+
+      // join then leave at once: out in the end, though the join's answer comes after the leave.
+      const book2 = newBook();
+      const watcher2 = await connectOn(h.clients, homeShard(book2), config);
+      await mustJoin(watcher2, book2, ow);
+      const racer2 = await connectOn(h.clients, 1 - homeShard(book2), config);
+      const u2 = newUser("racer2");
+      await Promise.all([
+        request(racer2, "joinRoom", { bookId: book2, ...u2 }),
+        request(racer2, "leaveRoom", { bookId: book2, username: u2.username }),
+      ]);
+      await watcher2.rec.waitCount("userLeft", 1);
+      const m2 = await post(watcher2, { bookId: book2, ...ow, content: "gone?" });
+      assert.equal(m2.ok, true);
+      await assertCountStays(racer2, "newMessage", 0, "a connection that left gets no newMessage");
+      assert.deepEqual(await mustAskMembers(watcher2, book2), { ok: true, members: [member(ow)], memberCount: 1 });
+      assertError(assert, await request(racer2, "roomMembers", { bookId: book2 }), "not_in_room");
     });
   }
 
