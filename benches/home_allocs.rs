@@ -135,7 +135,7 @@ fn drive(app: &ChatApp, home: &mut HomeShard, posts: Vec<ChatForward>, per_turn:
             frames += match command {
                 ShardCommand::EmitTo { packet, .. } => packet_frames(&packet).len(),
                 ShardCommand::Broadcast { packet, .. } => packet_frames(&packet).len(),
-                ShardCommand::Forward { .. } => 0,
+                ShardCommand::Forward { .. } | ShardCommand::ToSocket { .. } => 0,
             };
         }
     }

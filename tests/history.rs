@@ -97,7 +97,14 @@ impl Sio {
             "joinRoom",
             json!({ "bookId": book, "userId": user, "username": user }),
         );
-        assert_eq!(ack, json!({ "ok": true, "room": format!("book_{book}") }));
+        assert_eq!(ack["ok"], true);
+        assert_eq!(ack["room"], format!("book_{book}"));
+        // The joiner is listed first among the room's readers (docs/API.md, "Who is here").
+        assert_eq!(
+            ack["members"][0],
+            json!({ "userId": user, "username": user })
+        );
+        assert!(ack["memberCount"].as_u64() >= Some(1), "{ack}");
         let at = self
             .events
             .iter()

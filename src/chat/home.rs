@@ -10,15 +10,53 @@
 //! shared history cache (`history`); joins take it on the member's own shard and join with a
 //! floor of the newest sequence they served, so a message is seen once: as history or as
 //! `newMessage`.
+//!
+//! # Presence in the same order
+//!
+//! The home also keeps each room's roster (`presence`): joins, leaves and the leaves of a
+//! disconnect are forwarded here like messages, and `userJoined`/`userLeft` are broadcast from
+//! here, into the same stream as the room's `newMessage`s. The joiner is put into the room
+//! (and gets `previousMessages`, its ack with `members` and `memberCount`) only when the
+//! home's answer ([`JoinAnswer`]) reaches its shard. Why every member then sees one order and
+//! every message exactly once:
+//!
+//! 1. Everything the home sends one shard — broadcasts, acks, answers — arrives there in the
+//!    order it was sent (one FIFO inbox per shard; on the home's own shard, commands run in
+//!    order at once). So each shard, and each member on it, sees the home's broadcasts of a
+//!    room in the home's order: presence and messages in one order, the same for all.
+//! 2. The home handles the join at one point P of its stream. The answer is sent at P, so on
+//!    the joiner's shard every broadcast the home sent before P has been delivered before the
+//!    joiner is in the room (it gets none of them), and every one sent after P is delivered
+//!    after (it gets all of them). Presence before P is in the answer's `members`, presence
+//!    after P arrives as events.
+//! 3. The history in the answer is read at P and holds exactly the messages broadcast before
+//!    P: messages are broadcast only at the turn end that stored them, right after they are
+//!    published to the history cache (or are in the store, which a cache miss reads); a
+//!    message numbered but not yet stored at P is broadcast after P. The joiner also joins
+//!    with the floor of the newest sequence it was served, so even a message that raced
+//!    differently could not come twice.
+//! 4. A request from one connection reaches the home in the order it was sent (its shard's
+//!    sends to the home are FIFO), so a join, a post and a leave of one connection are handled
+//!    in the order the client sent them. A leave of a join not yet answered, or a second join
+//!    before the first answer, is told apart by the join's token (`chat::Reader`): a stale
+//!    answer sends `previousMessages` and the ack but puts nobody in the room.
 
 use crate::book::BookId;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::socketio::handler::SocketRef;
+use serde_json::{json, Value};
+
+use crate::socketio::handler::{ShardOf, SocketRef};
 use crate::store::{BookTail, IdGenerator, StoredMessage, StoredValue};
 use crate::time::now_millis;
 
+use super::errors::ChatError;
+use super::history::RoomHistory;
+use super::message::{book_room, presence};
+use super::presence::{Presence, Rosters};
 use super::validate::MessageRequest;
+use super::{ChatApp, ChatForward};
 
 /// The home shard of a book among `shards`.
 pub fn home_shard(book_id: BookId, shards: usize) -> usize {
@@ -43,9 +81,68 @@ pub struct Pending {
     pub ack_id: Option<u64>,
 }
 
+/// A connection joining a room, on its way to the room's home shard (answered with a
+/// [`JoinAnswer`] to `conn`).
+#[derive(Debug)]
+pub struct JoinAtHome {
+    pub book_id: BookId,
+    pub user_id: String,
+    pub username: String,
+    /// The joining socket: where the answer goes, and its place in the roster.
+    pub conn: SocketRef,
+    pub ack_id: Option<u64>,
+    /// The join's token on its connection (`chat::Reader`), handed back in the answer.
+    pub token: u32,
+    /// Whether the connection was not in the room yet (a repeated join only resends history).
+    pub first: bool,
+    /// Whether this join bound the connection's userId (undone if it fails).
+    pub binds: bool,
+}
+
+/// A connection leaving a room (`leaveRoom`, or its disconnect), on its way to the home.
+#[derive(Debug)]
+pub struct LeaveAtHome {
+    pub book_id: BookId,
+    pub conn: SocketRef,
+    /// The connection's reader (its bound userId).
+    pub user_id: String,
+}
+
+/// `roomMembers`, on its way to the home, answered through the ack of `reply_to`.
+#[derive(Debug)]
+pub struct MembersAtHome {
+    pub book_id: BookId,
+    pub reply_to: SocketRef,
+    pub ack_id: u64,
+}
+
+/// What the home answers a join: the room as of the join (or why it failed).
+#[derive(Debug)]
+pub struct JoinAnswer {
+    pub book_id: BookId,
+    pub token: u32,
+    pub first: bool,
+    pub binds: bool,
+    pub ack_id: Option<u64>,
+    pub result: Result<RoomAtJoin, ChatError>,
+}
+
+/// The room at the moment the home handled a join.
+#[derive(Debug)]
+pub struct RoomAtJoin {
+    /// The newest messages broadcast before the join (`previousMessages`).
+    pub history: Arc<RoomHistory>,
+    /// `[{userId, username}]`, the joiner first, at most `presence::MAX_LISTED`.
+    pub members: Vec<Value>,
+    /// Readers in the room, the joiner included.
+    pub member_count: usize,
+}
+
 /// The chat's state on one shard, as the home of its rooms.
 #[derive(Default)]
 pub struct HomeShard {
+    /// Who is in each room homed here (`presence`).
+    pub rosters: Rosters,
     /// Where each room written to since start stands (loaded from the store on first use).
     tails: HashMap<BookId, BookTail>,
     /// This turn's messages, in the order they were numbered.
@@ -108,6 +205,73 @@ impl HomeShard {
         for pending in failed {
             self.tails.remove(&pending.message.book_id);
         }
+    }
+}
+
+impl ChatApp {
+    /// A join reached its room's home: read the history, enter the roster, tell the others
+    /// if the reader entered, answer the joiner (see the module doc for the order).
+    pub(super) fn join_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, join: JoinAtHome) {
+        let JoinAtHome {
+            book_id,
+            user_id,
+            username,
+            conn,
+            ack_id,
+            token,
+            first,
+            binds,
+        } = join;
+        let result = self.room_history(book_id).map(|history| {
+            let key = (conn.shard, conn.session);
+            let rosters = &mut shard.state.rosters;
+            if let Presence::Entered(name) = rosters.join(book_id, key, &user_id, &username) {
+                // The joiner is not in the room yet on its shard: the answer comes after.
+                let event = vec![presence(&name, now_millis())];
+                shard.broadcast("/", book_room(book_id), "userJoined", event, None);
+            }
+            let (members, member_count) = shard.state.rosters.answer(book_id, Some(&user_id));
+            RoomAtJoin {
+                history,
+                members,
+                member_count,
+            }
+        });
+        if let Err(error) = &result {
+            self.count_error(shard.index, "joinRoom", error);
+        }
+        let answer = JoinAnswer {
+            book_id,
+            token,
+            first,
+            binds,
+            ack_id,
+            result,
+        };
+        shard.forward_to_socket(conn, ChatForward::Joined(Box::new(answer)));
+    }
+
+    /// A connection left a room: out of the roster; `userLeft` if it was its reader's last.
+    pub(super) fn leave_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, leave: LeaveAtHome) {
+        let key = (leave.conn.shard, leave.conn.session);
+        if let Presence::Left(name) = shard
+            .state
+            .rosters
+            .leave(leave.book_id, key, &leave.user_id)
+        {
+            let event = vec![presence(&name, now_millis())];
+            // A disconnecting socket is still in its rooms while its leaves are handled (at
+            // once when this shard is its own): it must not get its own `userLeft`.
+            let room = book_room(leave.book_id);
+            shard.broadcast_except("/", room, "userLeft", event, leave.conn);
+        }
+    }
+
+    /// `roomMembers`: the room's readers now, through the asker's ack.
+    pub(super) fn members_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, ask: MembersAtHome) {
+        let (members, count) = shard.state.rosters.answer(ask.book_id, None);
+        let body = json!({ "ok": true, "members": members, "memberCount": count });
+        shard.ack_to(ask.reply_to, ask.ack_id, vec![body]);
     }
 }
 

@@ -1,16 +1,18 @@
 //! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
-//! `chatMessage`, `leaveRoom` and disconnect, with validation, identity, limits, acks and the
-//! `exception` event.
+//! `chatMessage`, `leaveRoom`, `roomMembers` and disconnect, with validation, identity,
+//! limits, acks and the `exception` event.
 //!
 //! Checks that concern one connection (payload, identity, membership, rate) run on the
-//! connection's shard; numbering, storing and broadcasting a message run on the room's home
-//! shard (`home`), which keeps one order per room across shards.
+//! connection's shard; numbering, storing and broadcasting a message, and each room's roster
+//! with its `userJoined`/`userLeft`, run on the room's home shard (`home`, `presence`), which
+//! keeps one order per room across shards.
 
 pub mod errors;
 pub mod history;
 pub mod home;
 pub mod limits;
 pub mod message;
+pub mod presence;
 pub mod validate;
 
 use crate::book::BookId;
@@ -23,12 +25,11 @@ use crate::metrics::Metrics;
 use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::Store;
-use crate::time::now_millis;
 use errors::{ChatError, ErrorCode};
 use history::{HistoryCache, RoomHistory};
-use home::{home_shard, HomeShard, Post};
+use home::{home_shard, HomeShard, JoinAnswer, JoinAtHome, LeaveAtHome, MembersAtHome, Post};
 use limits::{ChatLimits, RateLimiter};
-use message::{book_room, encode_message, message_ack_json, presence, room_name, EncodedMessage};
+use message::{book_room, encode_message, message_ack_json, room_name, EncodedMessage};
 use validate::Payload;
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
@@ -92,16 +93,19 @@ impl ChatApp {
 pub struct Reader {
     /// The userId bound by the first successful join.
     user_id: Option<String>,
-    /// Books joined, with the username given at join (for `userLeft`).
+    /// Books joined, each with its join's token.
     rooms: JoinedBooks,
     rate: RateLimiter,
+    /// The token of this connection's latest first join of a room (`home`: an answer to an
+    /// older join of a room left since puts nobody in the room).
+    joins: u32,
 }
 
-/// The books one connection is in, in join order, each with the username given at join. A
-/// short list (at most `max_rooms_per_connection`, usually one or two), so a vector beats a
-/// map both in time and in the memory an idle reader costs.
+/// The books one connection is in, in join order, each with the token of the join that
+/// entered it. A short list (at most `max_rooms_per_connection`, usually one or two), so a
+/// vector beats a map both in time and in the memory an idle reader costs.
 #[derive(Default)]
-struct JoinedBooks(Vec<(BookId, String)>);
+struct JoinedBooks(Vec<(BookId, u32)>);
 
 impl JoinedBooks {
     fn contains_key(&self, book_id: &BookId) -> bool {
@@ -112,28 +116,39 @@ impl JoinedBooks {
         self.0.len()
     }
 
+    /// The token of the join that entered `book_id`, if the connection is in it.
+    fn token(&self, book_id: &BookId) -> Option<u32> {
+        self.0.iter().find(|(id, _)| id == book_id).map(|(_, t)| *t)
+    }
+
     /// Add a book the connection is not in yet.
-    fn insert(&mut self, book_id: BookId, username: String) {
+    fn insert(&mut self, book_id: BookId, token: u32) {
         if self.0.capacity() == 0 {
             self.0.reserve_exact(1);
         }
-        self.0.push((book_id, username));
+        self.0.push((book_id, token));
     }
 
-    fn remove(&mut self, book_id: &BookId) -> Option<String> {
+    fn remove(&mut self, book_id: &BookId) -> Option<u32> {
         let index = self.0.iter().position(|(id, _)| id == book_id)?;
         Some(self.0.remove(index).1)
     }
 
     /// Every book, in join order, leaving the list empty.
-    fn drain(&mut self) -> std::vec::Drain<'_, (BookId, String)> {
+    fn drain(&mut self) -> std::vec::Drain<'_, (BookId, u32)> {
         self.0.drain(..)
     }
 }
 
-/// Messages between shards: a message going to its room's home shard.
+/// Messages between shards: requests going to their room's home shard (`home`), and the
+/// home's answer to a join coming back to the joining socket.
 pub enum ChatForward {
     Post(Post),
+    Join(Box<JoinAtHome>),
+    Leave(LeaveAtHome),
+    Members(MembersAtHome),
+    /// For the joining socket, through [`Handler::on_socket_forward`].
+    Joined(Box<JoinAnswer>),
 }
 
 impl Handler for ChatApp {
@@ -153,7 +168,10 @@ impl Handler for ChatApp {
         let Some(name) = event.name() else {
             return;
         };
-        if !matches!(name, "joinRoom" | "chatMessage" | "leaveRoom") {
+        if !matches!(
+            name,
+            "joinRoom" | "chatMessage" | "leaveRoom" | "roomMembers"
+        ) {
             // Unknown events are ignored (docs/API.md), their arguments never read.
             return;
         }
@@ -167,9 +185,10 @@ impl Handler for ChatApp {
         };
         let payload = payload.as_ref();
         let result = match name {
-            "joinRoom" => self.join(socket, payload),
+            "joinRoom" => self.join(socket, payload, event.ack_id),
             "chatMessage" => self.post(socket, payload, event.ack_id),
             "leaveRoom" => self.leave(socket, payload),
+            "roomMembers" => self.members(socket, payload, event.ack_id),
             // Unknown events are ignored (docs/API.md).
             _ => return,
         };
@@ -178,7 +197,7 @@ impl Handler for ChatApp {
         }
         match (result, event.ack_id) {
             (Ok(Some(body)), Some(ack)) => socket.ack(ack, vec![body], Vec::new()),
-            // A message's answer comes from its home shard once it is stored.
+            // A message's, a join's and roomMembers' answers come from the room's home shard.
             (Ok(_), _) => {}
             (Err(error), Some(ack)) => socket.ack(ack, vec![error.ack_body()], Vec::new()),
             (Err(error), None) => socket.emit("exception", vec![error.exception_body(name)]),
@@ -186,20 +205,27 @@ impl Handler for ChatApp {
     }
 
     fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, _reason: &str) {
-        let now = now_millis();
-        let rooms: Vec<(BookId, String)> = socket.state.rooms.drain().collect();
-        for (book_id, username) in rooms {
-            socket.broadcast(
-                book_room(book_id),
-                "userLeft",
-                vec![presence(&username, now)],
-                true,
-            );
+        // Every room loses the connection once. Connection state recovery will defer this
+        // (the rooms kept until the recovery window ends): this loop is the one place to do it.
+        let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
+        for (book_id, _) in rooms {
+            leave_at_home(socket, book_id);
+        }
+    }
+
+    fn on_socket_forward(&self, socket: &mut SocketOf<'_, Self>, message: ChatForward) {
+        if let ChatForward::Joined(answer) = message {
+            self.joined(socket, *answer);
         }
     }
 
     fn on_forward(&self, shard: &mut ShardOf<'_, Self>, message: ChatForward) {
         match message {
+            ChatForward::Join(join) => self.join_at_home(shard, *join),
+            ChatForward::Leave(leave) => self.leave_at_home(shard, leave),
+            ChatForward::Members(ask) => self.members_at_home(shard, ask),
+            // Answers go to sockets (`on_socket_forward`), never to a shard.
+            ChatForward::Joined(_) => {}
             ChatForward::Post(post) => {
                 let index = shard.index;
                 let store = &self.store;
@@ -282,16 +308,18 @@ fn reply_error(
 }
 
 impl ChatApp {
-    /// `joinRoom`: bind the identity, send history, tell the others.
+    /// `joinRoom`: bind the identity, then ask the room's home, which answers with the
+    /// history, the members and the ack (`joined`) and tells the others (`home`).
     fn join(
         &self,
         socket: &mut SocketOf<'_, Self>,
         payload: Option<&Payload<'_>>,
+        ack_id: Option<u64>,
     ) -> Result<Option<Value>, ChatError> {
         let request = validate::join(payload)?;
         check_identity(socket.state, &request.user_id)?;
-        let already_in = socket.state.rooms.contains_key(&request.book_id);
-        if !already_in && socket.state.rooms.len() >= self.limits.max_rooms_per_connection {
+        let joined = socket.state.rooms.token(&request.book_id);
+        if joined.is_none() && socket.state.rooms.len() >= self.limits.max_rooms_per_connection {
             return Err(ChatError::new(
                 ErrorCode::TooManyRooms,
                 format!(
@@ -300,33 +328,76 @@ impl ChatApp {
                 ),
             ));
         }
-        let history = self.room_history(request.book_id)?;
+        let binds = socket.state.user_id.is_none();
         socket
             .state
             .user_id
             .get_or_insert_with(|| request.user_id.clone());
-        let room = book_room(request.book_id);
-        if !already_in {
-            // Broadcasts up to the newest message served are in the history already.
-            socket.join_after(room.clone(), history.newest_seq());
-            self.metrics.shard(socket.origin.shard).joined();
-            socket
-                .state
-                .rooms
-                .insert(request.book_id, request.username.clone());
+        let token = joined.unwrap_or_else(|| {
+            // In the room from now on for this shard's checks (a post right after the join
+            // is accepted and reaches the home after the join).
+            socket.state.joins = socket.state.joins.wrapping_add(1);
+            let token = socket.state.joins;
+            socket.state.rooms.insert(request.book_id, token);
+            token
+        });
+        let home = home_shard(request.book_id, socket.origin.shard_count);
+        let conn = socket.me();
+        socket.forward(
+            home,
+            ChatForward::Join(Box::new(JoinAtHome {
+                book_id: request.book_id,
+                user_id: request.user_id,
+                username: request.username,
+                conn,
+                ack_id,
+                token,
+                first: joined.is_none(),
+                binds,
+            })),
+        );
+        Ok(None)
+    }
+
+    /// The home answered a join: enter the room (unless the connection left it or joined it
+    /// again since), send `previousMessages`, answer the ack.
+    fn joined(&self, socket: &mut SocketOf<'_, Self>, answer: JoinAnswer) {
+        let current = socket.state.rooms.token(&answer.book_id) == Some(answer.token);
+        match answer.result {
+            Ok(room) => {
+                if current {
+                    // Broadcasts up to the newest message served are in the history already.
+                    socket.join_after(book_room(answer.book_id), room.history.newest_seq());
+                }
+                if current && answer.first {
+                    self.metrics.shard(socket.origin.shard).joined();
+                }
+                socket.emit_json(room.history.previous_messages_json());
+                if let Some(ack) = answer.ack_id {
+                    let body = json!({
+                        "ok": true,
+                        "room": room_name(answer.book_id),
+                        "members": room.members,
+                        "memberCount": room.member_count,
+                    });
+                    socket.ack(ack, vec![body], Vec::new());
+                }
+            }
+            Err(error) => {
+                if current && answer.first {
+                    // The home did not count it: not in the room.
+                    socket.state.rooms.remove(&answer.book_id);
+                }
+                if answer.binds && socket.state.rooms.len() == 0 {
+                    // A failed join binds nothing; no other join is in the room or on its way.
+                    socket.state.user_id = None;
+                }
+                match answer.ack_id {
+                    Some(ack) => socket.ack(ack, vec![error.ack_body()], Vec::new()),
+                    None => socket.emit("exception", vec![error.exception_body("joinRoom")]),
+                }
+            }
         }
-        socket.emit_json(history.previous_messages_json());
-        if !already_in {
-            socket.broadcast(
-                room,
-                "userJoined",
-                vec![presence(&request.username, now_millis())],
-                true,
-            );
-        }
-        Ok(Some(
-            json!({ "ok": true, "room": room_name(request.book_id) }),
-        ))
     }
 
     /// A room's newest messages for a join: from the cache, or, for a room not cached (not
@@ -385,7 +456,8 @@ impl ChatApp {
         Ok(None)
     }
 
-    /// `leaveRoom`: leave and tell the rest; leaving a room not joined is a quiet success.
+    /// `leaveRoom`: leave here at once, and at the home, which tells the rest; leaving a
+    /// room not joined is a quiet success.
     fn leave(
         &self,
         socket: &mut SocketOf<'_, Self>,
@@ -396,17 +468,63 @@ impl ChatApp {
             check_identity(socket.state, user_id)?;
         }
         if socket.state.rooms.remove(&request.book_id).is_some() {
-            let room = book_room(request.book_id);
-            socket.leave(room.clone());
-            socket.broadcast(
-                room,
-                "userLeft",
-                vec![presence(&request.username, now_millis())],
-                true,
-            );
+            socket.leave(book_room(request.book_id));
+            leave_at_home(socket, request.book_id);
         }
         Ok(Some(json!({ "ok": true })))
     }
+
+    /// `roomMembers`: a member asks; the home answers through the ack.
+    fn members(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        payload: Option<&Payload<'_>>,
+        ack_id: Option<u64>,
+    ) -> Result<Option<Value>, ChatError> {
+        let Some(ack_id) = ack_id else {
+            return Err(ChatError::invalid(
+                "roomMembers answers through an acknowledgement: pass a callback",
+            ));
+        };
+        let book_id = validate::members(payload)?;
+        if socket.state.rooms.token(&book_id).is_none() {
+            return Err(ChatError::new(
+                ErrorCode::NotInRoom,
+                format!("join book {book_id} before asking who is in it"),
+            ));
+        }
+        let home = home_shard(book_id, socket.origin.shard_count);
+        let reply_to = socket.me();
+        socket.forward(
+            home,
+            ChatForward::Members(MembersAtHome {
+                book_id,
+                reply_to,
+                ack_id,
+            }),
+        );
+        Ok(None)
+    }
+}
+
+/// The connection left `book_id` (a `leaveRoom`, or its disconnect): tell the room's home,
+/// which takes it out of the roster and sends `userLeft` if it was its reader's last.
+fn leave_at_home(socket: &mut SocketOf<'_, ChatApp>, book_id: BookId) {
+    // A connection in a room has a bound userId (joins bind it; only a failed join with no
+    // room left unbinds it).
+    let Some(user_id) = socket.state.user_id.clone() else {
+        return;
+    };
+    let home = home_shard(book_id, socket.origin.shard_count);
+    let conn = socket.me();
+    socket.forward(
+        home,
+        ChatForward::Leave(LeaveAtHome {
+            book_id,
+            conn,
+            user_id,
+        }),
+    );
 }
 
 fn check_identity(reader: &Reader, user_id: &str) -> Result<(), ChatError> {

@@ -128,6 +128,11 @@ pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
     })
 }
 
+/// `roomMembers { bookId }`: the book asked about.
+pub fn members(payload: Option<&Payload<'_>>) -> Result<BookId, ChatError> {
+    book_id(object(payload)?.book_id.as_ref())
+}
+
 /// A whole number from 1 to 2^53-1, as a JSON number or a string of decimal digits.
 pub fn book_id(value: Option<&Field<'_>>) -> Result<BookId, ChatError> {
     const RULE: &str = "bookId must be a whole number from 1 to 9007199254740991";

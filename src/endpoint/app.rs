@@ -245,7 +245,29 @@ impl<H: Handler> Endpoint<H> {
                     self.broadcast_from(&nsp, &room, &packet, except, seq);
                 }
                 ShardCommand::Forward { shard, message } => self.forward(shard, message),
+                ShardCommand::ToSocket { socket, message } => {
+                    if socket.shard == self.index {
+                        self.app_to_socket(socket.session, &socket.nsp, message);
+                    } else {
+                        let message = PeerMessage::ToSocket {
+                            session: socket.session,
+                            nsp: socket.nsp,
+                            message,
+                        };
+                        self.send_peer(socket.shard, message);
+                    }
+                }
             }
+        }
+    }
+
+    /// Let the application handle a message for one of this shard's sockets (nothing when
+    /// the session or its socket of `nsp` is gone), then carry out what it asked for.
+    pub(super) fn app_to_socket(&mut self, session: SessionRef, nsp: &str, message: H::Forward) {
+        if let Some(((), outputs)) = self.with_sio(session, |sio, call, out| {
+            sio.on_forward(call, nsp, message, out)
+        }) {
+            self.run_outputs(session, outputs);
         }
     }
 

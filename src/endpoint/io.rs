@@ -171,6 +171,13 @@ pub enum PeerMessage<F> {
     },
     /// An application message for [`crate::socketio::Handler::on_forward`].
     Forward(F),
+    /// An application message for one socket of the receiving shard
+    /// ([`crate::socketio::Handler::on_socket_forward`]).
+    ToSocket {
+        session: SessionRef,
+        nsp: String,
+        message: F,
+    },
 }
 
 /// Something for the I/O layer outside any connection.

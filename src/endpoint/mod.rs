@@ -204,6 +204,11 @@ impl<H: Handler> Endpoint<H> {
                 frames,
             } => self.emit_local(session, &nsp, &frames),
             PeerMessage::Forward(message) => self.app_forward(message),
+            PeerMessage::ToSocket {
+                session,
+                nsp,
+                message,
+            } => self.app_to_socket(session, &nsp, message),
         }
     }
 

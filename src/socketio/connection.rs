@@ -276,6 +276,24 @@ impl<S: Default> SioConnection<S> {
         }
     }
 
+    /// A message for the socket of `nsp` from [`super::handler::ShardCommand::ToSocket`]:
+    /// the handler's [`Handler::on_socket_forward`] runs with it (dropped when this
+    /// connection has no socket in `nsp`).
+    pub fn on_forward<H: Handler<State = S>>(
+        &mut self,
+        call: &mut Call<'_, H>,
+        nsp: &str,
+        message: H::Forward,
+        out: &mut Vec<Output<H::Forward>>,
+    ) {
+        if let Some(index) = self.sockets.iter().position(|s| s.nsp == nsp) {
+            let handler = call.handler;
+            self.call(call, index, out, |socket| {
+                handler.on_socket_forward(socket, message)
+            });
+        }
+    }
+
     fn remove<H: Handler<State = S>>(
         &mut self,
         call: &mut Call<'_, H>,

@@ -193,6 +193,13 @@ pub enum ShardCommand<F = ()> {
         shard: usize,
         message: F,
     },
+    /// Hand a message to the application for one socket, on whichever shard it lives,
+    /// through [`Handler::on_socket_forward`] (dropped if the socket is gone). Messages from
+    /// one shard to another, broadcasts included, arrive in the order they were sent.
+    ToSocket {
+        socket: SocketRef,
+        message: F,
+    },
 }
 
 /// The application's view of its own shard, outside any socket: for [`Handler::on_forward`]
@@ -391,6 +398,32 @@ impl<Sh, F> ShardContext<'_, Sh, F> {
     pub fn forward(&mut self, shard: usize, message: F) {
         self.commands.push(ShardCommand::Forward { shard, message });
     }
+
+    /// [`ShardContext::broadcast`] to every member but `except` (e.g. a socket leaving, which
+    /// is still in its rooms while its disconnect is handled).
+    pub fn broadcast_except(
+        &mut self,
+        nsp: &str,
+        room: impl Into<RoomId>,
+        event: &str,
+        args: Vec<Value>,
+        except: SocketRef,
+    ) {
+        let packet = Packet::event(nsp, event_array(event, args), None, Vec::new());
+        self.commands.push(ShardCommand::Broadcast {
+            nsp: nsp.to_owned(),
+            room: room.into(),
+            packet,
+            except: Some(except),
+            seq: None,
+        });
+    }
+
+    /// Hand `message` to the application for `socket` (see [`ShardCommand::ToSocket`]).
+    pub fn forward_to_socket(&mut self, socket: SocketRef, message: F) {
+        self.commands
+            .push(ShardCommand::ToSocket { socket, message });
+    }
 }
 
 pub fn event_array(event: &str, args: Vec<Value>) -> Value {
@@ -473,6 +506,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// A message another shard (or this one) forwarded.
     fn on_forward(&self, _shard: &mut ShardOf<'_, Self>, _message: Self::Forward) {}
+
+    /// A message a shard (this one or another) sent to this socket with
+    /// [`ShardContext::forward_to_socket`]: the answer to a request the socket forwarded, with
+    /// the socket's state at hand. Not called when the socket is gone.
+    fn on_socket_forward(&self, _socket: &mut SocketOf<'_, Self>, _message: Self::Forward) {}
 
     /// The end of a loop turn on a shard, before output is written: the place to commit
     /// work gathered during the turn (one store write for many messages).

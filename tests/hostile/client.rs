@@ -197,7 +197,14 @@ impl ChatClient {
             &json!({ "bookId": book, "userId": user, "username": user }),
         );
         let ack = self.expect_ack(id);
-        assert_eq!(ack, json!({ "ok": true, "room": format!("book_{book}") }));
+        assert_eq!(ack["ok"], true, "{ack}");
+        assert_eq!(ack["room"], format!("book_{book}"));
+        // The joiner is listed first among the room's readers (docs/API.md, "Who is here").
+        assert_eq!(
+            ack["members"][0],
+            json!({ "userId": user, "username": user })
+        );
+        assert!(ack["memberCount"].as_u64() >= Some(1), "{ack}");
         self.expect_event("previousMessages")
     }
 

@@ -64,11 +64,21 @@ async function restart() {
   clients = new ChatClients(server.url);
 }
 
+/** A successful joinRoom ack: the room, and who is here with the joiner listed first. */
+function assertJoinAck(ack, bookId, joiner) {
+  assert.deepEqual(Object.keys(ack ?? {}).sort(), ["memberCount", "members", "ok", "room"], JSON.stringify(ack));
+  assert.equal(ack.ok, true);
+  assert.equal(ack.room, `book_${bookId}`);
+  assert.deepEqual(ack.members[0], { userId: joiner.userId, username: joiner.username });
+  assert.ok(ack.memberCount >= ack.members.length, JSON.stringify(ack));
+}
+
 /** A fresh client's previousMessages for `bookId`. */
 async function history(bookId) {
   const s = await clients.connect();
-  const { ack, previous } = await join(s, { bookId, ...newUser("reader") });
-  assert.deepEqual(ack, { ok: true, room: `book_${bookId}` });
+  const reader = newUser("reader");
+  const { ack, previous } = await join(s, { bookId, ...reader });
+  assertJoinAck(ack, bookId, reader);
   return previous;
 }
 
@@ -91,7 +101,7 @@ describe("durability: readrealm-chat --shards 2 killed with SIGKILL and restarte
       const user = newUser(`writer${i}`);
       for (const bookId of [BOOK_A, BOOK_B]) {
         const { ack, previous } = await join(socket, { bookId, ...user });
-        assert.deepEqual(ack, { ok: true, room: `book_${bookId}` });
+        assertJoinAck(ack, bookId, user);
         assert.ok(Array.isArray(previous));
       }
       writers.push({ socket, user, i });

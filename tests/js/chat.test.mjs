@@ -70,13 +70,34 @@ function useServer(options) {
   return h;
 }
 
+/**
+ * The joinRoom ack for `joiner` joining `bookId` where `others` (users) are the other readers:
+ * the joiner is listed first; with at most one other reader the whole list is known.
+ */
+function joinAck(bookId, joiner, others = []) {
+  const m = (u) => ({ userId: u.userId, username: u.username });
+  return { ok: true, room: `book_${Number(bookId)}`, members: [m(joiner), ...others.map(m)], memberCount: 1 + others.length };
+}
+
 /** joinRoom with an ack, asserting success; resolves with previousMessages. */
 async function mustJoin(socket, payload) {
   const { ack, previous } = await join(socket, payload);
-  assert.deepEqual(ack, { ok: true, room: `book_${Number(payload.bookId)}` }, `joinRoom ${JSON.stringify(payload)} (${socket.config.key})`);
+  const label = `joinRoom ${JSON.stringify(payload)} (${socket.config.key})`;
+  assert.deepEqual(Object.keys(ack ?? {}).sort(), ["memberCount", "members", "ok", "room"], `${label}: ${JSON.stringify(ack)?.slice(0, 300)}`);
+  assert.equal(ack.ok, true, label);
+  assert.equal(ack.room, `book_${Number(payload.bookId)}`, label);
+  // Who is here: the joiner is among the members (listed first by this server).
+  assert.ok(
+    ack.members.some((m) => m.userId === String(payload.userId)),
+    `${label}: the joiner is among the members ${JSON.stringify(ack.members).slice(0, 300)}`,
+  );
+  assert.ok(ack.memberCount >= ack.members.length && ack.members.length >= 1, label);
   assert.ok(Array.isArray(previous), "previousMessages is an array");
   return previous;
 }
+
+/** Members sorted by userId (the list's order is not specified). */
+const sortedMembers = (list) => [...list].sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
 
 /** chatMessage with an ack, asserting success; resolves with the Message. */
 async function mustPost(socket, payload) {
@@ -208,7 +229,7 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
     test("joinRoom acks {ok:true, room:\"book_2701\"} and sends previousMessages [] for an empty room", T, async () => {
       const s = await h.clients.connect();
       const { ack, previous } = await join(s, { bookId: 2701, userId: "u-17", username: "Ishmael" });
-      assert.deepEqual(ack, { ok: true, room: "book_2701" });
+      assert.deepEqual(ack, joinAck(2701, { userId: "u-17", username: "Ishmael" }));
       assert.deepEqual(previous, []);
       await assertCountStays(s, "previousMessages", 1, "exactly one previousMessages per join");
       assert.equal(s.rec.count("userJoined"), 0, "the joiner gets no userJoined");
@@ -260,9 +281,10 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
       const ua = newUser();
       const ub = newUser();
       const pa = await join(a, { bookId: String(book), ...ua });
-      assert.deepEqual(pa.ack, { ok: true, room: `book_${book}` });
+      assert.deepEqual(pa.ack, joinAck(book, ua));
       const pb = await join(b, { bookId: book, ...ub });
-      assert.deepEqual(pb.ack, { ok: true, room: `book_${book}` });
+      assert.deepEqual(pb.ack, { ...joinAck(book, ub, [ua]), members: pb.ack.members });
+      assert.deepEqual(sortedMembers(pb.ack.members), sortedMembers(joinAck(book, ub, [ua]).members), "both readers are members");
       const [ev] = await a.rec.waitCount("userJoined", 1);
       assert.equal(ev.username, ub.username, "the string-id member sees the number-id joiner");
       const viaString = await mustPost(b, { bookId: String(book), ...ub, content: "sent with a string id" });
@@ -282,11 +304,11 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
       const s = await h.clients.connect();
       const u = newUser();
       const { ack } = await join(s, { bookId: 9007199254740991, ...u });
-      assert.deepEqual(ack, { ok: true, room: "book_9007199254740991" });
+      assert.deepEqual(ack, joinAck(9007199254740991, u));
       const m = await mustPost(s, { bookId: "9007199254740991", ...u, content: "the last book" });
       assert.equal(m.bookId, 9007199254740991, "bookId is the exact JSON number");
       const { ack: ack1 } = await join(s, { bookId: "1", ...u });
-      assert.deepEqual(ack1, { ok: true, room: "book_1" }, "the smallest bookId 1 as a string");
+      assert.deepEqual(ack1, joinAck(1, u), "the smallest bookId 1 as a string");
     });
   });
 
@@ -456,9 +478,11 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
       assertError(assert, ack, "too_many_rooms");
       await assertCountStays(watcher.socket, "userJoined", 0, "no userJoined for a rejected join");
       assertError(assert, await post(s, { bookId: extra, ...u, content: "x" }), "not_in_room", null, "the 101st room was not joined");
-      assert.deepEqual((await join(s, { bookId: books[7], ...u })).ack, { ok: true, room: `book_${books[7]}` }, "rejoining a joined room");
+      assert.deepEqual((await join(s, { bookId: books[7], ...u })).ack, joinAck(books[7], u), "rejoining a joined room");
       assert.deepEqual(await leave(s, { bookId: books[0], username: u.username }), { ok: true });
-      assert.deepEqual((await join(s, { bookId: extra, ...u })).ack, { ok: true, room: `book_${extra}` }, "after leaving one room");
+      const extraAck = (await join(s, { bookId: extra, ...u })).ack;
+      assert.deepEqual(sortedMembers(extraAck.members), sortedMembers(joinAck(extra, u, [watcher.user]).members), "after leaving one room");
+      assert.deepEqual({ ...extraAck, members: [] }, { ...joinAck(extra, u, [watcher.user]), members: [] }, "after leaving one room");
       await watcher.socket.rec.waitCount("userJoined", 1);
     });
   });
@@ -765,9 +789,10 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
         const ua = newUser("a");
         const ub = newUser("b");
         const ja = await join(a, { bookId: book, ...ua });
-        assert.deepEqual(ja, { ack: { ok: true, room: `book_${book}` }, previous: [] });
+        assert.deepEqual(ja, { ack: joinAck(book, ua), previous: [] });
         const jb = await join(b, { bookId: book, ...ub });
-        assert.deepEqual(jb.ack, { ok: true, room: `book_${book}` });
+        assert.deepEqual(jb.ack, { ...joinAck(book, ub, [ua]), members: jb.ack.members });
+        assert.deepEqual(sortedMembers(jb.ack.members), sortedMembers(joinAck(book, ub, [ua]).members));
         const [joined] = await a.rec.waitCount("userJoined", 1);
         assertPresence(assert, joined, ub.username);
         const ack1 = await post(a, { bookId: book, ...ua, content: "from a" });
@@ -1172,8 +1197,9 @@ describe("readrealm-chat --shards 2 with a failing message store", skipUnlessOwn
     restarted = await startChatServer({ shards: 2, dataDir });
     const again = new ChatClients(restarted.url);
     try {
-      const { ack: ack2, previous: history } = await join(await again.connect(), { bookId: book, ...newUser() });
-      assert.deepEqual(ack2, { ok: true, room: `book_${book}` });
+      const fresh = newUser();
+      const { ack: ack2, previous: history } = await join(await again.connect(), { bookId: book, ...fresh });
+      assert.deepEqual(ack2, joinAck(book, fresh));
       assert.ok(acked.length > 0, "some messages were stored before the store failed");
       assert.deepEqual(
         history.map((m) => m._id),
@@ -1215,8 +1241,9 @@ describe("readrealm-chat --shards 2 with a failing message store: the history ca
     assert.ok(failure, `the store never failed after ${acked.length} messages of ~4 KB (RLIMIT_FSIZE 256 KiB)`);
     assertError(assert, failure.ack, "unavailable");
     // Nothing else is posted: the next join is served from the room's cached history.
-    const { ack, previous } = await join(await clients.connect(), { bookId: book, ...newUser() });
-    assert.deepEqual(ack, { ok: true, room: `book_${book}` }, "the join is served from the cache, not the failing store");
+    const joiner = newUser();
+    const { ack, previous } = await join(await clients.connect(), { bookId: book, ...joiner });
+    assert.deepEqual(ack, joinAck(book, joiner, [a.user]), "the join is served from the cache, not the failing store");
     assert.ok(!previous.some((m) => m.content.startsWith(`${failure.i} `)), "the failed message is not in the history");
     assert.deepEqual(previous, acked.slice(-50).reverse(), "history holds exactly the acked messages");
   });

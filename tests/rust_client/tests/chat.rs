@@ -135,7 +135,11 @@ fn chat(transport: TransportType, tag: &str) {
         "joinRoom",
         json!({ "bookId": book, "userId": "u-alice", "username": "Alice" }),
     );
-    assert_eq!(ack, json!({ "ok": true, "room": "book_2701" }));
+    let alice_member = json!({ "userId": "u-alice", "username": "Alice" });
+    assert_eq!(
+        ack,
+        json!({ "ok": true, "room": "book_2701", "members": [alice_member], "memberCount": 1 })
+    );
     assert_eq!(alice.expect("previousMessages"), json!([]));
 
     let bob = connect(&server, transport.clone());
@@ -143,7 +147,12 @@ fn chat(transport: TransportType, tag: &str) {
         "joinRoom",
         json!({ "bookId": "2701", "userId": "u-bob", "username": "Bob" }),
     );
-    assert_eq!(ack, json!({ "ok": true, "room": "book_2701" }));
+    // The joiner is listed first (docs/API.md, "Who is here").
+    let bob_member = json!({ "userId": "u-bob", "username": "Bob" });
+    assert_eq!(
+        ack,
+        json!({ "ok": true, "room": "book_2701", "members": [bob_member, alice_member], "memberCount": 2 })
+    );
     assert_eq!(alice.expect("userJoined")["username"], "Bob");
 
     let ack = bob.call(
