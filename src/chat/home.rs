@@ -72,13 +72,23 @@ impl HomeShard {
         };
         // Milliseconds never go backwards within a room, so `_id`s keep history order even
         // if the clock does.
+        // `_id`s grow with the sequence even when this run's counter or shard would give a
+        // lower one in the same millisecond (`IdGenerator::next_after`): `loadHistory` pages
+        // below an `_id` (`store::Store::page`).
         let created_ms = now_millis().max(tail.created_ms);
         let seq = tail.seq + 1;
-        self.tails.insert(book_id, BookTail { seq, created_ms });
         let id = self
             .ids
             .get_or_insert_with(|| IdGenerator::new(shard))
-            .next(created_ms);
+            .next_after(created_ms, tail.id);
+        self.tails.insert(
+            book_id,
+            BookTail {
+                seq,
+                created_ms,
+                id,
+            },
+        );
         let MessageRequest {
             user_id,
             username,

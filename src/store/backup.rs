@@ -11,8 +11,9 @@
 //! - the server is running (it holds the lock), or the directory belongs to another user: the
 //!   directory is opened as a RocksDB
 //!   *secondary* instance, which reads the primary's MANIFEST and WAL without the lock,
-//!   caught up with the primary, and every key is copied, through one iterator (one implicit
-//!   snapshot), into a fresh store in `DIR`. The copy is the state after some whole write
+//!   caught up with the primary, and every key of every column family is copied (the
+//!   secondary moves only when told to catch up, so every iterator reads the same moment)
+//!   into a fresh store in `DIR`, migrated at the end if the source had an older layout. The copy is the state after some whole write
 //!   batch — messages are stored a batch per home-shard turn and acknowledged only after it —
 //!   so it holds every message acknowledged before the backup started, and never half a batch.
 //!   The secondary keeps every table file open (`max_open_files = -1`), so the primary
@@ -33,7 +34,7 @@ pub enum Method {
     /// The data directory was free: a RocksDB checkpoint.
     Checkpoint,
     /// A server held it (or another user owns it): a copy through a caught-up secondary
-    /// instance; the count of keys.
+    /// instance; the count of messages copied (the `_id` index is copied beside them).
     SecondaryCopy { keys: u64 },
 }
 
@@ -92,25 +93,41 @@ fn copy_from_running(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
     let scratch = ScratchDir::new()?;
     let mut options = Store::options();
     options.set_max_open_files(-1);
-    let source = DB::open_as_secondary(&options, data_dir, &scratch.0)?;
+    // The source's own column families: a directory of an older layout has the messages
+    // only, and its copy is migrated like the directory itself would be (`layout`).
+    let families = DB::list_cf(&options, data_dir)?;
+    let source = DB::open_cf_as_secondary(&options, data_dir, &scratch.0, &families)?;
     source.try_catch_up_with_primary()?;
-    let target = Store::open(to, false)?;
-    let mut batch = WriteBatch::default();
+    // The target is opened unmigrated so the source's layout marker, copied with the rest,
+    // is the one that counts; opening it as a store afterwards migrates an older copy.
+    let target = Store::open_unmigrated(to, false)?;
     let mut keys = 0u64;
-    let write = |batch: WriteBatch| -> Result<(), StoreError> {
-        target.db.write_opt(batch, &WriteOptions::default())?;
-        Ok(())
-    };
-    for item in source.iterator(IteratorMode::Start) {
-        let (key, value) = item?;
-        batch.put(key, value);
-        keys += 1;
-        if batch.len() >= COPY_BATCH {
-            write(std::mem::take(&mut batch))?;
+    // The secondary moves only at `try_catch_up_with_primary`, so the iterators below all
+    // read the state of that one moment: the messages and their index agree.
+    for family in &families {
+        let (Some(from), Ok(into)) = (source.cf_handle(family), target.cf(family)) else {
+            return Err(StoreError(format!(
+                "column family {family} of {} is not one of the store's",
+                data_dir.display()
+            )));
+        };
+        let messages = family == rocksdb::DEFAULT_COLUMN_FAMILY_NAME;
+        let mut batch = WriteBatch::default();
+        for item in source.iterator_cf(from, IteratorMode::Start) {
+            let (key, value) = item?;
+            batch.put_cf(into, key, value);
+            keys += u64::from(messages);
+            if batch.len() >= COPY_BATCH {
+                target
+                    .db
+                    .write_opt(std::mem::take(&mut batch), &WriteOptions::default())?;
+            }
         }
+        target.db.write_opt(batch, &WriteOptions::default())?;
     }
-    write(batch)?;
     target.flush()?;
+    drop(target);
+    Store::open(to, false)?.flush()?;
     Ok(Method::SecondaryCopy { keys })
 }
 
