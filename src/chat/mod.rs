@@ -1,5 +1,5 @@
 //! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
-//! `chatMessage`, `leaveRoom` and disconnect, with validation, identity, limits, acks and the
+//! `chatMessage`, `leaveRoom`, `loadHistory` (`paging`) and disconnect, with validation, identity, limits, acks and the
 //! `exception` event.
 //!
 //! Checks that concern one connection (payload, identity, membership, rate) run on the
@@ -11,6 +11,7 @@ pub mod history;
 pub mod home;
 pub mod limits;
 pub mod message;
+pub mod paging;
 pub mod validate;
 
 use crate::book::BookId;
@@ -153,7 +154,10 @@ impl Handler for ChatApp {
         let Some(name) = event.name() else {
             return;
         };
-        if !matches!(name, "joinRoom" | "chatMessage" | "leaveRoom") {
+        if !matches!(
+            name,
+            "joinRoom" | "chatMessage" | "leaveRoom" | "loadHistory"
+        ) {
             // Unknown events are ignored (docs/API.md), their arguments never read.
             return;
         }
@@ -170,6 +174,7 @@ impl Handler for ChatApp {
             "joinRoom" => self.join(socket, payload),
             "chatMessage" => self.post(socket, payload, event.ack_id),
             "leaveRoom" => self.leave(socket, payload),
+            "loadHistory" => self.load_history(socket, payload, event.ack_id),
             // Unknown events are ignored (docs/API.md).
             _ => return,
         };
