@@ -1,6 +1,6 @@
 //! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
-//! `chatMessage`, `leaveRoom`, `loadHistory` (`paging`) and disconnect, with validation, identity, limits, acks and the
-//! `exception` event.
+//! `chatMessage`, `leaveRoom`, `loadHistory` (`paging`) and disconnect, with validation,
+//! identity, limits, acks and the `exception` event.
 //!
 //! Checks that concern one connection (payload, identity, membership, rate) run on the
 //! connection's shard; numbering, storing and broadcasting a message run on the room's home

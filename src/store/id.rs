@@ -36,7 +36,10 @@ impl MessageId {
         }
         let mut id = [0u8; 12];
         for (out, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
-            *out = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+            let &[high, low] = pair else {
+                return None;
+            };
+            *out = (nibble(high)? << 4) | nibble(low)?;
         }
         Some(MessageId(id))
     }

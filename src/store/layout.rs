@@ -4,7 +4,8 @@
 //!
 //! - 1 (no `layout` key; servers before `loadHistory`): messages only, under bookId ‖ !seq.
 //! - 2: the same messages, unchanged, plus the `_id` index (bookId ‖ `_id` → seq, column
-//!   family `ids`) that lets a `loadHistory` page start below an `_id` with one seek.
+//!   family `ids`) that lets a `loadHistory` page start below an `_id`: one seek in the
+//!   index, one in the messages, whatever the room's size.
 //!
 //! Migrating 1 → 2 adds the index: every message key is read in key order and its index
 //! entry written, [`MIGRATION_BATCH`] messages per write batch, each batch also recording the
