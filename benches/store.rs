@@ -8,7 +8,8 @@
 //!   10^6 messages (and its `_id` index), a page below an `_id` picked across the whole room,
 //!   read (`Store::page`: two seeks) and encoded as the ack's JSON (`chat::paging`), as the
 //!   server answers a `loadHistory`. Before criterion runs it, 100,000 single pages are timed
-//!   one by one and their p50 / p99 / p99.9 / max printed (criterion reports means of batches).
+//!   one by one and their p50 / p99 / p99.9 / max printed (criterion reports means of batches);
+//!   `loadHistory page of 50, store read only` is the same without the JSON encoding.
 //!
 //! `cargo bench --bench store`; results and the machine in benches/RESULTS.md. Under
 //! `cargo test` (no `--bench` argument) the store holds 1,000 messages, so the test run stays
@@ -231,6 +232,14 @@ fn load_history(c: &mut Criterion) {
                 .page(black_box(BookId(BOOK)), Some(cursor), 50)
                 .expect("page");
             page_ack_json(&page)
+        })
+    });
+    g.bench_function("loadHistory page of 50, store read only", |b| {
+        b.iter(|| {
+            let cursor = next_cursor();
+            store
+                .page(black_box(BookId(BOOK)), Some(cursor), 50)
+                .expect("page")
         })
     });
     g.finish();
