@@ -451,3 +451,50 @@ fn a_directory_of_a_newer_layout_is_refused() {
     let err = Store::open(&dir.0, false).err().expect("refused");
     assert!(err.0.contains("layout version 3"), "{err}");
 }
+
+/// Backing up a directory of the older layout, by checkpoint (our own, free directory) and
+/// through a secondary instance (another user's): the directory stays as the older server
+/// wrote it (it still opens without the new column families), and each backup opens migrated,
+/// its history the same and its `_id`s cursors.
+#[test]
+fn backups_of_an_old_layout_directory_leave_it_old_and_open_migrated() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    let messages = old_messages();
+    old_layout_directory(&data, &messages);
+    let other_user = std::fs::metadata(&data).unwrap().uid().wrapping_add(1);
+    let copies = [dir.0.join("checkpoint"), dir.0.join("secondary")];
+    assert_eq!(
+        backup::backup(&data, &copies[0]).unwrap(),
+        backup::Method::Checkpoint
+    );
+    assert_eq!(
+        backup::backup_as(&data, &copies[1], other_user).unwrap(),
+        backup::Method::SecondaryCopy {
+            keys: messages.len() as u64
+        }
+    );
+    // The older server opens its directory with the default column family alone, which
+    // RocksDB refuses once others exist.
+    assert_eq!(
+        rocksdb::DB::list_cf(&rocksdb::Options::default(), &data).unwrap(),
+        vec!["default".to_owned()]
+    );
+    for copy in &copies {
+        let store = Store::open(copy, false).unwrap();
+        assert_eq!(
+            layout::version(&store).unwrap(),
+            Some(layout::LAYOUT_VERSION)
+        );
+        let mut book: Vec<StoredMessage> = messages
+            .iter()
+            .filter(|m| m.book_id == BookId(4))
+            .cloned()
+            .collect();
+        book.reverse();
+        assert_eq!(store.newest(BookId(4), 50).unwrap(), book[..50]);
+        let page = store.page(BookId(4), Some(book[10].value.id), 3).unwrap();
+        assert_eq!(page.messages, book[11..14]);
+    }
+}
