@@ -9,7 +9,9 @@
 //!   read (`Store::page`: two seeks) and encoded as the ack's JSON (`chat::paging`), as the
 //!   server answers a `loadHistory`. Before criterion runs it, 100,000 single pages are timed
 //!   one by one and their p50 / p99 / p99.9 / max printed (criterion reports means of batches);
-//!   `loadHistory page of 50, store read only` is the same without the JSON encoding.
+//!   `loadHistory page of 50, store read only` is the same without the JSON encoding;
+//! - not a criterion bench: the time a directory of the older layout (10^6 messages, no `_id`
+//!   index) takes to migrate at open, printed once.
 //!
 //! `cargo bench --bench store`; results and the machine in benches/RESULTS.md. Under
 //! `cargo test` (no `--bench` argument) the store holds 1,000 messages, so the test run stays
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use readrealm_chat::chat::paging::page_ack_json;
-use readrealm_chat::store::{IdGenerator, MessageId, Store, StoredMessage, StoredValue};
+use readrealm_chat::store::{
+    codec, key, layout, IdGenerator, MessageId, Store, StoredMessage, StoredValue,
+};
 
 const MESSAGES_PER_BOOK: u64 = 100;
 const CONTENT: &str = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse.";
@@ -245,6 +249,42 @@ fn load_history(c: &mut Criterion) {
     g.finish();
 }
 
+/// Not a criterion bench: the time `Store::open` takes to migrate a directory of the older
+/// layout (messages only) holding `message_count()` messages in 100 books, printed once.
+fn migration(_: &mut Criterion) {
+    let dir = TempDir::new();
+    let total = message_count();
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        let db = rocksdb::DB::open(&options, &dir.0).expect("open an old-layout store");
+        let mut ids = IdGenerator::new(0);
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut value = Vec::new();
+        for i in 0..total {
+            let m = message(&mut ids, 1 + i % 100, 1 + i / 100, 1_795_521_600_000 + i);
+            value.clear();
+            codec::encode(&m.value, &mut value);
+            batch.put(key::encode(m.book_id.get(), m.seq), &value);
+            if batch.len() == 1000 {
+                db.write(std::mem::take(&mut batch)).expect("fill");
+            }
+        }
+        db.write(batch).expect("fill");
+        db.flush().expect("flush");
+    }
+    let started = Instant::now();
+    let store = Store::open(&dir.0, false).expect("open and migrate");
+    eprintln!(
+        "migration bench: a layout 1 directory of {total} messages migrated at open in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        layout::version(&store).expect("layout"),
+        Some(layout::LAYOUT_VERSION)
+    );
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -254,6 +294,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = store, load_history
+    targets = store, load_history, migration
 }
 criterion_main!(benches);
