@@ -7,7 +7,9 @@
 //!   checkpoint — hard links to the immutable table files plus a copy of the WAL, exact and
 //!   fast (opening the store to checkpoint it writes a few files into the directory, so this is
 //!   done only by the directory's owner: files owned by root in a service's data directory
-//!   would stop the service from opening it);
+//!   would stop the service from opening it). The directory is opened as it is: one of an
+//!   older layout is neither migrated nor given new column families (`layout`), so the older
+//!   server still opens it;
 //! - the server is running (it holds the lock), or the directory belongs to another user: the
 //!   directory is opened as a RocksDB
 //!   *secondary* instance, which reads the primary's MANIFEST and WAL without the lock,
@@ -67,14 +69,26 @@ pub(super) fn backup_as(data_dir: &Path, to: &Path, euid: u32) -> Result<Method,
     if !owned_by(data_dir, euid) {
         return copy_from_running(data_dir, to);
     }
-    match Store::open(data_dir, false) {
-        Ok(store) => {
-            store.checkpoint(to)?;
+    match open_as_is(data_dir) {
+        Ok(db) => {
+            rocksdb::checkpoint::Checkpoint::new(&db)?.create_checkpoint(to)?;
             Ok(Method::Checkpoint)
         }
         Err(e) if is_lock_held(&e) => copy_from_running(data_dir, to),
         Err(e) => Err(e),
     }
+}
+
+/// The store in `data_dir` with the column families it has, none created and its layout not
+/// migrated: backing up a directory of an older layout leaves it as the older server can
+/// still open it (a rollback needs that); the backup is migrated when a server opens it.
+fn open_as_is(data_dir: &Path) -> Result<DB, StoreError> {
+    let options = Store::options();
+    let families = DB::list_cf(&options, data_dir)?;
+    let descriptors = Store::column_families()
+        .into_iter()
+        .filter(|d| families.iter().any(|f| f == d.name()));
+    Ok(DB::open_cf_descriptors(&options, data_dir, descriptors)?)
 }
 
 /// Whether user `euid` owns `dir` (only then may a backup by it write into it).
