@@ -169,13 +169,23 @@ impl HomeShard {
         };
         // Milliseconds never go backwards within a room, so `_id`s keep history order even
         // if the clock does.
+        // `_id`s grow with the sequence even when this run's counter or shard would give a
+        // lower one in the same millisecond (`IdGenerator::next_after`): `loadHistory` pages
+        // below an `_id` (`store::Store::page`).
         let created_ms = now_millis().max(tail.created_ms);
         let seq = tail.seq + 1;
-        self.tails.insert(book_id, BookTail { seq, created_ms });
         let id = self
             .ids
             .get_or_insert_with(|| IdGenerator::new(shard))
-            .next(created_ms);
+            .next_after(created_ms, tail.id);
+        self.tails.insert(
+            book_id,
+            BookTail {
+                seq,
+                created_ms,
+                id,
+            },
+        );
         let MessageRequest {
             user_id,
             username,
@@ -278,6 +288,56 @@ impl ChatApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A room whose newest stored `_id` is above what this run's generator gives in the same
+    /// millisecond (a restart within it, a counter that started higher, another shard): the
+    /// next message's `_id` still sorts after it, and the one after that after it.
+    #[test]
+    fn ids_keep_growing_past_a_stored_tail_from_a_previous_run() {
+        use crate::engineio::session::SessionRef;
+        use crate::store::MessageId;
+        let future_ms = now_millis() + 60_000;
+        let tail_id = MessageId({
+            let mut id = [0xff; 12];
+            id[..6].copy_from_slice(&future_ms.to_be_bytes()[2..]);
+            id
+        });
+        let post = || Post {
+            request: MessageRequest {
+                book_id: BookId(9),
+                user_id: "u".into(),
+                username: "n".into(),
+                content: "c".into(),
+            },
+            reply_to: SocketRef {
+                shard: 0,
+                session: SessionRef::new(0, 0),
+                nsp: "/".into(),
+            },
+            ack_id: None,
+        };
+        let mut home = HomeShard::default();
+        home.number(0, post(), |_| {
+            Ok::<_, ()>(BookTail {
+                seq: 41,
+                created_ms: future_ms,
+                id: tail_id,
+            })
+        })
+        .unwrap();
+        home.number(0, post(), |_| Err(())).unwrap();
+        let [first, second] = &home.pending[..] else {
+            panic!("two messages numbered")
+        };
+        assert_eq!((first.message.seq, second.message.seq), (42, 43));
+        assert!(
+            first.message.value.id > tail_id,
+            "{:?}",
+            first.message.value.id
+        );
+        assert!(second.message.value.id > first.message.value.id);
+        assert_eq!(first.message.value.created_ms, future_ms);
+    }
 
     #[test]
     fn home_shards_spread_consecutive_books() {

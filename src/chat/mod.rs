@@ -1,6 +1,6 @@
 //! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
-//! `chatMessage`, `leaveRoom`, `roomMembers` and disconnect, with validation, identity,
-//! limits, acks and the `exception` event.
+//! `chatMessage`, `leaveRoom`, `roomMembers`, `loadHistory` (`paging`) and disconnect, with
+//! validation, identity, limits, acks and the `exception` event.
 //!
 //! Checks that concern one connection (payload, identity, membership, rate) run on the
 //! connection's shard; numbering, storing and broadcasting a message, and each room's roster
@@ -12,6 +12,7 @@ pub mod history;
 pub mod home;
 pub mod limits;
 pub mod message;
+pub mod paging;
 pub mod presence;
 pub mod validate;
 
@@ -170,7 +171,7 @@ impl Handler for ChatApp {
         };
         if !matches!(
             name,
-            "joinRoom" | "chatMessage" | "leaveRoom" | "roomMembers"
+            "joinRoom" | "chatMessage" | "leaveRoom" | "roomMembers" | "loadHistory"
         ) {
             // Unknown events are ignored (docs/API.md), their arguments never read.
             return;
@@ -189,6 +190,7 @@ impl Handler for ChatApp {
             "chatMessage" => self.post(socket, payload, event.ack_id),
             "leaveRoom" => self.leave(socket, payload),
             "roomMembers" => self.members(socket, payload, event.ack_id),
+            "loadHistory" => self.load_history(socket, payload, event.ack_id),
             // Unknown events are ignored (docs/API.md).
             _ => return,
         };

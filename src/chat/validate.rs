@@ -19,6 +19,7 @@ use serde_json::Number;
 
 use super::errors::ChatError;
 use crate::socketio::event_json::{skip_map, skip_rest};
+use crate::store::MessageId;
 
 /// The largest book id: JavaScript's `Number.MAX_SAFE_INTEGER`.
 pub const MAX_BOOK_ID: u64 = 9_007_199_254_740_991;
@@ -50,6 +51,21 @@ pub struct LeaveRequest {
     pub user_id: Option<String>,
 }
 
+/// A `loadHistory` request (docs/API.md, "Older history").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub book_id: BookId,
+    /// The page holds messages whose `_id` sorts before this one; None: from the newest.
+    pub before: Option<MessageId>,
+    /// Messages in the page, 1 to [`MAX_HISTORY_LIMIT`].
+    pub limit: usize,
+}
+
+/// The largest `limit` of a `loadHistory` page.
+pub const MAX_HISTORY_LIMIT: usize = 100;
+/// The `limit` of a `loadHistory` page that gives none.
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+
 /// One JSON value of a payload, as far as the rules look at it: containers are skipped, not
 /// kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +85,9 @@ pub struct Fields<'a> {
     pub user_id: Option<Field<'a>>,
     pub username: Option<Field<'a>>,
     pub content: Option<Field<'a>>,
+    /// `loadHistory`'s cursor and page size.
+    pub before: Option<Field<'a>>,
+    pub limit: Option<Field<'a>>,
 }
 
 /// An event's first argument: an object (its chat fields), or anything else.
@@ -131,6 +150,48 @@ pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
 /// `roomMembers { bookId }`: the book asked about.
 pub fn members(payload: Option<&Payload<'_>>) -> Result<BookId, ChatError> {
     book_id(object(payload)?.book_id.as_ref())
+}
+
+/// `loadHistory { bookId, before?, limit? }`: `before` 24 lowercase hex characters, `limit` a
+/// JSON number, whole, 1 to 100 (default 50). An absent key takes its default; anything else
+/// (`null` included) is `invalid_payload` naming the field.
+pub fn history(payload: Option<&Payload<'_>>) -> Result<HistoryRequest, ChatError> {
+    let fields = object(payload)?;
+    let book_id = book_id(fields.book_id.as_ref())?;
+    let before = match &fields.before {
+        None => None,
+        Some(Field::Str(text)) => Some(MessageId::from_hex(text).ok_or_else(|| {
+            ChatError::invalid("before must be an _id: 24 lowercase hex characters")
+        })?),
+        Some(_) => {
+            return Err(ChatError::invalid(
+                "before must be an _id: a string of 24 lowercase hex characters",
+            ))
+        }
+    };
+    let limit = match &fields.limit {
+        None => DEFAULT_HISTORY_LIMIT,
+        Some(Field::Number(n)) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 1.0)
+                    .map(|f| f as u64)
+            })
+            .filter(|n| (1..=MAX_HISTORY_LIMIT as u64).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| ChatError::invalid("limit must be a whole number from 1 to 100"))?,
+        Some(_) => {
+            return Err(ChatError::invalid(
+                "limit must be a JSON number, a whole number from 1 to 100",
+            ))
+        }
+    };
+    Ok(HistoryRequest {
+        book_id,
+        before,
+        limit,
+    })
 }
 
 /// A whole number from 1 to 2^53-1, as a JSON number or a string of decimal digits.
@@ -221,6 +282,8 @@ enum Key {
     UserId,
     Username,
     Content,
+    Before,
+    Limit,
     Other,
 }
 
@@ -238,6 +301,8 @@ impl<'de> Deserialize<'de> for Key {
                     "userId" => Key::UserId,
                     "username" => Key::Username,
                     "content" => Key::Content,
+                    "before" => Key::Before,
+                    "limit" => Key::Limit,
                     _ => Key::Other,
                 })
             }
@@ -262,6 +327,8 @@ impl<'de> Deserialize<'de> for Payload<'de> {
                         Key::UserId => &mut fields.user_id,
                         Key::Username => &mut fields.username,
                         Key::Content => &mut fields.content,
+                        Key::Before => &mut fields.before,
+                        Key::Limit => &mut fields.limit,
                         Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -454,6 +521,55 @@ mod tests {
         let request = message(Some(&payload), 4000).unwrap();
         assert_eq!(request.content, "hi \u{e9}");
         assert_eq!(request.book_id, BookId(2701));
+    }
+
+    #[test]
+    fn history_requests_take_a_hex_cursor_and_a_whole_limit_up_to_a_hundred() {
+        let ok = history(Some(&p(json!({"bookId": "7"})))).unwrap();
+        assert_eq!(
+            ok,
+            HistoryRequest {
+                book_id: BookId(7),
+                before: None,
+                limit: 50
+            }
+        );
+        let ok = history(Some(&p(
+            json!({"bookId": 7, "before": "000102030405060708090a0b", "limit": 100}),
+        )))
+        .unwrap();
+        assert_eq!(
+            ok.before,
+            Some(MessageId([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]))
+        );
+        assert_eq!(ok.limit, 100);
+        assert_eq!(
+            history(Some(&p(json!({"bookId": 7, "limit": 1.0}))))
+                .unwrap()
+                .limit,
+            1
+        );
+        for (payload, field) in [
+            (json!({"bookId": 7, "limit": 0}), "limit"),
+            (json!({"bookId": 7, "limit": 101}), "limit"),
+            (json!({"bookId": 7, "limit": 1.5}), "limit"),
+            (json!({"bookId": 7, "limit": -3}), "limit"),
+            (json!({"bookId": 7, "limit": "5"}), "limit"),
+            (json!({"bookId": 7, "limit": null}), "limit"),
+            (
+                json!({"bookId": 7, "before": "000102030405060708090A0B"}),
+                "before",
+            ),
+            (json!({"bookId": 7, "before": "0001"}), "before"),
+            (json!({"bookId": 7, "before": 12}), "before"),
+            (json!({"bookId": 7, "before": null}), "before"),
+            (json!({"bookId": 0}), "bookId"),
+            (json!({"before": "000102030405060708090a0b"}), "bookId"),
+        ] {
+            let err = history(Some(&p(payload.clone()))).unwrap_err();
+            assert!(err.message.starts_with(field), "{payload}: {}", err.message);
+        }
+        assert!(history(Some(&p(json!([7])))).is_err());
     }
 
     #[test]

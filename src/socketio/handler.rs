@@ -288,6 +288,13 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         self.commands.push(Command::Emit(packet));
     }
 
+    /// Answer the client's acknowledgement `ack_id` with a values array the application
+    /// encoded already (e.g. with [`array_json`]); see [`Packet::ack_json`].
+    pub fn ack_json(&mut self, ack_id: u64, values: Box<str>) {
+        let packet = Packet::ack_json(self.nsp, ack_id, values);
+        self.commands.push(Command::Emit(packet));
+    }
+
     pub fn join(&mut self, room: impl Into<RoomId>) {
         self.join_after(room, 0);
     }

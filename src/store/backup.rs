@@ -7,12 +7,15 @@
 //!   checkpoint — hard links to the immutable table files plus a copy of the WAL, exact and
 //!   fast (opening the store to checkpoint it writes a few files into the directory, so this is
 //!   done only by the directory's owner: files owned by root in a service's data directory
-//!   would stop the service from opening it);
+//!   would stop the service from opening it). The directory is opened as it is: one of an
+//!   older layout is neither migrated nor given new column families (`layout`), so the older
+//!   server still opens it;
 //! - the server is running (it holds the lock), or the directory belongs to another user: the
 //!   directory is opened as a RocksDB
 //!   *secondary* instance, which reads the primary's MANIFEST and WAL without the lock,
-//!   caught up with the primary, and every key is copied, through one iterator (one implicit
-//!   snapshot), into a fresh store in `DIR`. The copy is the state after some whole write
+//!   caught up with the primary, and every key of every column family is copied (the
+//!   secondary moves only when told to catch up, so every iterator reads the same moment)
+//!   into a fresh store in `DIR`, migrated at the end if the source had an older layout. The copy is the state after some whole write
 //!   batch — messages are stored a batch per home-shard turn and acknowledged only after it —
 //!   so it holds every message acknowledged before the backup started, and never half a batch.
 //!   The secondary keeps every table file open (`max_open_files = -1`), so the primary
@@ -33,7 +36,7 @@ pub enum Method {
     /// The data directory was free: a RocksDB checkpoint.
     Checkpoint,
     /// A server held it (or another user owns it): a copy through a caught-up secondary
-    /// instance; the count of keys.
+    /// instance; the count of messages copied (the `_id` index is copied beside them).
     SecondaryCopy { keys: u64 },
 }
 
@@ -66,14 +69,26 @@ pub(super) fn backup_as(data_dir: &Path, to: &Path, euid: u32) -> Result<Method,
     if !owned_by(data_dir, euid) {
         return copy_from_running(data_dir, to);
     }
-    match Store::open(data_dir, false) {
-        Ok(store) => {
-            store.checkpoint(to)?;
+    match open_as_is(data_dir) {
+        Ok(db) => {
+            rocksdb::checkpoint::Checkpoint::new(&db)?.create_checkpoint(to)?;
             Ok(Method::Checkpoint)
         }
         Err(e) if is_lock_held(&e) => copy_from_running(data_dir, to),
         Err(e) => Err(e),
     }
+}
+
+/// The store in `data_dir` with the column families it has, none created and its layout not
+/// migrated: backing up a directory of an older layout leaves it as the older server can
+/// still open it (a rollback needs that); the backup is migrated when a server opens it.
+fn open_as_is(data_dir: &Path) -> Result<DB, StoreError> {
+    let options = Store::options();
+    let families = DB::list_cf(&options, data_dir)?;
+    let descriptors = Store::column_families()
+        .into_iter()
+        .filter(|d| families.iter().any(|f| f == d.name()));
+    Ok(DB::open_cf_descriptors(&options, data_dir, descriptors)?)
 }
 
 /// Whether user `euid` owns `dir` (only then may a backup by it write into it).
@@ -92,25 +107,41 @@ fn copy_from_running(data_dir: &Path, to: &Path) -> Result<Method, StoreError> {
     let scratch = ScratchDir::new()?;
     let mut options = Store::options();
     options.set_max_open_files(-1);
-    let source = DB::open_as_secondary(&options, data_dir, &scratch.0)?;
+    // The source's own column families: a directory of an older layout has the messages
+    // only, and its copy is migrated like the directory itself would be (`layout`).
+    let families = DB::list_cf(&options, data_dir)?;
+    let source = DB::open_cf_as_secondary(&options, data_dir, &scratch.0, &families)?;
     source.try_catch_up_with_primary()?;
-    let target = Store::open(to, false)?;
-    let mut batch = WriteBatch::default();
+    // The target is opened unmigrated so the source's layout marker, copied with the rest,
+    // is the one that counts; opening it as a store afterwards migrates an older copy.
+    let target = Store::open_unmigrated(to, false)?;
     let mut keys = 0u64;
-    let write = |batch: WriteBatch| -> Result<(), StoreError> {
-        target.db.write_opt(batch, &WriteOptions::default())?;
-        Ok(())
-    };
-    for item in source.iterator(IteratorMode::Start) {
-        let (key, value) = item?;
-        batch.put(key, value);
-        keys += 1;
-        if batch.len() >= COPY_BATCH {
-            write(std::mem::take(&mut batch))?;
+    // The secondary moves only at `try_catch_up_with_primary`, so the iterators below all
+    // read the state of that one moment: the messages and their index agree.
+    for family in &families {
+        let (Some(from), Ok(into)) = (source.cf_handle(family), target.cf(family)) else {
+            return Err(StoreError(format!(
+                "column family {family} of {} is not one of the store's",
+                data_dir.display()
+            )));
+        };
+        let messages = family == rocksdb::DEFAULT_COLUMN_FAMILY_NAME;
+        let mut batch = WriteBatch::default();
+        for item in source.iterator_cf(from, IteratorMode::Start) {
+            let (key, value) = item?;
+            batch.put_cf(into, key, value);
+            keys += u64::from(messages);
+            if batch.len() >= COPY_BATCH {
+                target
+                    .db
+                    .write_opt(std::mem::take(&mut batch), &WriteOptions::default())?;
+            }
         }
+        target.db.write_opt(batch, &WriteOptions::default())?;
     }
-    write(batch)?;
     target.flush()?;
+    drop(target);
+    Store::open(to, false)?.flush()?;
     Ok(Method::SecondaryCopy { keys })
 }
 

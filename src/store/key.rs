@@ -1,8 +1,11 @@
-//! The key layout: `bookId` (u64, big-endian) ‖ `!seq` (u64, big-endian).
+//! The key layouts: messages under `bookId` (u64, big-endian) ‖ `!seq` (u64, big-endian); the
+//! `_id` index under `bookId` ‖ `_id` (12 bytes), its value the message's `seq` (u64 BE).
 //!
 //! Big-endian keeps one book's keys contiguous and ordered; the bitwise-not of the per-room
 //! sequence makes the newest message the first key of the book's 8-byte prefix, so the newest
-//! 50 are one short forward scan (with a prefix extractor of 8 bytes and a bloom filter).
+//! 50 are one short forward scan (with a prefix extractor of 8 bytes and a bloom filter), and
+//! the page older than sequence `s` is one seek to `bookId ‖ !(s - 1)`. The index keys share
+//! the 8-byte book prefix, so finding the `_id` a page starts below is one seek in that book.
 
 /// Bytes of the book prefix.
 pub const PREFIX_LEN: usize = 8;
@@ -18,6 +21,22 @@ pub fn encode(book_id: u64, seq: u64) -> [u8; KEY_LEN] {
     key[..PREFIX_LEN].copy_from_slice(&book_id.to_be_bytes());
     key[PREFIX_LEN..].copy_from_slice(&(!seq).to_be_bytes());
     key
+}
+
+/// Bytes of an `_id` index key.
+pub const ID_KEY_LEN: usize = PREFIX_LEN + 12;
+
+/// The `_id` index key of a message: `bookId ‖ _id`.
+pub fn id_key(book_id: u64, id: &[u8; 12]) -> [u8; ID_KEY_LEN] {
+    let mut key = [0u8; ID_KEY_LEN];
+    key[..PREFIX_LEN].copy_from_slice(&book_id.to_be_bytes());
+    key[PREFIX_LEN..].copy_from_slice(id);
+    key
+}
+
+/// The sequence an `_id` index entry holds; None for a value of another shape.
+pub fn decode_seq(value: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(value.try_into().ok()?))
 }
 
 /// `(bookId, seq)` of a stored key; None for a key of another shape.
@@ -59,5 +78,17 @@ mod tests {
         }
         assert_eq!(decode(&[0; 15]), None);
         assert_eq!(decode(&[0; 17]), None);
+    }
+
+    #[test]
+    fn id_keys_sort_by_id_within_a_book() {
+        let low = [0u8; 12];
+        let mut high = [0u8; 12];
+        high[11] = 1;
+        assert!(id_key(7, &low) < id_key(7, &high));
+        assert!(id_key(7, &[0xff; 12]) < id_key(8, &low));
+        assert!(id_key(8, &high).starts_with(&prefix(8)));
+        assert_eq!(decode_seq(&42u64.to_be_bytes()), Some(42));
+        assert_eq!(decode_seq(&[0; 7]), None);
     }
 }

@@ -1,7 +1,11 @@
-//! The message store on RocksDB: appends in write batches, the newest N of a book, and where
-//! each book's sequence stands.
+//! The message store on RocksDB: appends in write batches, the newest N of a book, a page of
+//! older messages below an `_id`, and where each book's sequence stands.
 //!
-//! Owns the database handle and the on-disk layout (`key`: bookId ‖ !seq; `codec`: the value).
+//! Owns the database handle and the on-disk layout: messages in the default column family
+//! (`key`: bookId ‖ !seq; `codec`: the value), the `_id` index in the `ids` column family
+//! (bookId ‖ `_id` → seq, written in the same batch as the message), and the layout's version
+//! in the `meta` column family (`layout`: checked and, for an older directory, migrated at
+//! open).
 //! Never assigns sequences or ids itself — the room's home shard does (see `chat`) — so one
 //! writer per room keeps history order equal to broadcast order. Writes always go through the
 //! WAL before returning, so a crash of the process loses nothing a caller was told is stored;
@@ -11,13 +15,14 @@ pub mod backup;
 pub mod codec;
 pub mod id;
 pub mod key;
+pub mod layout;
 
 use crate::book::BookId;
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Direction, IteratorMode, Options, ReadOptions, SliceTransform, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, SliceTransform, WriteBatch, WriteOptions, DB,
 };
 
 pub use codec::StoredValue;
@@ -53,12 +58,27 @@ impl From<rocksdb::Error> for StoreError {
     }
 }
 
-/// Where a book's history ends: its newest sequence and that message's creation time.
+/// Where a book's history ends: its newest sequence, that message's creation time and `_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BookTail {
     pub seq: u64,
     pub created_ms: u64,
+    /// The newest message's `_id` (all zero for an empty book): the next must sort after it.
+    pub id: MessageId,
 }
+
+/// One page of a book's history, newest first (`Store::page`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub messages: Vec<StoredMessage>,
+    /// Whether older messages remain below the page's last one.
+    pub has_more: bool,
+}
+
+/// The column family of the `_id` index (bookId ‖ `_id` → seq).
+pub const IDS_CF: &str = "ids";
+/// The column family of the layout's bookkeeping (`layout`).
+pub const META_CF: &str = "meta";
 
 pub struct Store {
     db: DB,
@@ -66,12 +86,37 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating if needed) the store in `path`.
+    /// Open (creating if needed) the store in `path`. A directory of an older layout is
+    /// migrated first ([`layout`]); one of a newer layout than this build knows is refused.
     pub fn open(path: &Path, sync_writes: bool) -> Result<Store, StoreError> {
+        let store = Self::open_unmigrated(path, sync_writes)?;
+        layout::migrate(&store, layout::MIGRATION_BATCH, None)?;
+        Ok(store)
+    }
+
+    /// Open without looking at the layout (the migration's tests stop it half-way).
+    pub(crate) fn open_unmigrated(path: &Path, sync_writes: bool) -> Result<Store, StoreError> {
         let mut options = Self::options();
         options.create_if_missing(true);
-        let db = DB::open(&options, path)?;
+        options.create_missing_column_families(true);
+        let db = DB::open_cf_descriptors(&options, path, Self::column_families())?;
         Ok(Store { db, sync_writes })
+    }
+
+    /// Every column family of the layout with its options.
+    fn column_families() -> Vec<ColumnFamilyDescriptor> {
+        vec![
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Self::options()),
+            ColumnFamilyDescriptor::new(IDS_CF, Self::options()),
+            ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        ]
+    }
+
+    /// A column family of the layout (all are created at open).
+    fn cf(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError(format!("column family {name} is missing")))
     }
 
     /// The database options of the store's layout (prefix bloom filters on book ids).
@@ -90,12 +135,19 @@ impl Store {
         &self,
         messages: impl IntoIterator<Item = &'a StoredMessage>,
     ) -> Result<(), StoreError> {
+        let ids = self.cf(IDS_CF)?;
         let mut batch = WriteBatch::default();
         let mut value = Vec::with_capacity(256);
         for message in messages {
             value.clear();
             codec::encode(&message.value, &mut value);
-            batch.put(key::encode(message.book_id.get(), message.seq), &value);
+            let book = message.book_id.get();
+            batch.put(key::encode(book, message.seq), &value);
+            batch.put_cf(
+                ids,
+                key::id_key(book, &message.value.id.0),
+                message.seq.to_be_bytes(),
+            );
         }
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
@@ -120,17 +172,93 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let (book, seq) =
-                key::decode(&k).ok_or_else(|| StoreError(format!("malformed key {k:?}")))?;
-            let value = codec::decode(&v)
-                .ok_or_else(|| StoreError(format!("malformed value for book {book} seq {seq}")))?;
-            messages.push(StoredMessage {
-                book_id: BookId(book),
-                seq,
-                value,
-            });
+            messages.push(Self::decode_message(&k, &v)?);
         }
         Ok(messages)
+    }
+
+    /// A page of `book_id`'s history, newest first: at most `limit` messages whose `_id`
+    /// sorts before `before` (from the newest without it), and whether older ones remain.
+    ///
+    /// Two seeks, whatever the book's size: one in the `_id` index for the greatest `_id`
+    /// of the book at or below `before` (its sequence is where the page starts: below it
+    /// when it is `before` itself, at it otherwise), one in the messages from there. An
+    /// `_id` the book does not hold (another book's, or one never assigned) thus pages from
+    /// the book's newest message sorting before it, as `_id`s of a book grow with its
+    /// sequence (`chat::home` assigns them so).
+    pub fn page(
+        &self,
+        book_id: BookId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let book = book_id.get();
+        let start = match before {
+            None => u64::MAX,
+            Some(id) => match self.seq_at_or_below(book, id)? {
+                Some((seq, exact)) if exact => seq.saturating_sub(1),
+                Some((seq, _)) => seq,
+                None => 0,
+            },
+        };
+        if start == 0 || limit == 0 {
+            return Ok(Page::default());
+        }
+        let prefix = key::prefix(book);
+        let mut read = ReadOptions::default();
+        read.set_prefix_same_as_start(true);
+        let mut iter = self.db.raw_iterator_opt(read);
+        iter.seek(key::encode(book, start));
+        let mut messages = Vec::with_capacity(limit.min(128));
+        let mut has_more = false;
+        while iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if messages.len() == limit {
+                has_more = true;
+                break;
+            }
+            messages.push(Self::decode_message(k, v)?);
+            iter.next();
+        }
+        iter.status()?;
+        Ok(Page { messages, has_more })
+    }
+
+    /// The sequence of the greatest `_id` of `book` at or below `id`, and whether it is `id`
+    /// itself; None when the book holds no `_id` at or below it.
+    fn seq_at_or_below(&self, book: u64, id: MessageId) -> Result<Option<(u64, bool)>, StoreError> {
+        let target = key::id_key(book, &id.0);
+        let mut read = ReadOptions::default();
+        read.set_prefix_same_as_start(true);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(IDS_CF)?, read);
+        iter.seek_for_prev(target);
+        let found = match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if iter.valid() && k.starts_with(&key::prefix(book)) => {
+                let seq = key::decode_seq(v)
+                    .ok_or_else(|| StoreError(format!("malformed _id index value for {k:?}")))?;
+                Some((seq, k == target))
+            }
+            _ => None,
+        };
+        iter.status()?;
+        Ok(found)
+    }
+
+    fn decode_message(k: &[u8], v: &[u8]) -> Result<StoredMessage, StoreError> {
+        let (book, seq) =
+            key::decode(k).ok_or_else(|| StoreError(format!("malformed key {k:?}")))?;
+        let value = codec::decode(v)
+            .ok_or_else(|| StoreError(format!("malformed value for book {book} seq {seq}")))?;
+        Ok(StoredMessage {
+            book_id: BookId(book),
+            seq,
+            value,
+        })
     }
 
     /// Where a book's history ends (all zero for an empty book).
@@ -141,6 +269,7 @@ impl Store {
             .map(|m| BookTail {
                 seq: m.seq,
                 created_ms: m.value.created_ms,
+                id: m.value.id,
             })
             .unwrap_or_default())
     }
@@ -148,6 +277,8 @@ impl Store {
     /// Flush memtables to disk (at shutdown, so a restart replays no WAL).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.db.flush_cf(self.cf(IDS_CF)?)?;
+        self.db.flush_cf(self.cf(META_CF)?)?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! The check of chat payload validation (its parent, `chat::validate`), on the payloads a
-//! client's `joinRoom`, `chatMessage` and `leaveRoom` events carry: the `chat_payload` fuzz
+//! client's `joinRoom`, `chatMessage`, `leaveRoom`, `roomMembers` and
+//! `loadHistory` events carry: the `chat_payload` fuzz
 //! target, its regression replay (`tests/fuzz_regressions.rs`) and the validators' unit tests
 //! all call [`check`]. Built only for tests and with the `checks` feature (the fuzz build and
 //! `tests/` turn it on).
@@ -10,13 +11,14 @@
 //! of a Socket.IO event, encoded and decoded as the server does (its text kept, and as a tree
 //! it must come back the same), read from the event's text into a typed
 //! [`validate::Payload`], then given to [`validate::join`], [`validate::message`] and
-//! [`validate::leave`]. Beyond "never panics":
+//! [`validate::leave`] and [`validate::history`]. Beyond "never panics":
 //!
 //! - each field validator accepts exactly what docs/API.md allows, checked against a separate
 //!   statement of each rule (bookId a whole number 1..=2^53-1 as a number or a digit string;
 //!   userId a string, or a number as its decimal text, of 1..=128 characters; username and
 //!   content trimmed, 1..=64 / 1..=limit characters, no control characters but newline and
-//!   tab in content);
+//!   tab in content; loadHistory's before 24 lowercase hex characters and limit a whole
+//!   number 1..=100, each optional);
 //! - a request is accepted exactly when the payload is an object and each of its fields is;
 //!   an accepted request is normalised (trimmed strings, numeric book id) and idempotent: the
 //!   canonical payload built from it validates to the same request;
@@ -109,6 +111,54 @@ pub fn check(data: &[u8]) {
             Ok(request)
         );
     }
+
+    let history = validate::history(payload);
+    check_refusal(&history, &["payload", "bookId", "before", "limit"]);
+    let expected = fields.is_some_and(|f| {
+        book_id_ok(f.get("bookId")) && before_ok(f.get("before")) && limit_ok(f.get("limit"))
+    });
+    assert_eq!(history.is_ok(), expected, "{value}");
+    if let Ok(request) = history {
+        assert_eq!(
+            request.before.map(|id| id.to_hex()).as_deref(),
+            f_str(fields, "before")
+        );
+        let mut again = json!({ "bookId": request.book_id.get(), "limit": request.limit });
+        if let Some(before) = request.before {
+            again["before"] = json!(before.to_hex());
+        }
+        assert_eq!(validate::history(Some(&typed(again))), Ok(request));
+    }
+}
+
+/// `loadHistory`'s `before` rule, stated apart from the validator: absent, or a string of
+/// 24 characters each `0`-`9` or `a`-`f`.
+fn before_ok(value: Option<&Value>) -> bool {
+    match value {
+        None => true,
+        Some(Value::String(s)) => {
+            s.len() == 24
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        _ => false,
+    }
+}
+
+/// `loadHistory`'s `limit` rule: absent, or a JSON number that is a whole number 1..=100.
+fn limit_ok(value: Option<&Value>) -> bool {
+    match value {
+        None => true,
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .is_some_and(|f| f.trunc() == f && (1.0..=100.0).contains(&f)),
+        _ => false,
+    }
+}
+
+/// A string field of the payload object.
+fn f_str<'a>(fields: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
+    fields.and_then(|f| f.get(key)).and_then(Value::as_str)
 }
 
 /// `value` as the first argument of event `name`: encoded, then decoded as the server does
