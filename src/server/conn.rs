@@ -14,8 +14,8 @@ use tungstenite::WebSocket;
 use super::admission::Admitted;
 use super::ws::Buffers;
 
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from a socket per `read` call; a read returning fewer emptied the socket.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Output buffers of this shard's thread that were emptied by a complete write, ready for the
 /// next connection that has something to send. An idle connection holds no output buffer
@@ -85,6 +85,11 @@ pub struct Conn {
     /// Output all written and a FIN sent: the peer's input is read and dropped until it
     /// closes too, or `close_by` (a lingering close).
     pub draining: bool,
+    /// The peer has closed its WebSocket (its close frame was read) and sends nothing more:
+    /// once the close answering it is written, the TCP connection closes at once, with no
+    /// lingering close (RFC 6455 §5.5.1: after both closes, the endpoint MUST close the TCP
+    /// connection; §7.1.1: the server closes first).
+    pub peer_closed: bool,
     /// WRITABLE interest is registered.
     pub writable_armed: bool,
     /// In one of the shard's lists of connections to flush (answers or fan-out).
@@ -129,6 +134,7 @@ impl Conn {
             close_after_flush: false,
             close_by: None,
             draining: false,
+            peer_closed: false,
             writable_armed: false,
             dirty: false,
             urgent: false,

@@ -273,7 +273,12 @@ impl<H: Handler> Shard<H> {
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {
-                    self.start_lingering_close(key);
+                    if conn.peer_closed {
+                        // Nothing more will come to linger for.
+                        self.close_conn(key, CloseReason::TransportClose);
+                    } else {
+                        self.start_lingering_close(key);
+                    }
                     return;
                 }
                 if conn.writable_armed {
