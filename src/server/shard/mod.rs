@@ -289,10 +289,11 @@ impl<H: Handler> Shard<H> {
             opened_at: conn.opened_at,
             admitted: conn.admitted,
         };
-        if self.peers.send(owner, message).is_ok() {
+        // A full bus drops (and counts) the connection; the client retries.
+        let metrics = self.ops.metrics.shard(self.index);
+        if self.peers.send_or_drop(self.index, owner, message, metrics) {
             self.wake_later(owner);
         }
-        // A full bus drops the connection; the client retries.
     }
 
     fn wake_later(&mut self, shard: usize) {
