@@ -210,8 +210,15 @@ impl Conn {
     }
 
     /// Write as much output as the socket takes. Ok(true) when all of it is written.
+    ///
+    /// The output of a connection that closes once it is written (`close_after_flush`) goes
+    /// with `MSG_MORE`: the kernel holds it back for the FIN the close (or lingering close's
+    /// shutdown) sends right after, in the same loop turn, and sends both in one segment, so
+    /// the peer is woken once, not twice (tcp(7), `MSG_MORE` as `TCP_CORK` for one call; the
+    /// FIN joins the queued segment, `tcp_send_fin`).
     pub fn write_out(&mut self) -> io::Result<bool> {
         let mut written = self.written;
+        let last = self.close_after_flush;
         let stream = &mut self.stream;
         let buffers = match self.ws.as_mut() {
             Some(ws) => ws.get_mut(),
@@ -224,7 +231,13 @@ impl Conn {
             if rest.is_empty() {
                 break Ok(true);
             }
-            match stream.write(rest) {
+            let sent = if last {
+                socket2::SockRef::from(&*stream)
+                    .send_with_flags(rest, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            } else {
+                stream.write(rest)
+            };
+            match sent {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
