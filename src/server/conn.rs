@@ -191,11 +191,12 @@ impl Conn {
         output
     }
 
-    /// Read one chunk into the input buffer. `Ok(n)` with n > 0: more may follow.
-    pub fn read_chunk(&mut self) -> Result<usize, ReadEnd> {
-        let mut chunk = [0u8; READ_CHUNK];
+    /// Read one chunk (at most `chunk.len()` bytes, through `chunk`: the shard's scratch
+    /// buffer, so no 16 KiB array is zeroed per read) into the input buffer. `Ok(n)` with
+    /// n > 0: more may follow.
+    pub fn read_chunk(&mut self, chunk: &mut [u8]) -> Result<usize, ReadEnd> {
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(chunk) {
                 Ok(0) => return Err(ReadEnd::Closed),
                 Ok(n) => {
                     let read = chunk.get(..n).unwrap_or_default();

@@ -123,7 +123,7 @@ impl<H: Handler> Shard<H> {
     pub(super) fn drain_input(&mut self, key: usize, until: ReadUntil) {
         let mut budget = READ_BUDGET;
         while let Some(conn) = self.conns.get_mut(key) {
-            match conn.read_chunk() {
+            match conn.read_chunk(&mut self.read_buf) {
                 Ok(n) => {
                     conn.io().input.clear();
                     budget = budget.saturating_sub(n);

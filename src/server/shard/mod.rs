@@ -79,6 +79,9 @@ pub struct Shard<H: Handler> {
     close_deadlines: VecDeque<(Instant, usize)>,
     /// Connections that used their read budget and may have more input waiting.
     read_again: Vec<usize>,
+    /// Every socket read goes through this one buffer ([`crate::server::conn::READ_CHUNK`]
+    /// bytes, zeroed once), then into the connection's input.
+    read_buf: Box<[u8]>,
     peers: Peers<H::Forward>,
     inbox: Inbox<H::Forward>,
     /// The server-wide connection counts (total and per client IP).
@@ -156,6 +159,7 @@ impl<H: Handler> Shard<H> {
             request_deadlines: VecDeque::new(),
             close_deadlines: VecDeque::new(),
             read_again: Vec::new(),
+            read_buf: vec![0; super::conn::READ_CHUNK].into_boxed_slice(),
             peers,
             inbox,
             admission,

@@ -71,7 +71,7 @@ impl<H: Handler> Shard<H> {
                 self.read_again.push(key);
                 return;
             }
-            match conn.read_chunk() {
+            match conn.read_chunk(&mut self.read_buf) {
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     self.process_input(key);
