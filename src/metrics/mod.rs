@@ -47,6 +47,9 @@ pub const DISCONNECT_REASONS: [&str; 5] = [
     "server_close",
 ];
 
+/// What a dropped cross-shard bus message was, as labels (`server::bus::BusMessage::kind`).
+pub const BUS_DROP_KINDS: [&str; 5] = ["hand_off", "broadcast", "emit", "forward", "shutdown"];
+
 /// Upper bounds of the store write latency buckets, in microseconds (+Inf follows).
 pub const WRITE_BUCKETS_US: [u64; 13] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -112,6 +115,9 @@ pub struct ShardMetrics {
     disconnects: [AtomicU64; DISCONNECT_REASONS.len()],
     /// Sessions closed for a protocol error, by the rule broken ([`Violation::index`]).
     violations: Counters<{ Violation::COUNT }>,
+    /// Cross-shard bus messages this shard dropped (a full or ended inbox), by
+    /// [`BUS_DROP_KINDS`].
+    bus_drops: [AtomicU64; BUS_DROP_KINDS.len()],
     write_buckets: [AtomicU64; WRITE_BUCKETS_US.len() + 1],
     write_sum_us: AtomicU64,
     write_count: AtomicU64,
@@ -168,6 +174,14 @@ impl ShardMetrics {
             .position(|c| *c == code)
             .unwrap_or(ERROR_CODES.len() - 1);
         Self::add(slot(&self.errors, index), 1);
+    }
+
+    /// A bus message of `kind` (one of [`BUS_DROP_KINDS`]) dropped: its inbox was full or
+    /// its shard had ended.
+    pub fn bus_dropped(&self, kind: &str) {
+        if let Some(index) = BUS_DROP_KINDS.iter().position(|k| *k == kind) {
+            Self::add(slot(&self.bus_drops, index), 1);
+        }
     }
 
     /// A store write batch of `messages` that took `took`; `stored` when it succeeded.
@@ -383,6 +397,16 @@ impl Metrics {
                 out,
                 "readrealm_protocol_violations_total{{violation=\"{label}\"}} {n}"
             );
+        }
+        family(
+            &mut out,
+            "readrealm_bus_dropped_total",
+            "counter",
+            "Cross-shard bus messages dropped because the receiving shard's inbox was full (or the shard had ended), by kind.",
+        );
+        for (i, kind) in BUS_DROP_KINDS.iter().enumerate() {
+            let n = self.sum(|s| slot(&s.bus_drops, i));
+            let _ = writeln!(out, "readrealm_bus_dropped_total{{kind=\"{kind}\"}} {n}");
         }
         family(
             &mut out,

@@ -14,8 +14,8 @@ use tungstenite::WebSocket;
 use super::admission::Admitted;
 use super::ws::Buffers;
 
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from a socket per `read` call; a read returning fewer emptied the socket.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Output buffers of this shard's thread that were emptied by a complete write, ready for the
 /// next connection that has something to send. An idle connection holds no output buffer
@@ -85,6 +85,11 @@ pub struct Conn {
     /// Output all written and a FIN sent: the peer's input is read and dropped until it
     /// closes too, or `close_by` (a lingering close).
     pub draining: bool,
+    /// The peer has closed its WebSocket (its close frame was read) and sends nothing more:
+    /// once the close answering it is written, the TCP connection closes at once, with no
+    /// lingering close (RFC 6455 §5.5.1: after both closes, the endpoint MUST close the TCP
+    /// connection; §7.1.1: the server closes first).
+    pub peer_closed: bool,
     /// WRITABLE interest is registered.
     pub writable_armed: bool,
     /// In one of the shard's lists of connections to flush (answers or fan-out).
@@ -129,6 +134,7 @@ impl Conn {
             close_after_flush: false,
             close_by: None,
             draining: false,
+            peer_closed: false,
             writable_armed: false,
             dirty: false,
             urgent: false,
@@ -185,11 +191,12 @@ impl Conn {
         output
     }
 
-    /// Read one chunk into the input buffer. `Ok(n)` with n > 0: more may follow.
-    pub fn read_chunk(&mut self) -> Result<usize, ReadEnd> {
-        let mut chunk = [0u8; READ_CHUNK];
+    /// Read one chunk (at most `chunk.len()` bytes, through `chunk`: the shard's scratch
+    /// buffer, so no 16 KiB array is zeroed per read) into the input buffer. `Ok(n)` with
+    /// n > 0: more may follow.
+    pub fn read_chunk(&mut self, chunk: &mut [u8]) -> Result<usize, ReadEnd> {
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(chunk) {
                 Ok(0) => return Err(ReadEnd::Closed),
                 Ok(n) => {
                     let read = chunk.get(..n).unwrap_or_default();
@@ -204,8 +211,15 @@ impl Conn {
     }
 
     /// Write as much output as the socket takes. Ok(true) when all of it is written.
+    ///
+    /// The output of a connection that closes once it is written (`close_after_flush`) goes
+    /// with `MSG_MORE`: the kernel holds it back for the FIN the close (or lingering close's
+    /// shutdown) sends right after, in the same loop turn, and sends both in one segment, so
+    /// the peer is woken once, not twice (tcp(7), `MSG_MORE` as `TCP_CORK` for one call; the
+    /// FIN joins the queued segment, `tcp_send_fin`).
     pub fn write_out(&mut self) -> io::Result<bool> {
         let mut written = self.written;
+        let last = self.close_after_flush;
         let stream = &mut self.stream;
         let buffers = match self.ws.as_mut() {
             Some(ws) => ws.get_mut(),
@@ -218,7 +232,13 @@ impl Conn {
             if rest.is_empty() {
                 break Ok(true);
             }
-            match stream.write(rest) {
+            let sent = if last {
+                socket2::SockRef::from(&*stream)
+                    .send_with_flags(rest, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            } else {
+                stream.write(rest)
+            };
+            match sent {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

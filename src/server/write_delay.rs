@@ -127,15 +127,12 @@ impl WriteDelays {
         }
     }
 
-    /// The timer fired: take its expiry count so it stops being readable.
+    /// The timer fired. Its expiry count is not read (a `read` per wake-up saved): mio
+    /// registers the timerfd edge-triggered, so every expiry is a new event whether or not the
+    /// count was read, and the next `timerfd_settime` resets the count (timerfd_create(2):
+    /// `read` returns the expirations "since its settings were last modified using
+    /// timerfd_settime(), or since the last successful read").
     pub fn on_timer(&mut self) {
-        let Some(timer) = self.timer.as_ref() else {
-            return;
-        };
-        let mut expirations = [0u8; 8];
-        // SAFETY: reading at most 8 bytes into an 8-byte stack buffer from our timerfd; a
-        // failure (EAGAIN: nothing to read) leaves nothing to do.
-        let _ = unsafe { libc::read(timer.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
         self.armed_for = None;
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::read::ReadUntil;
 use super::Shard;
 use crate::server::admission::{Admitted, Refusal};
 use crate::server::conn::Conn;
@@ -113,7 +114,7 @@ impl<H: Handler> Shard<H> {
             self.process_input(key);
         }
         // Bytes may have arrived before registration; reading now is harmless if not.
-        self.on_readable(key);
+        self.on_readable(key, ReadUntil::ShortRead);
     }
 }
 

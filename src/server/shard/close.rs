@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
-use super::read::READ_BUDGET;
+use super::read::{ReadUntil, READ_BUDGET};
 use super::Shard;
 use crate::engineio::session::{CloseReason, TIMER_SLACK};
 use crate::http::{write_plain_error, Status};
-use crate::server::conn::{Mode, ReadEnd};
+use crate::server::conn::{Mode, ReadEnd, READ_CHUNK};
 use crate::server::ws::{self, WsClose};
 use crate::socketio::Handler;
 
@@ -41,7 +41,12 @@ impl<H: Handler> Shard<H> {
         }
         conn.closed = true;
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        // A draining connection has sent its FIN and read the peer's: nothing is left to
+        // shut down. A peer that closed its WebSocket gets the FIN when the socket is closed
+        // at the end of this turn.
+        if !conn.draining && !conn.peer_closed {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        }
         self.closed.push(key);
         self.end_mode(key, reason);
     }
@@ -114,15 +119,19 @@ impl<H: Handler> Shard<H> {
     }
 
     /// Read and drop a draining connection's input; close it at the peer's end of stream.
-    pub(super) fn drain_input(&mut self, key: usize) {
+    /// How far it reads: `until` (`read.rs`).
+    pub(super) fn drain_input(&mut self, key: usize, until: ReadUntil) {
         let mut budget = READ_BUDGET;
         while let Some(conn) = self.conns.get_mut(key) {
-            match conn.read_chunk() {
+            match conn.read_chunk(&mut self.read_buf) {
                 Ok(n) => {
                     conn.io().input.clear();
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         self.read_again.push(key);
+                        return;
+                    }
+                    if n < READ_CHUNK && until == ReadUntil::ShortRead {
                         return;
                     }
                 }
@@ -237,7 +246,7 @@ impl<H: Handler> Shard<H> {
                     {
                         self.close_conn(key, CloseReason::TransportClose)
                     }
-                    Some(conn) if conn.draining => self.drain_input(key),
+                    Some(conn) if conn.draining => self.drain_input(key, ReadUntil::WouldBlock),
                     _ => self.close_after_flush(key),
                 }
             }

@@ -9,7 +9,8 @@
 //! The loop: wait for readiness, the earliest deadline or a wake from another shard; run due
 //! deadlines; accept; read and process each ready connection (`read.rs`); read the bus; then
 //! let the application end its turn, wake the shards the turn sent messages to, and write.
-//! Follows mio's rules: drain readiness to `WouldBlock`, retry on `Interrupted`, ignore
+//! Follows mio's rules: drain readiness (to `WouldBlock`, or to a short read when no end of
+//! stream was signalled, `read::ReadUntil`), retry on `Interrupted`, ignore
 //! unknown tokens, ask for WRITABLE only while output is queued, never reuse a token during
 //! the turn that freed it, back off on EMFILE. Closing (lingering closes, deadlines) is in
 //! `close.rs`, shutdown across shards in `shutdown.rs`, the routes beside Engine.IO in
@@ -42,6 +43,7 @@ use crate::engineio::session::TIMER_SLACK;
 use crate::engineio::sid::IdSource;
 use crate::socketio::Handler;
 use ops::Ops;
+use read::ReadUntil;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -77,6 +79,9 @@ pub struct Shard<H: Handler> {
     close_deadlines: VecDeque<(Instant, usize)>,
     /// Connections that used their read budget and may have more input waiting.
     read_again: Vec<usize>,
+    /// Every socket read goes through this one buffer ([`crate::server::conn::READ_CHUNK`]
+    /// bytes, zeroed once), then into the connection's input.
+    read_buf: Box<[u8]>,
     peers: Peers<H::Forward>,
     inbox: Inbox<H::Forward>,
     /// The server-wide connection counts (total and per client IP).
@@ -154,6 +159,7 @@ impl<H: Handler> Shard<H> {
             request_deadlines: VecDeque::new(),
             close_deadlines: VecDeque::new(),
             read_again: Vec::new(),
+            read_buf: vec![0; super::conn::READ_CHUNK].into_boxed_slice(),
             peers,
             inbox,
             admission,
@@ -199,8 +205,10 @@ impl<H: Handler> Shard<H> {
                     WAKER => {}
                     WRITE_TIMER => self.write_delays.on_timer(),
                     Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(key);
+                        if event.is_read_closed() || event.is_error() {
+                            self.on_readable(key, ReadUntil::WouldBlock);
+                        } else if event.is_readable() {
+                            self.on_readable(key, ReadUntil::ShortRead);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key, false);
@@ -209,7 +217,7 @@ impl<H: Handler> Shard<H> {
                 }
             }
             for key in std::mem::take(&mut self.read_again) {
-                self.on_readable(key);
+                self.on_readable(key, ReadUntil::WouldBlock);
             }
             let now = Instant::now();
             if self.accept_paused_until.is_some_and(|until| now >= until) {
@@ -285,10 +293,11 @@ impl<H: Handler> Shard<H> {
             opened_at: conn.opened_at,
             admitted: conn.admitted,
         };
-        if self.peers.send(owner, message).is_ok() {
+        // A full bus drops (and counts) the connection; the client retries.
+        let metrics = self.ops.metrics.shard(self.index);
+        if self.peers.send_or_drop(self.index, owner, message, metrics) {
             self.wake_later(owner);
         }
-        // A full bus drops the connection; the client retries.
     }
 
     fn wake_later(&mut self, shard: usize) {

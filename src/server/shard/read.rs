@@ -15,7 +15,7 @@ use crate::http::{
     parse_head, write_plain_error, HeadError, HeadLimits, Method, RequestHead, Status,
 };
 use crate::server::admission::{Attribution, Refusal};
-use crate::server::conn::{Mode, ReadEnd};
+use crate::server::conn::{Mode, ReadEnd, READ_CHUNK};
 use crate::server::proxy::{self, ProxyHeader};
 use crate::server::ws;
 use crate::socketio::Handler;
@@ -23,16 +23,37 @@ use crate::socketio::Handler;
 /// Bytes read from one connection per readiness before the others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
 
+/// How far a connection is read: what its caller knows about the socket's read side.
+///
+/// mio registers sockets edge-triggered: a readiness event is not repeated until new input
+/// (or the peer's end of stream) arrives after it, so input must be read until the socket is
+/// known to be empty. A read that returns fewer bytes than asked for shows that: it took
+/// everything the socket held, and anything arriving later raises a new edge (epoll(7);
+/// tokio clears readiness on such a short read for the same reason). The exception is an end
+/// of stream (or an error) that arrived with the data: it raises no new edge, so it must be
+/// read now, and only reading until the socket says so finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadUntil {
+    /// A short read ends the reading: the event reported input only (not read-closed, hang-up
+    /// or error), or the socket was just registered (registration reports whatever is
+    /// pending as an event of its own).
+    ShortRead,
+    /// Read until `WouldBlock`, end of stream or an error: the event reported read-closed,
+    /// hang-up or an error, or the connection resumes after using its read budget (an end of
+    /// stream seen in an earlier turn is not reported again).
+    WouldBlock,
+}
+
 impl<H: Handler> Shard<H> {
     /// Read what the socket has, processing as it arrives: at most [`READ_BUDGET`] bytes,
     /// then the connection waits for the next turn (`read_again`), so one client that sends
     /// without pause can neither hold the shard in this loop nor make it buffer without bound
-    /// while its answers (and everyone else) wait.
-    pub(super) fn on_readable(&mut self, key: usize) {
+    /// while its answers (and everyone else) wait. How far it reads otherwise: `until`.
+    pub(super) fn on_readable(&mut self, key: usize, until: ReadUntil) {
         match self.conns.get(key) {
             Some(conn) if conn.closed => return,
             Some(conn) if conn.draining => {
-                self.drain_input(key);
+                self.drain_input(key, until);
                 return;
             }
             Some(_) => {}
@@ -50,7 +71,7 @@ impl<H: Handler> Shard<H> {
                 self.read_again.push(key);
                 return;
             }
-            match conn.read_chunk() {
+            match conn.read_chunk(&mut self.read_buf) {
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     self.process_input(key);
@@ -60,6 +81,10 @@ impl<H: Handler> Shard<H> {
                     if conn.close_after_flush {
                         // Answered and closing: nothing it sends now will be read.
                         conn.io().input.clear();
+                        return;
+                    }
+                    if n < READ_CHUNK && until == ReadUntil::ShortRead {
+                        // The socket is empty: the next input raises a new event.
                         return;
                     }
                 }
@@ -288,8 +313,12 @@ impl<H: Handler> Shard<H> {
             let message = match inbound {
                 ws::Inbound::Pending => return,
                 ws::Inbound::Closed => {
-                    // The close answer tungstenite queued is written; what the connection
-                    // carried ends now.
+                    // The close answer tungstenite queued is written, then the connection
+                    // closes (the peer sends nothing after its close); what it carried ends
+                    // now.
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.peer_closed = true;
+                    }
                     self.close_after_flush(key);
                     self.end_mode(key, CloseReason::TransportClose);
                     return;

@@ -46,15 +46,13 @@ impl<H: Handler> Shard<H> {
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 Event::ToPeer { shard, message } => {
-                    if self
-                        .peers
-                        .send(shard, crate::server::bus::BusMessage::Peer(message))
-                        .is_ok()
-                    {
+                    // A full bus drops (and counts) the message: the shard it was for is
+                    // hopelessly behind.
+                    let message = crate::server::bus::BusMessage::Peer(message);
+                    let metrics = self.ops.metrics.shard(self.index);
+                    if self.peers.send_or_drop(self.index, shard, message, metrics) {
                         self.wake_later(shard);
                     }
-                    // A full bus drops the message: the shard it was for is hopelessly
-                    // behind.
                 }
             }
         }
@@ -273,7 +271,12 @@ impl<H: Handler> Shard<H> {
         match conn.write_out() {
             Ok(true) => {
                 if conn.close_after_flush {
-                    self.start_lingering_close(key);
+                    if conn.peer_closed {
+                        // Nothing more will come to linger for.
+                        self.close_conn(key, CloseReason::TransportClose);
+                    } else {
+                        self.start_lingering_close(key);
+                    }
                     return;
                 }
                 if conn.writable_armed {
