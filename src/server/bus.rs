@@ -50,13 +50,14 @@ impl<F> BusMessage<F> {
     /// [`crate::metrics::BUS_DROP_KINDS`]): `hand_off` (a connection: it is closed, its
     /// client retries), `broadcast` (a room message for the members on that shard), `emit`
     /// (frames for one socket: acks, answers), `forward` (an application message: a chat
-    /// message for its room's home shard, which then never stores nor acks it), `shutdown`.
+    /// message for its room's home shard, which then never stores nor acks it, or the home's
+    /// answer to a join, which then never puts the socket in the room), `shutdown`.
     pub fn kind(&self) -> &'static str {
         match self {
             BusMessage::HandOff { .. } => "hand_off",
             BusMessage::Peer(PeerMessage::Broadcast(_)) => "broadcast",
             BusMessage::Peer(PeerMessage::EmitTo { .. }) => "emit",
-            BusMessage::Peer(PeerMessage::Forward(_)) => "forward",
+            BusMessage::Peer(PeerMessage::Forward(_) | PeerMessage::ToSocket { .. }) => "forward",
             BusMessage::Shutdown | BusMessage::ShutdownMarker { .. } => "shutdown",
         }
     }
