@@ -17,6 +17,27 @@ use super::ws::Buffers;
 /// Bytes read from a socket per `read` call; a read returning fewer emptied the socket.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// How far a connection is read: what its caller knows about the socket's read side.
+///
+/// mio registers sockets edge-triggered: a readiness event is not repeated until new input
+/// (or the peer's end of stream) arrives after it, so input must be read until the socket is
+/// known to be empty. A read that returns fewer bytes than asked for shows that: it took
+/// everything the socket held, and anything arriving later raises a new edge (epoll(7);
+/// tokio clears readiness on such a short read for the same reason). The exception is an end
+/// of stream (or an error) that arrived with the data: it raises no new edge, so it must be
+/// read now, and only reading until the socket says so finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadUntil {
+    /// A short read ends the reading: the event reported input only (not read-closed, hang-up
+    /// or error), or the socket was just registered (registration reports whatever is
+    /// pending as an event of its own).
+    ShortRead,
+    /// Read until `WouldBlock`, end of stream or an error: the event reported read-closed,
+    /// hang-up or an error, or the connection resumes after using its read budget (an end of
+    /// stream seen in an earlier turn is not reported again).
+    WouldBlock,
+}
+
 /// Output buffers of this shard's thread that were emptied by a complete write, ready for the
 /// next connection that has something to send. An idle connection holds no output buffer
 /// (idle connections must cost well under 2 KiB each), yet a busy shard allocates none per

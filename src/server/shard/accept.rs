@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::read::ReadUntil;
 use super::Shard;
 use crate::server::admission::{Admitted, Refusal};
-use crate::server::conn::Conn;
+use crate::server::conn::{Conn, ReadUntil};
 use crate::server::proxy;
 use crate::socketio::Handler;
 

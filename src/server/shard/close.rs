@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
-use super::read::{ReadUntil, READ_BUDGET};
+use super::read::READ_BUDGET;
 use super::Shard;
 use crate::engineio::session::{CloseReason, TIMER_SLACK};
 use crate::http::{write_plain_error, Status};
-use crate::server::conn::{Mode, ReadEnd, READ_CHUNK};
+use crate::server::conn::{Mode, ReadEnd, ReadUntil, READ_CHUNK};
 use crate::server::ws::{self, WsClose};
 use crate::socketio::Handler;
 

@@ -10,7 +10,7 @@
 //! deadlines; accept; read and process each ready connection (`read.rs`); read the bus; then
 //! let the application end its turn, wake the shards the turn sent messages to, and write.
 //! Follows mio's rules: drain readiness (to `WouldBlock`, or to a short read when no end of
-//! stream was signalled, `read::ReadUntil`), retry on `Interrupted`, ignore
+//! stream was signalled, `conn::ReadUntil`), retry on `Interrupted`, ignore
 //! unknown tokens, ask for WRITABLE only while output is queued, never reuse a token during
 //! the turn that freed it, back off on EMFILE. Closing (lingering closes, deadlines) is in
 //! `close.rs`, shutdown across shards in `shutdown.rs`, the routes beside Engine.IO in
@@ -41,9 +41,9 @@ use crate::config::ServerConfig;
 use crate::endpoint::{ConnId, Endpoint};
 use crate::engineio::session::TIMER_SLACK;
 use crate::engineio::sid::IdSource;
+use crate::server::conn::ReadUntil;
 use crate::socketio::Handler;
 use ops::Ops;
-use read::ReadUntil;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);

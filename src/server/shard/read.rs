@@ -15,34 +15,13 @@ use crate::http::{
     parse_head, write_plain_error, HeadError, HeadLimits, Method, RequestHead, Status,
 };
 use crate::server::admission::{Attribution, Refusal};
-use crate::server::conn::{Mode, ReadEnd, READ_CHUNK};
+use crate::server::conn::{Mode, ReadEnd, ReadUntil, READ_CHUNK};
 use crate::server::proxy::{self, ProxyHeader};
 use crate::server::ws;
 use crate::socketio::Handler;
 
 /// Bytes read from one connection per readiness before the others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
-
-/// How far a connection is read: what its caller knows about the socket's read side.
-///
-/// mio registers sockets edge-triggered: a readiness event is not repeated until new input
-/// (or the peer's end of stream) arrives after it, so input must be read until the socket is
-/// known to be empty. A read that returns fewer bytes than asked for shows that: it took
-/// everything the socket held, and anything arriving later raises a new edge (epoll(7);
-/// tokio clears readiness on such a short read for the same reason). The exception is an end
-/// of stream (or an error) that arrived with the data: it raises no new edge, so it must be
-/// read now, and only reading until the socket says so finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReadUntil {
-    /// A short read ends the reading: the event reported input only (not read-closed, hang-up
-    /// or error), or the socket was just registered (registration reports whatever is
-    /// pending as an event of its own).
-    ShortRead,
-    /// Read until `WouldBlock`, end of stream or an error: the event reported read-closed,
-    /// hang-up or an error, or the connection resumes after using its read budget (an end of
-    /// stream seen in an earlier turn is not reported again).
-    WouldBlock,
-}
 
 impl<H: Handler> Shard<H> {
     /// Read what the socket has, processing as it arrives: at most [`READ_BUDGET`] bytes,
