@@ -17,8 +17,9 @@
 //! - [`socketio`]: Socket.IO packets, JSON limits, binary reassembly, namespaces, and the
 //!   [`socketio::Handler`] API an application implements — sans-IO;
 //! - [`chat`]: the book chat, one `Handler`: payload rules, identity, rates, home shards,
-//!   the encoded history cache;
-//! - [`store`]: the RocksDB message store, ids, backups; [`book`]: a book's id;
+//!   rosters (who is here), the encoded history cache, older history by page;
+//! - [`store`]: the RocksDB message store, its layout and migration, backups; [`book`]: a
+//!   book's id; [`message_id`]: a message's `_id` and its generator;
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
 //! - [`site`]: the reading-room page at `/` and the client script it loads;
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
@@ -67,6 +68,7 @@ pub mod engineio;
 pub mod fuzz_checks;
 pub mod http;
 pub mod logging;
+pub mod message_id;
 pub mod metrics;
 pub mod server;
 pub mod site;

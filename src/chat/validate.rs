@@ -18,8 +18,8 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 use serde_json::Number;
 
 use super::errors::ChatError;
+use crate::message_id::MessageId;
 use crate::socketio::event_json::{skip_map, skip_rest};
-use crate::store::MessageId;
 
 /// The largest book id: JavaScript's `Number.MAX_SAFE_INTEGER`.
 pub const MAX_BOOK_ID: u64 = 9_007_199_254_740_991;

@@ -5,7 +5,7 @@
 //! the key, so they are not repeated here. A value that does not decode is reported, never
 //! guessed at.
 
-use super::id::MessageId;
+use crate::message_id::MessageId;
 
 const VERSION: u8 = 1;
 

@@ -13,7 +13,7 @@
 
 pub mod backup;
 pub mod codec;
-pub mod id;
+
 pub mod key;
 pub mod layout;
 
@@ -25,8 +25,8 @@ use rocksdb::{
     ReadOptions, SliceTransform, WriteBatch, WriteOptions, DB,
 };
 
+pub use crate::message_id::{IdGenerator, MessageId};
 pub use codec::StoredValue;
-pub use id::{IdGenerator, MessageId};
 
 /// Bloom filter bits per key: ~1% false positives, so a read of an empty book rarely
 /// touches a data block.
