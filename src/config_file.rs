@@ -134,6 +134,16 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--message-rate" => settings.chat.message_rate.to_string(),
         "--message-burst" => settings.chat.message_burst.to_string(),
         "--max-content-length" => settings.chat.max_content_chars.to_string(),
+        "--auth-jwt-secret-file" => settings.auth.secret_file.as_ref()?.display().to_string(),
+        "--auth-jwt-public-key-file" => settings
+            .auth
+            .public_key_file
+            .as_ref()?
+            .display()
+            .to_string(),
+        "--auth-jwt-issuer" => settings.auth.issuer.clone()?,
+        "--auth-jwt-audience" => settings.auth.audience.clone()?,
+        "--auth-jwt-leeway" => settings.auth.leeway_secs.to_string(),
         "--log" => settings.ops.log.to_string(),
         "--log-format" => settings.ops.log_format.to_string(),
         "--client-js" => settings.ops.client_js_path()?.display().to_string(),
