@@ -181,6 +181,9 @@ describe("token auth with an HMAC secret", skipUnlessOwnServer("--auth-jwt-* fla
         const sub = `sub-${crypto.randomUUID()}`;
         const observer = await clients.connect(config, { auth: { token: await sign(hmacKey, "HS256", { sub: `obs-${sub}` }) } });
         await join(observer, { bookId, username: "Observer" });
+        // The token binds the identity at connection: even a first join may not claim another.
+        const claimant = await clients.connect(config, { auth: { token: await sign(hmacKey, "HS256", { sub }) } });
+        assertError(assert, (await join(claimant, { bookId, userId: "someone-else", username: "Q" })).ack, "identity_mismatch");
         const reader = await clients.connect(config, { auth: { token: await sign(hmacKey, "HS256", { sub }) } });
         // Without `name` in the token, the payload gives the username; userId may be left out.
         const { ack } = await join(reader, { bookId, username: "Queequeg" });
