@@ -242,6 +242,18 @@ mod tests {
         settings.ops.client_js = Some(PathBuf::from("/srv/socket.io.min.js"));
         settings.set("--cors-origin", "https://a.example").unwrap();
         settings.set("--message-burst", "7").unwrap();
+        settings
+            .set("--auth-jwt-secret-file", "/etc/chat/jwt-secret")
+            .unwrap();
+        settings
+            .set("--auth-jwt-public-key-file", "/etc/chat/jwt.pub.pem")
+            .unwrap();
+        settings
+            .set("--auth-jwt-issuer", "https://api.readrealm.example")
+            .unwrap();
+        settings
+            .set("--auth-jwt-audience", "readrealm-chat")
+            .unwrap();
         for (flag, _) in settings_flags() {
             if flag != "--config" {
                 let value = get(&settings, &flag);

@@ -201,33 +201,51 @@ impl TokenVerifier {
             }
             tag => return Err(format!("holds a {tag:?}, not a PEM public key")),
         }
-        // The first reader that takes the key decides its family; `Jwk::from_decoding_key`
-        // then reads the key's numbers (the RSA modulus, the EC point, the Ed25519 point),
-        // which fails for a malformed key, and names the curve.
-        let readers: [fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>; 3] = [
-            DecodingKey::from_rsa_pem,
-            DecodingKey::from_ec_pem,
-            DecodingKey::from_ed_pem,
-        ];
-        for read in readers {
-            let Ok(key) = read(pem_text) else { continue };
-            let jwk = Jwk::from_decoding_key(&key, None)
-                .map_err(|_| "the public key cannot be read (malformed key)")?;
-            let kind = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => KeyKind::Rsa,
-                AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                    EllipticCurve::P256 => KeyKind::EcP256,
-                    EllipticCurve::P384 => KeyKind::EcP384,
+        // The key's type and curve come from its SubjectPublicKeyInfo (RFC 5280 §4.1.2.7,
+        // RFC 5480 for EC, RFC 8410 for Ed25519); a PKCS#1 `RSA PUBLIC KEY` is RSA.
+        let kind = if parsed.tag() == "RSA PUBLIC KEY" {
+            KeyKind::Rsa
+        } else {
+            let info = spki::SubjectPublicKeyInfoRef::try_from(parsed.contents())
+                .map_err(|_| "not a readable public key (bad SubjectPublicKeyInfo)")?;
+            match info.algorithm.oid {
+                oid::RSA_ENCRYPTION => KeyKind::Rsa,
+                oid::EC_PUBLIC_KEY => match info.algorithm.parameters_oid() {
+                    Ok(oid::SECP256R1) => KeyKind::EcP256,
+                    Ok(oid::SECP384R1) => KeyKind::EcP384,
                     _ => return Err("an EC key on a curve other than P-256 or P-384".to_owned()),
                 },
-                AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-                    KeyKind::Ed25519
-                }
-                _ => return Err("an unsupported key type".to_owned()),
-            };
-            return Ok(TokenVerifier::new(key, kind, settings));
+                oid::ED25519 => KeyKind::Ed25519,
+                _ => return Err("not an RSA, EC (P-256, P-384) or Ed25519 public key".to_owned()),
+            }
+        };
+        let key = match kind {
+            KeyKind::Rsa => DecodingKey::from_rsa_pem(pem_text),
+            KeyKind::EcP256 | KeyKind::EcP384 => DecodingKey::from_ec_pem(pem_text),
+            KeyKind::Ed25519 => DecodingKey::from_ed_pem(pem_text),
+            KeyKind::Hmac => return Err("not a public key".to_owned()),
         }
-        Err("not an RSA, EC (P-256, P-384) or Ed25519 public key".to_owned())
+        .map_err(|_| "the public key cannot be read (malformed key)")?;
+        // `Jwk::from_decoding_key` reads the key's numbers (the RSA modulus, the EC point, the
+        // Ed25519 point), which fails for a malformed key; its curve must be the declared one.
+        let jwk = Jwk::from_decoding_key(&key, None)
+            .map_err(|_| "the public key cannot be read (malformed key)")?;
+        let read_as = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Some(KeyKind::Rsa),
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => Some(KeyKind::EcP256),
+                EllipticCurve::P384 => Some(KeyKind::EcP384),
+                _ => None,
+            },
+            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                Some(KeyKind::Ed25519)
+            }
+            _ => None,
+        };
+        if read_as != Some(kind) {
+            return Err("the public key cannot be read (malformed key)".to_owned());
+        }
+        Ok(TokenVerifier::new(key, kind, settings))
     }
 
     fn new(key: DecodingKey, kind: KeyKind, settings: &AuthSettings) -> TokenVerifier {
@@ -335,6 +353,22 @@ pub fn log_refusal(shard: usize, reason: Reason) {
             suppressed_before = suppressed
         );
     }
+}
+
+/// The object identifiers of the supported public key types.
+mod oid {
+    use spki::ObjectIdentifier;
+    /// rsaEncryption (RFC 8017).
+    pub const RSA_ENCRYPTION: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    /// id-ecPublicKey (RFC 5480).
+    pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    /// secp256r1, NIST P-256 (RFC 5480).
+    pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    /// secp384r1, NIST P-384 (RFC 5480).
+    pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    /// id-Ed25519 (RFC 8410).
+    pub const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 }
 
 #[cfg(test)]
