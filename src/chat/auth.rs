@@ -249,7 +249,8 @@ impl TokenVerifier {
     }
 
     fn new(key: DecodingKey, kind: KeyKind, settings: &AuthSettings) -> TokenVerifier {
-        let mut validation = Validation::new(kind.algorithms()[0]);
+        // `new` takes one algorithm; the list replaces it at once.
+        let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = kind.algorithms().to_vec();
         validation.leeway = settings.leeway_secs;
         validation.validate_exp = true;
