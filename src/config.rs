@@ -173,6 +173,8 @@ pub struct Settings {
     /// acknowledged message survive a crash of the process.
     pub sync_writes: bool,
     pub chat: ChatLimits,
+    /// Token authentication (off unless a key file is set).
+    pub auth: AuthSettings,
     /// Operations: log level and format, and the client script the reading-room page loads.
     pub ops: OpsSettings,
 }
@@ -185,6 +187,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             sync_writes: false,
             chat: ChatLimits::default(),
+            auth: AuthSettings::default(),
             ops: OpsSettings::default(),
         }
     }
@@ -450,6 +453,43 @@ pub struct Flags {
     pub max_content_length: Option<String>,
     #[arg(
         long,
+        env = "READREALM_AUTH_JWT_SECRET_FILE",
+        value_name = "FILE",
+        help = "token auth: file holding the HMAC secret for HS256/HS384/HS512 tokens (less one \
+                trailing newline) [default: none]"
+    )]
+    pub auth_jwt_secret_file: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_AUTH_JWT_PUBLIC_KEY_FILE",
+        value_name = "FILE",
+        help = "token auth: PEM public key (RSA, EC P-256/P-384 or Ed25519) verifying the tokens \
+                [default: none]"
+    )]
+    pub auth_jwt_public_key_file: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_AUTH_JWT_ISSUER",
+        value_name = "ISS",
+        help = "token auth: the iss every token must carry [default: not checked]"
+    )]
+    pub auth_jwt_issuer: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_AUTH_JWT_AUDIENCE",
+        value_name = "AUD",
+        help = "token auth: a value every token's aud must hold [default: not checked]"
+    )]
+    pub auth_jwt_audience: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_AUTH_JWT_LEEWAY",
+        value_name = "SECONDS",
+        help = "token auth: clock skew tolerated on exp and nbf, in seconds [default: 30]"
+    )]
+    pub auth_jwt_leeway: Option<String>,
+    #[arg(
+        long,
         env = "READREALM_CONFIG",
         value_name = "FILE",
         help = "TOML file of settings, keys named like these flags without -- (env and flags win)"
@@ -592,6 +632,18 @@ impl Settings {
                 self.ops.log_format =
                     LogFormat::parse(value).ok_or_else(|| bad("logfmt or json"))?
             }
+            "--auth-jwt-secret-file" => self.auth.secret_file = Some(path(value)?),
+            "--auth-jwt-public-key-file" => self.auth.public_key_file = Some(path(value)?),
+            "--auth-jwt-issuer" => {
+                self.auth.issuer = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "--auth-jwt-audience" => {
+                self.auth.audience = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "--auth-jwt-leeway" => match value.parse::<u32>() {
+                Ok(secs) => self.auth.leeway_secs = u64::from(secs),
+                _ => return Err(bad("a whole number of seconds")),
+            },
             "--client-js" => self.ops.client_js = Some(path(value)?),
             "--config" => self.ops.config = Some(path(value)?),
             _ => return Err(format!("unknown setting {flag}")),
@@ -795,6 +847,39 @@ impl Default for ChatLimits {
             message_rate: 10.0,
             message_burst: 20.0,
             max_content_chars: 4000,
+        }
+    }
+}
+
+/// The clock skew tolerated when no leeway is configured, in seconds.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
+
+/// Token authentication (`--auth-jwt-*`, docs/API.md "Token authentication"; checked by
+/// `crate::chat::auth`). Without a key file, connections are not authenticated and nothing
+/// else here applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `--auth-jwt-secret-file`: an HMAC secret (HS256/HS384/HS512), the file's bytes less one
+    /// trailing `\n` or `\r\n`.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// `--auth-jwt-public-key-file`: a PEM public key (RSA, EC P-256/P-384 or Ed25519).
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// `--auth-jwt-issuer`: the `iss` every token must carry, when set.
+    pub issuer: Option<String>,
+    /// `--auth-jwt-audience`: a value the token's `aud` must hold, when set.
+    pub audience: Option<String>,
+    /// `--auth-jwt-leeway`: clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            secret_file: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
         }
     }
 }

@@ -134,6 +134,16 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--message-rate" => settings.chat.message_rate.to_string(),
         "--message-burst" => settings.chat.message_burst.to_string(),
         "--max-content-length" => settings.chat.max_content_chars.to_string(),
+        "--auth-jwt-secret-file" => settings.auth.secret_file.as_ref()?.display().to_string(),
+        "--auth-jwt-public-key-file" => settings
+            .auth
+            .public_key_file
+            .as_ref()?
+            .display()
+            .to_string(),
+        "--auth-jwt-issuer" => settings.auth.issuer.clone()?,
+        "--auth-jwt-audience" => settings.auth.audience.clone()?,
+        "--auth-jwt-leeway" => settings.auth.leeway_secs.to_string(),
         "--log" => settings.ops.log.to_string(),
         "--log-format" => settings.ops.log_format.to_string(),
         "--client-js" => settings.ops.client_js_path()?.display().to_string(),
@@ -232,6 +242,18 @@ mod tests {
         settings.ops.client_js = Some(PathBuf::from("/srv/socket.io.min.js"));
         settings.set("--cors-origin", "https://a.example").unwrap();
         settings.set("--message-burst", "7").unwrap();
+        settings
+            .set("--auth-jwt-secret-file", "/etc/chat/jwt-secret")
+            .unwrap();
+        settings
+            .set("--auth-jwt-public-key-file", "/etc/chat/jwt.pub.pem")
+            .unwrap();
+        settings
+            .set("--auth-jwt-issuer", "https://api.readrealm.example")
+            .unwrap();
+        settings
+            .set("--auth-jwt-audience", "readrealm-chat")
+            .unwrap();
         for (flag, _) in settings_flags() {
             if flag != "--config" {
                 let value = get(&settings, &flag);

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use readrealm_chat::chat::auth::TokenVerifier;
 use readrealm_chat::chat::ChatApp;
 use readrealm_chat::metrics::Metrics;
 use readrealm_chat::server::Ops;
@@ -51,6 +52,15 @@ fn main() -> ExitCode {
         print!("{}", config_file::to_toml(&settings));
         return ExitCode::SUCCESS;
     }
+    // Token authentication: a bad key file stops the start like any bad setting (exit 2);
+    // the message names the setting and the file, never what the file holds.
+    let verifier = match TokenVerifier::from_settings(&settings.auth) {
+        Ok(verifier) => verifier,
+        Err(e) => {
+            eprintln!("readrealm-chat: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = logging::init(settings.ops.log, settings.ops.log_format) {
         eprintln!("readrealm-chat: {e}");
         return ExitCode::FAILURE;
@@ -72,7 +82,18 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let metrics = Metrics::new(settings.server.shards);
-    let app = ChatApp::new(Arc::clone(&store), settings.chat).with_metrics(Arc::clone(&metrics));
+    let mut app =
+        ChatApp::new(Arc::clone(&store), settings.chat).with_metrics(Arc::clone(&metrics));
+    if let Some(verifier) = verifier {
+        log_info!(
+            "auth_enabled",
+            key = verifier.kind().as_str(),
+            issuer = settings.auth.issuer.as_deref().unwrap_or("-"),
+            audience = settings.auth.audience.as_deref().unwrap_or("-"),
+            leeway_secs = settings.auth.leeway_secs
+        );
+        app = app.with_auth(verifier);
+    }
     let site = Site::load(settings.ops.client_js_path().as_deref());
     let ops = Ops::serving(metrics, Some(site));
     let server = match readrealm_chat::server::start_with(settings.server.clone(), app, ops) {

@@ -1,12 +1,13 @@
-//! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: `joinRoom`,
-//! `chatMessage`, `leaveRoom`, `roomMembers`, `loadHistory` (`paging`) and disconnect, with
-//! validation, identity, limits, acks and the `exception` event.
+//! The ReadRealm book chat (docs/API.md) as a Socket.IO [`Handler`]: token authentication at
+//! connect (`auth`), `joinRoom`, `chatMessage`, `leaveRoom`, `roomMembers`, `loadHistory`
+//! (`paging`) and disconnect, with validation, identity, limits, acks and the `exception` event.
 //!
 //! Checks that concern one connection (payload, identity, membership, rate) run on the
 //! connection's shard; numbering, storing and broadcasting a message, and each room's roster
 //! with its `userJoined`/`userLeft`, run on the room's home shard (`home`, `presence`), which
 //! keeps one order per room across shards.
 
+pub mod auth;
 pub mod errors;
 pub mod history;
 pub mod home;
@@ -18,7 +19,7 @@ pub mod validate;
 
 use crate::book::BookId;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -26,12 +27,13 @@ use crate::metrics::Metrics;
 use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::Store;
+use auth::{TokenIdentity, TokenVerifier};
 use errors::{ChatError, ErrorCode};
 use history::{HistoryCache, RoomHistory};
 use home::{home_shard, HomeShard, JoinAnswer, JoinAtHome, LeaveAtHome, MembersAtHome, Post};
 use limits::{ChatLimits, RateLimiter};
 use message::{book_room, encode_message, message_ack_json, room_name, EncodedMessage};
-use validate::Payload;
+use validate::{Payload, TokenBound};
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
 /// clients, and a client must not be able to flood the log (every error is still counted in
@@ -51,6 +53,8 @@ pub struct ChatApp {
     metrics: Arc<Metrics>,
     /// The rooms' newest messages, encoded, for joins (`history`).
     history: HistoryCache,
+    /// Token authentication, when a key is configured (`auth`).
+    auth: Option<Arc<TokenVerifier>>,
 }
 
 impl ChatApp {
@@ -60,7 +64,14 @@ impl ChatApp {
             limits,
             metrics: Metrics::new(1),
             history: HistoryCache::default(),
+            auth: None,
         }
+    }
+
+    /// Require a valid token on every connection (docs/API.md, "Token authentication").
+    pub fn with_auth(mut self, verifier: TokenVerifier) -> ChatApp {
+        self.auth = Some(Arc::new(verifier));
+        self
     }
 
     /// Count into `metrics` (the server's, so `/metrics` shows the chat's numbers).
@@ -92,8 +103,11 @@ impl ChatApp {
 /// What the chat keeps per connection.
 #[derive(Default)]
 pub struct Reader {
-    /// The userId bound by the first successful join.
+    /// The userId bound by the token, or else by the first successful join.
     user_id: Option<String>,
+    /// The token's identity, on an authenticated connection (boxed, so that without token
+    /// authentication it costs an idle reader one word).
+    token: Option<Box<TokenIdentity>>,
     /// Books joined, each with its join's token.
     rooms: JoinedBooks,
     rate: RateLimiter,
@@ -161,7 +175,24 @@ impl Handler for ChatApp {
         nsp == "/"
     }
 
-    fn on_connect(&self, _socket: &mut SocketOf<'_, Self>, _auth: &Value) -> Result<(), Refusal> {
+    fn on_connect(&self, socket: &mut SocketOf<'_, Self>, auth: &Value) -> Result<(), Refusal> {
+        let Some(verifier) = &self.auth else {
+            return Ok(());
+        };
+        let identity = verifier.check_auth(auth).map_err(|reason| {
+            auth::log_refusal(socket.origin.shard, reason);
+            reason.refusal()
+        })?;
+        // The transport closes when the token expires (plus the leeway); the client's next
+        // connection presents a fresh token.
+        if let Some(at) = identity
+            .remaining(SystemTime::now())
+            .and_then(|left| socket.now.checked_add(left))
+        {
+            socket.close_transport_at(at);
+        }
+        socket.state.user_id = Some(identity.user_id.clone());
+        socket.state.token = Some(Box::new(identity));
         Ok(())
     }
 
@@ -207,6 +238,8 @@ impl Handler for ChatApp {
     }
 
     fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, _reason: &str) {
+        // Connection state recovery (not built yet) must not keep a connection whose token
+        // has expired (`socket.state.token`'s `close_at_unix_secs` passed): it leaves now.
         // Every room loses the connection once. Connection state recovery will defer this
         // (the rooms kept until the recovery window ends): this loop is the one place to do it.
         let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
@@ -318,7 +351,7 @@ impl ChatApp {
         payload: Option<&Payload<'_>>,
         ack_id: Option<u64>,
     ) -> Result<Option<Value>, ChatError> {
-        let request = validate::join(payload)?;
+        let request = validate::join_as(payload, token_bound(socket.state))?;
         check_identity(socket.state, &request.user_id)?;
         let joined = socket.state.rooms.token(&request.book_id);
         if joined.is_none() && socket.state.rooms.len() >= self.limits.max_rooms_per_connection {
@@ -424,7 +457,11 @@ impl ChatApp {
         payload: Option<&Payload<'_>>,
         ack_id: Option<u64>,
     ) -> Result<Option<Value>, ChatError> {
-        let request = validate::message(payload, self.limits.max_content_chars)?;
+        let request = validate::message_as(
+            payload,
+            self.limits.max_content_chars,
+            token_bound(socket.state),
+        )?;
         check_identity(socket.state, &request.user_id)?;
         if !socket.state.rooms.contains_key(&request.book_id) {
             return Err(ChatError::new(
@@ -465,7 +502,7 @@ impl ChatApp {
         socket: &mut SocketOf<'_, Self>,
         payload: Option<&Payload<'_>>,
     ) -> Result<Option<Value>, ChatError> {
-        let request = validate::leave(payload)?;
+        let request = validate::leave_as(payload, token_bound(socket.state))?;
         if let Some(user_id) = &request.user_id {
             check_identity(socket.state, user_id)?;
         }
@@ -527,6 +564,14 @@ fn leave_at_home(socket: &mut SocketOf<'_, ChatApp>, book_id: BookId) {
             user_id,
         }),
     );
+}
+
+/// The token identity of an authenticated connection, for the payload rules.
+fn token_bound(reader: &Reader) -> Option<TokenBound<'_>> {
+    reader.token.as_deref().map(|token| TokenBound {
+        user_id: &token.user_id,
+        username: token.username.as_deref(),
+    })
 }
 
 fn check_identity(reader: &Reader, user_id: &str) -> Result<(), ChatError> {

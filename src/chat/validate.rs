@@ -112,12 +112,30 @@ fn object<'p, 'a>(payload: Option<&'p Payload<'a>>) -> Result<&'p Fields<'a>, Ch
     }
 }
 
+/// The identity a token gave the connection (docs/API.md, "Token authentication"). With one,
+/// a payload may leave `userId` out (or null): it is then `sub`; one given is still checked
+/// here and compared with the bound identity by the caller. A token `name` is the username
+/// whatever the payload says (its `username` is then not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBound<'a> {
+    pub user_id: &'a str,
+    pub username: Option<&'a str>,
+}
+
 pub fn join(payload: Option<&Payload<'_>>) -> Result<JoinRequest, ChatError> {
+    join_as(payload, None)
+}
+
+/// [`join`] on a connection that may carry a token identity.
+pub fn join_as(
+    payload: Option<&Payload<'_>>,
+    token: Option<TokenBound<'_>>,
+) -> Result<JoinRequest, ChatError> {
     let fields = object(payload)?;
     Ok(JoinRequest {
         book_id: book_id(fields.book_id.as_ref())?,
-        user_id: user_id(fields.user_id.as_ref())?,
-        username: username(fields.username.as_ref())?,
+        user_id: bound_user_id(fields.user_id.as_ref(), token)?,
+        username: bound_username(fields.username.as_ref(), token)?,
     })
 }
 
@@ -125,16 +143,33 @@ pub fn message(
     payload: Option<&Payload<'_>>,
     max_content_chars: usize,
 ) -> Result<MessageRequest, ChatError> {
+    message_as(payload, max_content_chars, None)
+}
+
+/// [`message`] on a connection that may carry a token identity.
+pub fn message_as(
+    payload: Option<&Payload<'_>>,
+    max_content_chars: usize,
+    token: Option<TokenBound<'_>>,
+) -> Result<MessageRequest, ChatError> {
     let fields = object(payload)?;
     Ok(MessageRequest {
         book_id: book_id(fields.book_id.as_ref())?,
-        user_id: user_id(fields.user_id.as_ref())?,
-        username: username(fields.username.as_ref())?,
+        user_id: bound_user_id(fields.user_id.as_ref(), token)?,
+        username: bound_username(fields.username.as_ref(), token)?,
         content: content(fields.content.as_ref(), max_content_chars)?,
     })
 }
 
 pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
+    leave_as(payload, None)
+}
+
+/// [`leave`] on a connection that may carry a token identity.
+pub fn leave_as(
+    payload: Option<&Payload<'_>>,
+    token: Option<TokenBound<'_>>,
+) -> Result<LeaveRequest, ChatError> {
     let fields = object(payload)?;
     let user_id = match fields.user_id.as_ref() {
         None | Some(Field::Null) => None,
@@ -142,7 +177,7 @@ pub fn leave(payload: Option<&Payload<'_>>) -> Result<LeaveRequest, ChatError> {
     };
     Ok(LeaveRequest {
         book_id: book_id(fields.book_id.as_ref())?,
-        username: username(fields.username.as_ref())?,
+        username: bound_username(fields.username.as_ref(), token)?,
         user_id,
     })
 }
@@ -192,6 +227,28 @@ pub fn history(payload: Option<&Payload<'_>>) -> Result<HistoryRequest, ChatErro
         before,
         limit,
     })
+}
+
+/// `userId`, or the token's `sub` when the payload leaves it out.
+fn bound_user_id(
+    value: Option<&Field<'_>>,
+    token: Option<TokenBound<'_>>,
+) -> Result<String, ChatError> {
+    match (token, value) {
+        (Some(token), None | Some(Field::Null)) => Ok(token.user_id.to_owned()),
+        _ => user_id(value),
+    }
+}
+
+/// The token's `name` when it has one, else `username`.
+fn bound_username(
+    value: Option<&Field<'_>>,
+    token: Option<TokenBound<'_>>,
+) -> Result<String, ChatError> {
+    match token.and_then(|t| t.username) {
+        Some(name) => Ok(name.to_owned()),
+        None => username(value),
+    }
 }
 
 /// A whole number from 1 to 2^53-1, as a JSON number or a string of decimal digits.

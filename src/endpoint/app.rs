@@ -6,10 +6,11 @@
 //! or block: other shards are reached through [`super::Event::ToPeer`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::io::{status, Broadcast, Frames, PeerMessage, Transmit, WsClose};
 use super::rooms::{Member, Membership, RoomKey};
-use super::timers::SessionRef;
+use super::timers::{SessionRef, TransportDeadline};
 use super::{Endpoint, SMALL_FANOUT};
 use crate::engineio::packet::{EioPacket, Frame};
 use crate::engineio::session::{CloseReason, Inbound, Transport};
@@ -177,6 +178,55 @@ impl<H: Handler> Endpoint<H> {
                 }
             }
             Command::Forward { shard, message } => self.forward(shard, message),
+            Command::CloseTransportAt(at) => self.close_transport_at(session, nsp, at),
+        }
+    }
+
+    /// Remember to close the session at `at` if the socket of `nsp` that asked is still
+    /// connected then ([`Command::CloseTransportAt`]).
+    fn close_transport_at(&mut self, session: SessionRef, nsp: &str, at: Instant) {
+        let Some(socket_id) = self
+            .session(session)
+            .and_then(|e| e.sio.as_mut())
+            .and_then(|sio| sio.socket_mut(nsp))
+            .map(|socket| Box::<str>::from(socket.id.as_str()))
+        else {
+            return;
+        };
+        // Entries of sessions that closed before their deadline wait in the heap; when they
+        // outnumber the live sessions, they go, so the heap stays the size of what is open.
+        if self.transport_deadlines.len() > 2 * self.sessions.len() + 64 {
+            let sessions = &self.sessions;
+            self.transport_deadlines.retain(|d| {
+                sessions
+                    .get(d.session.key)
+                    .is_some_and(|e| e.generation == d.session.generation)
+            });
+        }
+        self.transport_deadlines.push(TransportDeadline {
+            at,
+            session,
+            nsp: nsp.into(),
+            socket_id,
+        });
+    }
+
+    /// Close the sessions whose transport deadline is due at `now` (their sockets leave their
+    /// namespaces, and the rooms see them leave, as at any close).
+    pub(super) fn close_due_transports(&mut self, now: Instant) {
+        while let Some(due) = self.transport_deadlines.pop_due(now) {
+            let still_asking = self
+                .session(due.session)
+                .and_then(|e| e.sio.as_mut())
+                .and_then(|sio| sio.socket_mut(&due.nsp))
+                .is_some_and(|socket| socket.id.as_str() == &*due.socket_id);
+            if still_asking {
+                // Not a client's doing: connection state recovery (not built yet) must not
+                // offer this session back; the application knows why it asked (e.g. the
+                // chat's token expiry) and decides that in its own state.
+                let close = WsClose::new(status::NORMAL, "transport closed by the application");
+                self.close_session_with(due.session, CloseReason::ServerClose, close);
+            }
         }
     }
 

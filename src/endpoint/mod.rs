@@ -53,7 +53,7 @@ pub use io::{
 use links::Link;
 use rooms::Rooms;
 use sessions::SessionEntry;
-use timers::{SessionRef, Timers};
+use timers::{SessionRef, Timers, TransportDeadlines};
 
 /// Most remembered client closes per shard; beyond it, the oldest are not remembered.
 const CLIENT_CLOSED_CAPACITY: usize = 4096;
@@ -88,6 +88,8 @@ pub struct Endpoint<H: Handler> {
     client_closed: HashMap<String, Instant>,
     rooms: Rooms,
     timers: Timers,
+    /// Transport closes the application asked for (e.g. at a token's expiry).
+    transport_deadlines: TransportDeadlines,
     /// The application's state for this shard.
     app: H::Shard,
     transmits: VecDeque<Transmit>,
@@ -133,6 +135,7 @@ impl<H: Handler> Endpoint<H> {
             client_closed: HashMap::new(),
             rooms: Rooms::default(),
             timers: Timers::default(),
+            transport_deadlines: TransportDeadlines::default(),
             app: H::Shard::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -155,10 +158,13 @@ impl<H: Handler> Endpoint<H> {
     }
 
     /// The earliest instant [`Endpoint::handle_timeout`] has work (a session's heartbeat,
-    /// upgrade or connect deadline, or work the application deferred). Stale entries may
-    /// wake the caller early; that is harmless.
+    /// upgrade or connect deadline, a transport close the application asked for, or work the
+    /// application deferred). Stale entries may wake the caller early; that is harmless.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let next = self.timers.next();
+        let next = match (self.timers.next(), self.transport_deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match self.handler.next_wake(&self.app) {
             Some(app) => Some(next.map_or(app, |n| n.min(app))),
             None => next,
@@ -173,6 +179,7 @@ impl<H: Handler> Endpoint<H> {
         while let Some((at, session)) = self.timers.pop_due(due) {
             self.on_session_timer(session, at, due);
         }
+        self.close_due_transports(due);
     }
 
     /// The end of a loop turn, before output is written: the application commits what it

@@ -167,6 +167,10 @@ pub enum Command<F = ()> {
     },
     /// Disconnect this socket from its namespace.
     Disconnect,
+    /// Close this socket's Engine.IO session (an Engine.IO close, which a client treats as a
+    /// lost transport and reconnects from) at `at`, if the socket is still connected then.
+    /// When asked more than once, the earliest deadline applies.
+    CloseTransportAt(std::time::Instant),
     /// Hand a message to the application on shard `shard` (this one included), through
     /// [`Handler::on_forward`]. Messages from one shard to another arrive in order.
     Forward { shard: usize, message: F },
@@ -341,6 +345,12 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
 
     pub fn disconnect(&mut self) {
         self.commands.push(Command::Disconnect);
+    }
+
+    /// Close this socket's transport at `at` (e.g. when its credentials expire); see
+    /// [`Command::CloseTransportAt`]. Every socket of the session leaves with it.
+    pub fn close_transport_at(&mut self, at: std::time::Instant) {
+        self.commands.push(Command::CloseTransportAt(at));
     }
 }
 
