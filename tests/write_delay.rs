@@ -73,7 +73,10 @@ impl Client {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    std::thread::yield_now()
+                    // Sleep rather than yield: std's Mutex is not fair, and a reader that
+                    // takes the lock again at once can keep a send waiting for hundreds of
+                    // milliseconds (which delayed posts and failed this test's bounds).
+                    std::thread::sleep(Duration::from_micros(200))
                 }
                 Err(_) => return,
             }
@@ -113,12 +116,16 @@ impl Client {
         assert!(ack.contains(r#""ok":true"#), "join: {ack}");
     }
 
+    /// Posts, and returns when the post was written: taken with the socket's lock held, so a
+    /// wait for the lock is not counted as the server's.
     fn post(&self, ack: u32, book: u64, user: &str, content: &str) -> Instant {
-        let at = Instant::now();
-        self.send(&format!(
+        let text = format!(
             "42{ack}{}",
             json!(["chatMessage", { "bookId": book, "userId": user, "username": user, "content": content }])
-        ));
+        );
+        let mut ws = self.ws.lock().expect("lock");
+        let at = Instant::now();
+        ws.send(Message::text(text)).expect("send");
         at
     }
 }
