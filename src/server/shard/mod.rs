@@ -199,9 +199,14 @@ impl<H: Handler> Shard<H> {
             // (timers, then I/O): a request arriving after its session's ping timeout finds
             // the session closed, even when the shard wakes late for both.
             self.run_timers(woke);
+            let mut listener_ready = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    // New connections are accepted after the known ones are read: a request
+                    // on a kept-alive connection that arrived with a new connection's request
+                    // is handled first (a polling GET before the POST that closes its session
+                    // on a new connection, as the upstream suites send them).
+                    LISTENER => listener_ready = true,
                     WAKER => {}
                     WRITE_TIMER => self.write_delays.on_timer(),
                     Token(key) => {
@@ -215,6 +220,9 @@ impl<H: Handler> Shard<H> {
                         }
                     }
                 }
+            }
+            if listener_ready {
+                self.accept();
             }
             for key in std::mem::take(&mut self.read_again) {
                 self.on_readable(key, ReadUntil::WouldBlock);
