@@ -261,3 +261,162 @@ async function setUpVia(readers, direct, proxy, config) {
   await reader.rec.waitCount("newMessage", 3);
   return { bookA, bookB, reader, writer, readerUser, writerUser, sent, say };
 }
+
+describe("recovery across a graceful restart, and when it is refused", skipUnlessOwnServer("connection state recovery"), () => {
+  test("SIGTERM, then a new server on the same data directory: every transport recovered, exactly", T, async () => {
+    const dataDir = await makeDataDir();
+    let server = await startChatServer({ shards: 2, dataDir, flags: FLAGS });
+    const proxy = await startProxy(server.port);
+    const readers = new ChatClients(proxy.url);
+    let direct = new ChatClients(server.url);
+    try {
+      const [bookA, bookB] = [newBook(), newBook()];
+      const writerUser = newUser("writer");
+      const members = [];
+      for (const config of CONFIGS) {
+        const reader = readers.create(config, { reconnection: true });
+        await new Promise((resolve, reject) => {
+          reader.once("connect", resolve);
+          reader.once("connect_error", reject);
+        });
+        const user = newUser(`reader-${config.key}`);
+        for (const bookId of [bookA, bookB]) assert.equal((await join(reader, { bookId, ...user })).ack.ok, true);
+        members.push({ reader, user, id: reader.id });
+      }
+      let writer = await direct.connect(CONFIGS[1]);
+      for (const bookId of [bookA, bookB]) assert.equal((await join(writer, { bookId, ...writerUser })).ack.ok, true);
+      const sent = { [bookA]: [], [bookB]: [] };
+      const say = async (bookId, content) => {
+        const ack = await post(writer, { bookId, ...writerUser, content });
+        assert.equal(ack.ok, true, JSON.stringify(ack));
+        sent[bookId].push(ack.message);
+      };
+      await say(bookA, "before the restart 1");
+      await say(bookB, "before the restart 2");
+      for (const { reader } of members) await reader.rec.waitCount("newMessage", 2);
+      const previousBefore = members.map(({ reader }) => reader.rec.count("previousMessages"));
+
+      proxy.refuse();
+      const dropped = members.map(({ reader }) => nextDisconnect(reader));
+      const stopped = await server.stop();
+      assert.equal(stopped.code, 0, "a graceful stop");
+      await Promise.all(dropped);
+      direct.closeAll();
+      server = await startChatServer({ shards: 2, dataDir, flags: FLAGS });
+      direct = new ChatClients(server.url);
+      writer = await direct.connect(CONFIGS[1]);
+      for (const bookId of [bookA, bookB]) assert.equal((await join(writer, { bookId, ...writerUser })).ack.ok, true);
+      await say(bookB, "while they were away 1");
+      await say(bookA, "while they were away 2");
+      await say(bookB, "while they were away 3");
+      const back = members.map(({ reader }) => nextConnect(reader, 20_000));
+      proxy.target = server.port;
+      proxy.forward();
+      await Promise.all(back);
+      for (const [i, { reader, id }] of members.entries()) {
+        assert.equal(reader.recovered, true, `${reader.config.key}: recovered across the restart`);
+        assert.equal(reader.id, id, `${reader.config.key}: the same socket id`);
+        await reader.rec.waitCount("newMessage", 5);
+        await sleep(GRACE_MS);
+        assertExactlyOnce(reader, sent, previousBefore[i]);
+      }
+      // Back in the rosters (silently: the writer saw nobody join).
+      const listed = await request(writer, "roomMembers", { bookId: bookA });
+      for (const { user } of members) {
+        assert.ok(listed.members.some((m) => m.userId === user.userId), `${user.userId} listed: ${JSON.stringify(listed)}`);
+      }
+      assert.equal(writer.rec.count("userJoined"), 0);
+    } finally {
+      readers.closeAll();
+      direct.closeAll();
+      await proxy.close();
+      await server.stop();
+      await removeDir(dataDir);
+    }
+  });
+
+  test("after the window: not recovered, the room saw the reader leave when the window ended (not before)", T, async () => {
+    const server = await startChatServer({ shards: 2, flags: { ...FLAGS, recoveryWindow: 1500 } });
+    const proxy = await startProxy(server.port);
+    const readers = new ChatClients(proxy.url);
+    const direct = new ChatClients(server.url);
+    try {
+      const { reader, writer, bookA, say, readerUser } = await setUpVia(readers, direct, proxy, CONFIGS[0]);
+      const id = reader.id;
+      writer.rec.clear();
+      const dropped = nextDisconnect(reader);
+      reader.io.engine.close();
+      await dropped;
+      const droppedAt = Date.now();
+      await sleep(100);
+      proxy.refuse();
+      await say(bookA, "missed");
+      await sleep(700);
+      assert.equal(writer.rec.count("userLeft"), 0, "no userLeft while the reader may still come back");
+      const left = await writer.rec.waitMatch("userLeft", (e) => e.username === readerUser.username, 5000, "userLeft at the window's end");
+      assert.ok(Date.now() - droppedAt >= 1400, `userLeft ${Date.now() - droppedAt} ms after the drop`);
+      assert.equal(left.username, readerUser.username);
+      const back = nextConnect(reader);
+      proxy.forward();
+      await back;
+      assert.equal(reader.recovered, false, "the window had ended");
+      assert.notEqual(reader.id, id);
+      const refused = await post(reader, { bookId: bookA, ...readerUser, content: "am I in?" });
+      assert.equal(refused.ok, false);
+      assert.equal(refused.error.code, "not_in_room", "a fresh connection is in no room");
+      const { previous } = await join(reader, { bookId: bookA, ...readerUser });
+      assert.ok(previous.some((m) => m.content === "missed"), "joining again gives the history");
+    } finally {
+      readers.closeAll();
+      direct.closeAll();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
+  for (const config of CONFIGS) {
+    test(`${config.name}: after a clean disconnect(), not recovered, and the room saw the reader leave at once`, T, async () => {
+      const server = await startChatServer({ shards: 2, flags: FLAGS });
+      const readers = new ChatClients(server.url);
+      try {
+        const { reader, writer, readerUser } = await setUpVia(readers, readers, { url: server.url }, config);
+        const id = reader.id;
+        writer.rec.clear();
+        reader.disconnect();
+        await writer.rec.waitMatch("userLeft", (e) => e.username === readerUser.username, 3000, "userLeft at once");
+        const back = nextConnect(reader);
+        reader.connect();
+        await back;
+        assert.equal(reader.recovered, false, "a clean disconnect() is never recovered");
+        assert.notEqual(reader.id, id);
+      } finally {
+        readers.closeAll();
+        await server.stop();
+      }
+    });
+  }
+
+  test("--recovery-window 0: no pid, no offsets, nothing recovered", T, async () => {
+    const server = await startChatServer({ shards: 2, flags: { ...FLAGS, recoveryWindow: 0 } });
+    const proxy = await startProxy(server.port);
+    const readers = new ChatClients(proxy.url);
+    const direct = new ChatClients(server.url);
+    try {
+      const { reader, writer } = await setUpVia(readers, direct, proxy, CONFIGS[1]);
+      const got = newMessages(reader.rec);
+      assert.ok(got.every(({ offset }) => offset === undefined), "newMessage has one argument");
+      const dropped = nextDisconnect(reader);
+      reader.io.engine.close();
+      await dropped;
+      await nextConnect(reader);
+      assert.ok(!reader.recovered, `not recovered (${reader.recovered}): no pid was given`);
+      assert.ok(writer.connected);
+    } finally {
+      readers.closeAll();
+      direct.closeAll();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
