@@ -187,7 +187,7 @@ fn reasons_tell_a_drop_from_a_chosen_close() {
     pair.ws_text(other, "41"); // a Socket.IO DISCONNECT: the client's disconnect()
     let (third, _) = connected(&mut pair);
     pair.shutdown();
-    assert_eq!(pair.state(third).is_some(), true);
+    assert!(pair.state(third).is_some());
     let reasons: Vec<String> = drops
         .lock()
         .unwrap()
