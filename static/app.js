@@ -45,7 +45,7 @@
   $("name").value = params.get("name") || localStorage.getItem("readrealm.name") || "";
 
   let joined = null; // { bookId, username } once in a room
-  const shown = new Map(); // _id → its <li>: each message is on the page once, in _id order
+  const shown = new Set(); // the _ids on the page: each message is there once, in _id order
   let hasOlder = false; // whether the room may hold messages older than the oldest shown
   let loadingOlder = false;
   let members = []; // [{ userId?, username }]: the room's readers as last known (at most 100 listed)
@@ -124,13 +124,20 @@
   function placeMessage(m) {
     if (!m || typeof m._id !== "string" || shown.has(m._id)) return false;
     const li = messageItem(m);
-    shown.set(m._id, li);
+    shown.add(m._id);
     list.querySelector(".empty")?.remove();
-    let next = null; // the first shown message whose _id sorts after m's
-    for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
-      if (!node.classList.contains("msg")) continue;
-      if (node.dataset.id > m._id) next = node;
-      else break;
+    // The first shown message whose _id sorts after m's (none: m goes at the end). An older
+    // page's messages all sort before the oldest shown: no walk through the list for them.
+    const first = list.querySelector(".msg");
+    let next = null;
+    if (first && first.dataset.id > m._id) {
+      next = first;
+    } else {
+      for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+        if (!node.classList.contains("msg")) continue;
+        if (node.dataset.id > m._id) next = node;
+        else break;
+      }
     }
     list.insertBefore(li, next);
     return true;
