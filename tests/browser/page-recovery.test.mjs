@@ -101,7 +101,8 @@ test("a recovered reconnect shows each missed message once, in order, without jo
   assert.equal(await page.textContent("#member-count"), "3");
 
   assert.deepEqual(ishmael.problems, [], "no page errors");
-  for (const c of [ishmael, queequeg, flask]) await c.context.close();
+  await ishmael.context.close();
+  for (const c of [queequeg, flask]) await c.close();
 });
 
 test("a session that cannot be recovered: the page joins again, each message once, in order", async () => {
@@ -143,5 +144,6 @@ test("a session that cannot be recovered: the page joins again, each message onc
   assert.deepEqual(await messageTexts(page), ["before 1", "before 2", "gap 1", "gap 2", "after", ...gap]);
 
   assert.deepEqual(ishmael.problems, [], "no page errors");
-  for (const c of [ishmael, queequeg]) await c.context.close();
+  await ishmael.context.close();
+  await queequeg.close();
 });

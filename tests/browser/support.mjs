@@ -128,7 +128,9 @@ export async function bareClient(browser, baseUrl, { bookId, userId, username })
         { bookId, userId, username, texts, wait: WAIT_MS },
       );
     },
+    /** A clean Socket.IO disconnect (not a drop the server would keep for recovery), then away. */
     async close() {
+      await r.page.evaluate(() => window.bare.disconnect()).catch(() => {});
       await r.context.close();
     },
   };
