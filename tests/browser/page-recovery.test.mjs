@@ -1,7 +1,8 @@
 // The reading-room page after a lost connection, in chromium (support.mjs). While the page is
 // away, another socket.io-client posts; when it is back, each message is on the page exactly
 // once, in the order posted:
-// - a dropped connection (the Engine.IO connection closed under the page) that the server
+// - a dropped connection (the Engine.IO connection closed under the page; the reconnect held
+//   off for a gap of the test's making, then once more reconnecting by itself) that the server
 //   recovers (`socket.recovered === true`): the page does not join again, the server replays
 //   the missed messages, and the page asks who is in the room (presence is not replayed);
 // - a session that cannot be recovered (a clean `socket.disconnect()`): the page joins again
@@ -99,6 +100,25 @@ test("a recovered reconnect shows each missed message once, in order, without jo
   await waitForText(page, "#member-list li", "Flask");
   assert.deepEqual((await memberNames(page)).sort(), ["Flask", "Ishmael (you)", "Queequeg"]);
   assert.equal(await page.textContent("#member-count"), "3");
+
+  // Once more, with socket.io-client reconnecting by itself (after its 0.5-1.5 s back-off):
+  // messages posted as soon as the page is seen offline land in the gap or just after it.
+  await page.evaluate(() => {
+    window.received = [];
+    window.reconnected = new Promise((resolve) => window.socket.io.once("reconnect", resolve));
+    window.socket.io.engine.close();
+  });
+  await page.waitForSelector("#status:not(.online)", { timeout: WAIT_MS });
+  await queequeg.post(["again 1", "again 2"]);
+  await page.evaluate(() => window.reconnected);
+  assert.equal(await page.evaluate(() => window.socket.recovered), true, "recovered after its own reconnect");
+  await queequeg.post(["again 3"]);
+  await waitForText(page, "#messages .msg .text", "again 3");
+  assert.deepEqual(await messageTexts(page), [
+    ...["before 1", "before 2", "gap 1", "gap 2", "gap 3", "after"],
+    ...["again 1", "again 2", "again 3"],
+  ]);
+  assert.ok(!(await page.evaluate(() => window.received)).includes("previousMessages"));
 
   assert.deepEqual(ishmael.problems, [], "no page errors");
   await ishmael.context.close();
