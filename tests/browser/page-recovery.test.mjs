@@ -5,6 +5,7 @@
 //   off for a gap of the test's making, then once more reconnecting by itself) that the server
 //   recovers (`socket.recovered === true`): the page does not join again, the server replays
 //   the missed messages, and the page asks who is in the room (presence is not replayed);
+//   the same across a restart of the server (SIGTERM, started again within the window);
 // - a session that cannot be recovered (a clean `socket.disconnect()`): the page joins again
 //   and merges `previousMessages`; with more missed messages than `previousMessages` holds, it
 //   starts again from the newest page and "Load older messages" reaches back without a hole.
@@ -167,3 +168,76 @@ test("a session that cannot be recovered: the page joins again, each message onc
   await ishmael.context.close();
   await queequeg.close();
 });
+
+// Last in this file (with the next): it restarts the server under the other tests' clients.
+test("across a server restart within the recovery window the page is recovered, each message once", async () => {
+  const BOOK = 2704;
+  const ishmael = await support.reader(browser, baseUrl, BOOK, "Ishmael");
+  const { page } = ishmael;
+  const queequeg = await support.bareClient(browser, baseUrl, { bookId: BOOK, userId: "q", username: "Queequeg" });
+  await queequeg.post(["before the restart"]);
+  await waitForText(page, "#messages .msg .text", "before the restart");
+  await waitForText(page, "#member-list li", "Queequeg");
+
+  await recordEvents(page);
+  await page.evaluate(() => window.socket.io.reconnection(false)); // the gap is the test's
+  await server.restart(); // SIGTERM: the readers are kept for the window; started again
+  await page.waitForFunction(() => !window.socket.connected, null, { timeout: WAIT_MS });
+  const starbuck = await support.bareClient(browser, baseUrl, { bookId: BOOK, userId: "s", username: "Starbuck" });
+  await starbuck.post(["while away 1", "while away 2"]);
+  // Queequeg's client reconnects by itself; let it be back first (see the todo test below for
+  // a kept reader not yet back).
+  await queequeg.page.waitForFunction(() => window.bare.connected && window.bare.recovered === true, null, {
+    timeout: WAIT_MS,
+  });
+  await page.evaluate(() => {
+    window.socket.io.reconnection(true);
+    window.socket.connect();
+  });
+  await page.waitForFunction(() => window.socket.connected, null, { timeout: WAIT_MS });
+  assert.equal(await page.evaluate(() => window.socket.recovered), true, "recovered across the restart");
+
+  await waitForText(page, "#messages .msg .text", "while away 2");
+  await starbuck.post(["after"]);
+  await waitForText(page, "#messages .msg .text", "after");
+  assert.deepEqual(await messageTexts(page), ["before the restart", "while away 1", "while away 2", "after"]);
+  assert.ok(!(await page.evaluate(() => window.received)).includes("previousMessages"), "no join again");
+  // Queequeg (back by itself) and Starbuck (joined while the page was away).
+  await waitForText(page, "#member-list li", "Starbuck");
+  assert.deepEqual((await memberNames(page)).sort(), ["Ishmael (you)", "Queequeg", "Starbuck"]);
+
+  assert.deepEqual(ishmael.problems, [], "no page errors");
+  await ishmael.context.close();
+  for (const c of [queequeg, starbuck]) await c.close();
+});
+
+// The contract: a reader that dropped (here: the server's SIGTERM) stays in its rooms until its
+// recovery window ends. Without a restart, `roomMembers` lists a dropped reader that has not come
+// back yet; after a restart it does not until that reader recovers, and when it does it is taken
+// back silently, so a page that asked in between never lists it. Kept as a todo (it runs, and
+// reports, without failing the suite) until the server lists kept readers after a restart.
+test(
+  "after a restart, a kept reader that has not come back yet is listed",
+  { todo: "server: kept readers are missing from roomMembers after a restart until they recover" },
+  async () => {
+    const BOOK = 2705;
+    const ishmael = await support.reader(browser, baseUrl, BOOK, "Ishmael");
+    const { page } = ishmael;
+    const queequeg = await support.bareClient(browser, baseUrl, { bookId: BOOK, userId: "q", username: "Queequeg" });
+    await waitForText(page, "#member-list li", "Queequeg");
+    await page.evaluate(() => window.socket.io.reconnection(false));
+    await queequeg.page.evaluate(() => window.bare.io.reconnection(false)); // Queequeg stays away
+    await server.restart();
+    await page.waitForFunction(() => !window.socket.connected, null, { timeout: WAIT_MS });
+    await page.evaluate(() => {
+      window.socket.io.reconnection(true);
+      window.socket.connect();
+    });
+    await page.waitForFunction(() => window.socket.connected, null, { timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => window.socket.recovered), true);
+    const answer = await page.evaluate((bookId) => window.socket.timeout(5000).emitWithAck("roomMembers", { bookId }), BOOK);
+    assert.deepEqual(answer.members.map((m) => m.username).sort(), ["Ishmael", "Queequeg"]);
+    await ishmael.context.close();
+    await queequeg.close();
+  },
+);

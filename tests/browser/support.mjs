@@ -17,23 +17,19 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "..", "..");
 export const WAIT_MS = 10_000;
 
-/**
- * Start the release binary on 127.0.0.1:0 with a fresh data directory and `extraArgs`;
- * resolves with `{ baseUrl, stop() }` once it listens.
- */
-export async function startServer(extraArgs = []) {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "readrealm-browser-"));
+/** Run the release binary on `listen` with `dataDir`; resolves once it listens. */
+async function spawnServer(listen, dataDir, extraArgs) {
   const bin = path.join(process.env.READREALM_BIN_DIR || path.join(repoRoot, "target", "release"), "readrealm-chat");
   const child = spawn(
     bin,
-    ["--listen", "127.0.0.1:0", "--data-dir", dataDir, "--shards", "2", "--log", "debug", ...extraArgs],
+    ["--listen", listen, "--data-dir", dataDir, "--shards", "2", "--log", "debug", ...extraArgs],
     { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
   child.stderr.on("data", (chunk) => {
     stderr += chunk;
   });
-  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const address = await new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), WAIT_MS);
@@ -50,16 +46,38 @@ export async function startServer(extraArgs = []) {
       reject(new Error(`server exited with ${code}:\n${stderr}`));
     });
   });
+  return { child, exited, address, stderr: () => stderr };
+}
+
+/** SIGTERM (SIGKILL after 5 s); resolves with how it exited. */
+async function stopServer(run) {
+  if (run.child.exitCode !== null || run.child.signalCode !== null) return run.exited;
+  run.child.kill("SIGTERM");
+  const timer = setTimeout(() => run.child.kill("SIGKILL"), 5000);
+  const how = await run.exited;
+  clearTimeout(timer);
+  return how;
+}
+
+/**
+ * Start the release binary on 127.0.0.1:0 with a fresh data directory and `extraArgs`;
+ * resolves with `{ baseUrl, restart(), stop() }` once it listens. `restart()` stops it with
+ * SIGTERM and starts it again on the same address and data directory.
+ */
+export async function startServer(extraArgs = []) {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "readrealm-browser-"));
+  let run = await spawnServer("127.0.0.1:0", dataDir, extraArgs);
+  const address = run.address;
   return {
     baseUrl: `http://${address}`,
-    stderr: () => stderr,
+    stderr: () => run.stderr(),
+    async restart() {
+      const how = await stopServer(run);
+      if (how.code !== 0) throw new Error(`server stopped with ${JSON.stringify(how)}:\n${run.stderr()}`);
+      run = await spawnServer(address, dataDir, extraArgs);
+    },
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopServer(run);
       await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
