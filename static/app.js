@@ -223,10 +223,10 @@
     $("error").textContent = text || "";
   }
 
-  /** Show `list` ([{ userId, username }], at most 100) of `count` readers in all. */
-  function setMembers(list, count) {
-    if (!Array.isArray(list)) return;
-    members = list.filter((r) => r && typeof r.username === "string");
+  /** Show `readers` ([{ userId, username }], at most 100) of `count` readers in all. */
+  function setMembers(readers, count) {
+    if (!Array.isArray(readers)) return;
+    members = readers.filter((r) => r && typeof r.username === "string");
     memberCount = Number.isSafeInteger(count) ? Math.max(count, members.length) : members.length;
     renderMembers();
   }
