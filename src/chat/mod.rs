@@ -322,6 +322,7 @@ impl Handler for ChatApp {
         if let Some(recovery) = &self.recovery {
             // Readers whose recovery window ended: they leave their rooms now.
             for kept in recovery.take_due(shard.now) {
+                self.metrics.shard(shard.index).recovery("window_ended");
                 for (home, leave) in kept_leaves(&kept, shard.count) {
                     shard.forward(home, leave);
                 }

@@ -48,18 +48,18 @@ impl ChatApp {
             },
             None => Err(Fresh::UnknownPid),
         };
-        crate::log_debug!(
-            "recovery",
-            shard = socket.origin.shard,
-            recovered = outcome.is_ok(),
-            why = match outcome {
-                Ok(()) => "-",
-                Err(Fresh::UnknownPid) => "unknown_pid",
-                Err(Fresh::OtherReader) => "other_reader",
-                Err(Fresh::BadOffset) => "bad_offset",
-                Err(Fresh::GapTooLong) => "gap_too_long",
-            }
-        );
+        let label = match outcome {
+            Ok(()) => "recovered",
+            Err(Fresh::UnknownPid) => "unknown_pid",
+            Err(Fresh::OtherReader) => "other_reader",
+            Err(Fresh::BadOffset) => "bad_offset",
+            Err(Fresh::GapTooLong) => "gap_too_long",
+        };
+        // A first connection (no pid) is not an attempt.
+        if claimed.is_some() {
+            self.metrics.shard(socket.origin.shard).recovery(label);
+        }
+        crate::log_debug!("recovery", shard = socket.origin.shard, outcome = label);
         if outcome.is_err() {
             if let Some(pid) = new_pid() {
                 socket.state.pid = Some(pid);
@@ -181,6 +181,7 @@ impl ChatApp {
             deadline: socket.now + recovery.window,
         };
         recovery.keep(pid, kept);
+        self.metrics.shard(socket.origin.shard).recovery("kept");
         true
     }
 

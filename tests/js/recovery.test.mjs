@@ -53,15 +53,18 @@ async function startProxy(target) {
       });
     forward(client, upstream);
     forward(upstream, client);
+    // A close crosses the proxy like bytes do: not while the pair is black-holed (a dead
+    // network carries no FIN either).
     const end = () => {
+      if (pair.holed) return;
       live.delete(pair);
       client.destroy();
       upstream.destroy();
     };
-    client.on("close", end);
-    upstream.on("close", end);
-    client.on("error", end);
-    upstream.on("error", end);
+    for (const side of [client, upstream]) {
+      side.on("close", end);
+      side.on("error", end);
+    }
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   proxy.url = `http://127.0.0.1:${server.address().port}`;
@@ -366,6 +369,12 @@ describe("recovery across a graceful restart, and when it is refused", skipUnles
       assert.equal(refused.error.code, "not_in_room", "a fresh connection is in no room");
       const { previous } = await join(reader, { bookId: bookA, ...readerUser });
       assert.ok(previous.some((m) => m.content === "missed"), "joining again gives the history");
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const count = (outcome) => Number(metrics.match(new RegExp(`^readrealm_recoveries_total\\{outcome="${outcome}"\\} (\\d+)$`, "m"))?.[1]);
+      assert.equal(count("kept"), 1, metrics);
+      assert.equal(count("window_ended"), 1, metrics);
+      assert.equal(count("unknown_pid"), 1, "the late reconnection was counted as started fresh");
+      assert.equal(count("recovered"), 0);
     } finally {
       readers.closeAll();
       direct.closeAll();
