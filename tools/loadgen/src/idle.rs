@@ -125,6 +125,7 @@ pub async fn run(args: &Args) -> bool {
     for k in 0..procs {
         let share = n / procs + usize::from(k < n % procs);
         let mut command = Command::new(&exe);
+        command.arg("idle");
         // The children mint their own clients' tokens from the same secret.
         for name in ["auth", "auth-ttl"] {
             if let Some(v) = args.str(name) {
@@ -132,14 +133,7 @@ pub async fn run(args: &Args) -> bool {
             }
         }
         let spawned = command
-            .args([
-                "idle",
-                "--child",
-                "--url",
-                &url,
-                "--transport",
-                transport.name(),
-            ])
+            .args(["--child", "--url", &url, "--transport", transport.name()])
             .args([
                 "--conns",
                 &share.to_string(),
