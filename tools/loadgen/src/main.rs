@@ -39,7 +39,8 @@ scenarios:
            raised), then readers paging it with loadHistory; page ack latency (goal p99 ≤ 1 ms)
            --seed 100000 --book B --writers 2 --window 256 --readers 8 --rate 100 --limit 50
            --walk 20 --warmup 2 --duration 10   (--book B --seed 0: page an existing room)
-  reconnect  fanout where readers drop abruptly (at most --drops-per-s) and reconnect with
+  reconnect
+           fanout where readers drop abruptly (at most --drops-per-s) and reconnect with
            {pid, offset} (connection state recovery); recoveries, lost/duplicated messages per
            reader, drop → recovered CONNECT answer latency
            --rooms 10 --members 50 --senders 2 --rate 8 --drops-per-s 20 --reconnect-delay 0
