@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CI smoke of the load generator: builds tools/loadgen, starts the release readrealm-chat on a
 # fresh data directory (message rate raised, so `history` can seed its room), runs a 3-second
-# fan-out, a short join burst and a short history run (5,000 messages seeded, 2 s of paging)
-# with --check (exit 1 on any lost or duplicated delivery, bad page, failed client or send
+# fan-out, a short join burst, a short history run (5,000 messages seeded, 2 s of paging) and a
+# short reconnect run (readers dropped and recovered) with --check (exit 1 on any lost or duplicated delivery, bad page, failed client or send
 # error), then stops the server; then a join burst with --auth against the server started with
 # a token secret; then the same fan-out against tools/nullserver (tools/compare's floor), after
 # its unit tests, so the floor keeps speaking what loadgen asks.
@@ -50,6 +50,12 @@ start server "$server" --listen 127.0.0.1:0 --data-dir "$work/data" \
 "$loadgen" joins --url "http://$addr" --server-pid "$pid" --rate 200 --warmup 0.5 --duration 2 --check
 "$loadgen" history --url "http://$addr" --server-pid "$pid" --seed 5000 --readers 2 --rate 50 \
   --warmup 0.5 --duration 2 --check
+# Readers dropped abruptly come back with {pid, offset}: all recovered, nothing lost or twice.
+# They wait 200 ms before reconnecting (socket.io-client waits 500-1500 ms): the server may
+# learn of an abrupt close only at its next write to that socket, and a reconnection before
+# that finds no kept session (a fresh pid, which --check counts as a failure).
+"$loadgen" reconnect --url "http://$addr" --server-pid "$pid" --rooms 2 --members 10 \
+  --drops-per-s 10 --reconnect-delay 200 --warmup 0.5 --duration 3 --drain 2 --check
 stop
 
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/secret"

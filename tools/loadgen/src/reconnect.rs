@@ -74,6 +74,8 @@ struct Shared {
     no_pid: AtomicU64,
     connect_errors: AtomicU64,
     gave_up: AtomicU64,
+    /// Non-recoveries described on stderr so far.
+    told: AtomicU64,
     /// Drop → recovered CONNECT answer read (µs).
     recovery_latency: ShardedHistogram,
     /// Reconnection's TCP connect started → recovered CONNECT answer read (µs).
@@ -92,6 +94,8 @@ struct State {
     offset: Option<String>,
     /// Recovered since its last join (a `previousMessages` now would be wrong).
     recovered: bool,
+    /// When its current connection's CONNECT answer was read (ns since the epoch).
+    connected_ns: u64,
     /// Per local sender of its room: a bit per sequence number seen, and the highest seen.
     seen: Vec<Vec<u64>>,
     last: Vec<Option<u32>>,
@@ -193,8 +197,8 @@ fn handler(
 }
 
 /// Drops `member`'s connection if it is connected and recoverable (it holds a pid and an
-/// offset); returns what its reconnection presents: (pid, offset, sid, drop time).
-fn drop_one(member: &Member) -> Option<(String, String, String, u64)> {
+/// offset); returns what its reconnection presents.
+fn drop_one(member: &Member) -> Option<Presented> {
     let mut st = member.state.lock().ok()?;
     let (Some(pid), Some(offset)) = (st.pid.clone(), st.offset.clone()) else {
         return None;
@@ -203,7 +207,24 @@ fn drop_one(member: &Member) -> Option<(String, String, String, u64)> {
     st.generation += 1;
     let dropped = proto::now_ns();
     conn.kill();
-    Some((pid, offset, st.sid.clone(), dropped))
+    Some(Presented {
+        pid,
+        offset,
+        sid: st.sid.clone(),
+        dropped,
+        connected_for_ns: dropped.saturating_sub(st.connected_ns),
+    })
+}
+
+/// What a dropped reader presents when it reconnects, and when it was dropped.
+struct Presented {
+    pid: String,
+    offset: String,
+    sid: String,
+    /// Drop time (ns since the epoch).
+    dropped: u64,
+    /// How long the dropped connection had been up (since its CONNECT answer).
+    connected_for_ns: u64,
 }
 
 /// Reconnects `member` after a drop, presenting `pid` and `offset` (and a fresh token); up to
@@ -211,9 +232,16 @@ fn drop_one(member: &Member) -> Option<(String, String, String, u64)> {
 async fn reconnect(
     shared: Arc<Shared>,
     member: Arc<Member>,
-    (pid, offset, sid, dropped): (String, String, String, u64),
+    presented: Presented,
     delay: Duration,
 ) {
+    let Presented {
+        pid,
+        offset,
+        sid,
+        dropped,
+        connected_for_ns,
+    } = presented;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -262,6 +290,7 @@ async fn reconnect(
             return;
         };
         st.conn = Some(conn.clone());
+        st.connected_ns = answer.read_ns;
         if answer.pid.as_deref() == Some(pid.as_str()) && answer.sid == sid {
             shared.recovered.fetch_add(1, Relaxed);
             st.recovered = true;
@@ -277,6 +306,17 @@ async fn reconnect(
                 Some(p) if *p == pid => shared.sid_changed.fetch_add(1, Relaxed),
                 Some(_) => shared.new_pid.fetch_add(1, Relaxed),
             };
+            // The first few are told in full: what was sent, what came back, and when.
+            if shared.told.fetch_add(1, Relaxed) < 5 {
+                eprintln!(
+                    "reconnect: {} not recovered: sent pid {pid} offset {offset} sid {sid}, answer {:?}; \
+                     its dropped connection had been up {:.1} ms, the answer came {:.1} ms after the drop",
+                    member.user,
+                    answer,
+                    connected_for_ns as f64 / 1e6,
+                    answer.read_ns.saturating_sub(dropped) as f64 / 1e6
+                );
+            }
             // Not recovered: a new session, in no room. Join again to go on reading.
             st.recovered = false;
             st.sid = answer.sid.clone();
@@ -462,6 +502,7 @@ pub async fn run(args: &Args) -> bool {
         no_pid: AtomicU64::new(0),
         connect_errors: AtomicU64::new(0),
         gave_up: AtomicU64::new(0),
+        told: AtomicU64::new(0),
         recovery_latency: ShardedHistogram::new(8),
         reconnect_latency: ShardedHistogram::new(8),
     });
@@ -504,6 +545,7 @@ pub async fn run(args: &Args) -> bool {
         if let (Some(c), Ok(mut st)) = (c, m.state.lock()) {
             st.sid = c.answer().sid.clone();
             st.pid = c.answer().pid.clone();
+            st.connected_ns = c.answer().read_ns;
             with_pid += usize::from(st.pid.is_some());
             st.conn = Some(c.clone());
         }
