@@ -51,9 +51,9 @@ start server "$server" --listen 127.0.0.1:0 --data-dir "$work/data" \
 "$loadgen" history --url "http://$addr" --server-pid "$pid" --seed 5000 --readers 2 --rate 50 \
   --warmup 0.5 --duration 2 --check
 # Readers dropped abruptly come back with {pid, offset}: all recovered, nothing lost or twice.
-# They wait 200 ms before reconnecting (socket.io-client waits 500-1500 ms): the server may
-# learn of an abrupt close only at its next write to that socket, and a reconnection before
-# that finds no kept session (a fresh pid, which --check counts as a failure).
+# They wait 200 ms before reconnecting (socket.io-client waits 500-1500 ms): a reconnection
+# handled before the server has handled the dropped socket's close finds no kept session (a
+# fresh pid, which --check counts as a failure; see README, reconnect).
 "$loadgen" reconnect --url "http://$addr" --server-pid "$pid" --rooms 2 --members 10 \
   --drops-per-s 10 --reconnect-delay 200 --warmup 0.5 --duration 3 --drain 2 --check
 stop
