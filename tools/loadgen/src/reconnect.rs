@@ -24,7 +24,7 @@ use crate::args::Args;
 use crate::auth::{self, Minter};
 use crate::fanout::{bit_get, bit_set};
 use crate::net::{self, Target};
-use crate::procfs::ServerSample;
+use crate::procfs::{self, ServerSample};
 use crate::proto;
 use crate::report::{self, ShardedHistogram};
 use crate::setup::{self, JoinSlot, Spec};
@@ -577,6 +577,8 @@ pub async fn run(args: &Args) -> bool {
     }
     tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
     let before = ServerSample::take(pid);
+    let own_before = procfs::own_cpu_seconds();
+    let machine_before = procfs::machine_busy_seconds();
     let stop_drops = Arc::new(AtomicBool::new(false));
     let dropper = tokio::spawn(drop_loop(
         shared.clone(),
@@ -591,6 +593,11 @@ pub async fn run(args: &Args) -> bool {
     let _ = dropper.await;
     let window = started.elapsed().as_secs_f64();
     let after = ServerSample::take(pid);
+    let own_cpu = procfs::own_cpu_seconds() - own_before;
+    let machine_busy = match (machine_before, procfs::machine_busy_seconds()) {
+        (Some(a), Some(b)) => Some(report::round((b - a) / window, 3)),
+        _ => None,
+    };
     stop_senders.store(true, Relaxed);
 
     // Drain: until every reconnection has ended and every acknowledged message arrived.
@@ -657,6 +664,8 @@ pub async fn run(args: &Args) -> bool {
         "server_pid": pid,
         "server_cpu_s": cpu.map(|c| report::round(c, 3)),
         "server_rss_bytes": after.rss,
+        "loadgen_cpu_s": report::round(own_cpu, 3),
+        "machine_busy_cores": machine_busy,
     });
     let readable = vec![
         format!(
@@ -677,6 +686,10 @@ pub async fn run(args: &Args) -> bool {
         format!(
             "  presence events {}, previousMessages after recovery {}, newMessage without offset {}, ack errors {errors:?}",
             n(&shared.presence_events), n(&shared.previous_after_recovery), n(&shared.without_offset)
+        ),
+        format!(
+            "  server CPU {:?} s; loadgen CPU {own_cpu:.2} s; machine busy {machine_busy:?} cores",
+            cpu.map(|c| report::round(c, 3))
         ),
     ];
     report::emit(&result, &readable, args.flag("quiet"));
