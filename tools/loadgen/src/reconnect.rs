@@ -102,6 +102,8 @@ struct State {
     /// Senders only: acknowledgement outcome per sequence number.
     acked: Vec<bool>,
     duplicated: u64,
+    /// Reconnections of this member that were not recovered.
+    not_recovered: u64,
 }
 
 struct Member {
@@ -319,6 +321,7 @@ async fn reconnect(
             }
             // Not recovered: a new session, in no room. Join again to go on reading.
             st.recovered = false;
+            st.not_recovered += 1;
             st.sid = answer.sid.clone();
             st.pid = answer.pid.clone();
             conn.send(proto::join_room(0, member.book, &member.user, &member.user));
@@ -397,10 +400,23 @@ async fn drop_loop(
     }
 }
 
-/// Per member, over every message acknowledged to a sender of its room: (lost, readers with
-/// a loss, unacknowledged-but-delivered, acked in total).
-fn tally(members: &[Arc<Member>], p: &Params) -> (u64, u64, u64, u64) {
-    let (mut lost, mut lossy, mut unacked, mut acked_total) = (0, 0, 0, 0);
+/// Over every member and every message acknowledged to a sender of its room.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    /// Acknowledged but never seen.
+    lost: u64,
+    /// Members missing at least one.
+    lossy: u64,
+    /// Of `lost`, those at members whose every reconnection was recovered.
+    lost_at_recovered: u64,
+    /// Seen though never acknowledged (the sender stopped before its ack).
+    unacked: u64,
+    /// Acknowledged messages in all.
+    acked: u64,
+}
+
+fn tally(members: &[Arc<Member>], p: &Params) -> Tally {
+    let mut t = Tally::default();
     for room in 0..p.rooms {
         let first = room * p.members;
         let acks: Vec<Vec<bool>> = (0..p.senders)
@@ -412,7 +428,7 @@ fn tally(members: &[Arc<Member>], p: &Params) -> (u64, u64, u64, u64) {
                     .unwrap_or_default()
             })
             .collect();
-        acked_total += acks.iter().flatten().filter(|a| **a).count() as u64;
+        t.acked += acks.iter().flatten().filter(|a| **a).count() as u64;
         for m in &members[first..first + p.members] {
             let Ok(st) = m.state.lock() else { continue };
             let mut missing = 0;
@@ -423,15 +439,18 @@ fn tally(members: &[Arc<Member>], p: &Params) -> (u64, u64, u64, u64) {
                     if ok && !got {
                         missing += 1;
                     } else if !ok && got {
-                        unacked += 1;
+                        t.unacked += 1;
                     }
                 }
             }
-            lost += missing;
-            lossy += u64::from(missing > 0);
+            t.lost += missing;
+            t.lossy += u64::from(missing > 0);
+            if st.not_recovered == 0 {
+                t.lost_at_recovered += missing;
+            }
         }
     }
-    (lost, lossy, unacked, acked_total)
+    t
 }
 
 /// Runs the scenario and prints its result; returns false when `--check` found a problem.
@@ -611,14 +630,22 @@ pub async fn run(args: &Args) -> bool {
                 + shared.sid_changed.load(Relaxed)
                 + shared.no_pid.load(Relaxed)
                 + shared.gave_up.load(Relaxed);
-        if (settled && t.0 == 0 && Instant::now() > started + Duration::from_secs_f64(window + 0.5))
+        if (settled
+            && t.lost == 0
+            && Instant::now() > started + Duration::from_secs_f64(window + 0.5))
             || Instant::now() >= drain_until
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (lost, lossy, unacked, acked) = t;
+    let Tally {
+        lost,
+        lossy,
+        lost_at_recovered,
+        unacked,
+        acked,
+    } = t;
     let dup_readers = members
         .iter()
         .filter(|m| m.state.lock().is_ok_and(|s| s.duplicated > 0))
@@ -654,7 +681,7 @@ pub async fn run(args: &Args) -> bool {
         "recovery_latency": report::summary(&recovery),
         "reconnect_latency": report::summary(&reconnect),
         "acked": acked, "delivered": n(&shared.delivered),
-        "lost": lost, "readers_with_loss": lossy,
+        "lost": lost, "readers_with_loss": lossy, "lost_at_always_recovered_readers": lost_at_recovered,
         "duplicated": n(&shared.duplicated), "readers_with_duplicates": dup_readers,
         "reordered": n(&shared.reordered), "misrouted": n(&shared.misrouted),
         "foreign": n(&shared.foreign), "unacked_delivered": unacked, "ack_errors": errors,
@@ -680,7 +707,7 @@ pub async fn run(args: &Args) -> bool {
         format!("  drop → recovered answer:    {}", report::brief(&recovery)),
         format!("  connect → recovered answer: {}", report::brief(&reconnect)),
         format!(
-            "  {acked} acked messages: lost {lost} (at {lossy} members), duplicated {} (at {dup_readers}), reordered {}, misrouted {}",
+            "  {acked} acked messages: lost {lost} (at {lossy} members; {lost_at_recovered} at members always recovered), duplicated {} (at {dup_readers}), reordered {}, misrouted {}",
             n(&shared.duplicated), n(&shared.reordered), n(&shared.misrouted)
         ),
         format!(
