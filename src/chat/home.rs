@@ -123,7 +123,8 @@ pub struct RecoverAtHome {
     pub book_id: BookId,
     /// The newest sequence of the room the reader has.
     pub after: u64,
-    /// Its dropped connection's place in the roster (None after a restart).
+    /// Its dropped connection's place in the roster (after a restart, the place the kept
+    /// reader was given; None when it had none).
     pub old: Option<SocketRef>,
     pub conn: SocketRef,
     pub user_id: String,
@@ -176,6 +177,9 @@ pub struct HomeShard {
     /// This turn's messages, in the order they were numbered.
     pub pending: Vec<Pending>,
     ids: Option<IdGenerator>,
+    /// Whether this shard put the readers a restart kept back into its rosters
+    /// (`recovery::Recovery::restore_places`, at its first turn).
+    pub restored: bool,
 }
 
 impl HomeShard {

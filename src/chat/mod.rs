@@ -293,8 +293,13 @@ impl Handler for ChatApp {
         }
     }
 
-    fn next_wake(&self, _shard: &HomeShard) -> Option<Instant> {
-        self.recovery.as_ref().and_then(|r| r.next_due())
+    fn next_wake(&self, shard: &HomeShard) -> Option<Instant> {
+        let recovery = self.recovery.as_ref()?;
+        if !shard.restored {
+            // The first turn puts the readers a restart kept back into the rosters.
+            return Some(recovery.started());
+        }
+        recovery.next_due()
     }
 
     fn on_forward(&self, shard: &mut ShardOf<'_, Self>, message: ChatForward) {
@@ -320,6 +325,19 @@ impl Handler for ChatApp {
 
     fn on_turn_end(&self, shard: &mut ShardOf<'_, Self>) {
         if let Some(recovery) = &self.recovery {
+            if !shard.state.restored {
+                // The readers a restart kept are still in their rooms: back in the rosters.
+                shard.state.restored = true;
+                let (index, count) = (shard.index, shard.count);
+                let rosters = &mut shard.state.rosters;
+                recovery.restore_places(
+                    |book| home_shard(book, count) == index,
+                    |book, place, user_id, username| {
+                        let place = (place.shard, place.session);
+                        rosters.rebind(book, None, place, user_id, username);
+                    },
+                );
+            }
             // Readers whose recovery window ended: they leave their rooms now.
             for kept in recovery.take_due(shard.now) {
                 self.metrics.shard(shard.index).recovery("window_ended");

@@ -220,7 +220,7 @@ fn token_name(reader: &super::Reader) -> Option<String> {
 
 /// The leaves of a kept reader whose window ended (or that turned out unrecoverable), one per
 /// room, each to the room's home: its `userLeft` goes out there if it was the reader's last
-/// connection. None after a restart: the new rosters never held it.
+/// connection (after a restart, its place is the one `Recovery::load` gave it).
 pub(super) fn kept_leaves(kept: &Kept, shards: usize) -> Vec<(usize, ChatForward)> {
     let (Some(conn), Some(user_id)) = (&kept.roster_key, &kept.user_id) else {
         return Vec::new();

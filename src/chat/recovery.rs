@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::book::BookId;
+use crate::engineio::session::SessionRef;
 use crate::engineio::sid::RandomId;
 use crate::socketio::handler::SocketRef;
 use crate::socketio::recovery::{Delivered, Run};
@@ -45,7 +46,8 @@ pub struct Kept {
     pub username: Option<String>,
     /// What it had been sent, per room it was in (`received`), and the runs after that.
     pub delivered: Delivered,
-    /// Its place in the rooms' rosters (None once loaded after a restart: rosters are new).
+    /// Its place in the rooms' rosters: its dropped connection's, or after a restart one of
+    /// shard [`KEPT_SHARD`] (`Recovery::load`).
     pub roster_key: Option<SocketRef>,
     /// When its window ends.
     pub deadline: Instant,
@@ -58,11 +60,28 @@ struct Table {
     due: BinaryHeap<Reverse<(Instant, RandomId)>>,
 }
 
+/// The shard index of the roster places a restarted server gives the readers it kept: no
+/// shard has it, so a place never names a live connection (`Recovery::load`).
+pub const KEPT_SHARD: usize = usize::MAX;
+
+/// A kept reader to put back into a room's roster after a restart, by the room's home.
+#[derive(Debug, Clone)]
+struct RosterPlace {
+    pid: RandomId,
+    book_id: BookId,
+    place: SocketRef,
+    user_id: String,
+    username: String,
+}
+
 /// The recovery state every shard shares.
 pub struct Recovery {
     /// `--recovery-window`.
     pub window: Duration,
     table: Mutex<Table>,
+    /// Kept readers loaded at start, not yet back in their rooms' rosters (each home shard
+    /// takes its rooms' at its first turn).
+    places: Mutex<Vec<RosterPlace>>,
     /// The earliest window end, in nanoseconds after `epoch` (`u64::MAX`: none).
     next_due: AtomicU64,
     epoch: Instant,
@@ -86,6 +105,7 @@ impl Recovery {
         Recovery {
             window,
             table: Mutex::new(Table::default()),
+            places: Mutex::new(Vec::new()),
             next_due: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
         }
@@ -175,19 +195,78 @@ impl Recovery {
 
     /// Keep the readers [`Recovery::save`] wrote (those whose window has not ended); how many.
     /// Bytes that do not parse keep nobody (a reader then reconnects fresh, never wrongly).
+    ///
+    /// A restarted server's rosters are empty, yet a kept reader is still in its rooms until
+    /// its window ends (docs/API.md): each gets a place of its own (shard [`KEPT_SHARD`]),
+    /// which the rooms' homes put back in their rosters ([`Recovery::restore_places`]), its
+    /// recovery takes over and its window's end takes out (`userLeft`).
     pub fn load(&self, bytes: &[u8], now: Instant) -> usize {
         let Ok(saved) = serde_json::from_slice::<Vec<Saved>>(bytes) else {
             return 0;
         };
         let wall = SystemTime::now();
         let mut count = 0;
+        let mut places = Vec::new();
         for entry in saved {
-            if let Some((pid, kept)) = entry.into_kept(now, wall) {
+            if let Some((pid, mut kept)) = entry.into_kept(now, wall) {
+                let place = SocketRef {
+                    shard: KEPT_SHARD,
+                    session: SessionRef::new(count, 0),
+                    nsp: "/".to_owned(),
+                };
+                if let Some(user_id) = &kept.user_id {
+                    let username = kept.username.clone().unwrap_or_else(|| user_id.clone());
+                    for book_id in kept_books(&kept) {
+                        places.push(RosterPlace {
+                            pid,
+                            book_id,
+                            place: place.clone(),
+                            user_id: user_id.clone(),
+                            username: username.clone(),
+                        });
+                    }
+                }
+                kept.roster_key = Some(place);
                 self.keep(pid, kept);
                 count += 1;
             }
         }
+        *self.lock_places() = places;
         count
+    }
+
+    fn lock_places(&self) -> std::sync::MutexGuard<'_, Vec<RosterPlace>> {
+        self.places
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Put the loaded readers of the rooms `homes` selects back into their rosters with
+    /// `put(book, place, user_id, username)`, those still kept (one that recovered already
+    /// is back through its recovery). Each place is given once.
+    pub fn restore_places(
+        &self,
+        homes: impl Fn(BookId) -> bool,
+        mut put: impl FnMut(BookId, &SocketRef, &str, &str),
+    ) {
+        // The table's lock is held throughout: a recovery (`take`) is then wholly before
+        // (the place is skipped) or wholly after (its home swaps the place for it).
+        let table = self.table();
+        let mut places = self.lock_places();
+        places.retain(|p| {
+            if !homes(p.book_id) {
+                return true;
+            }
+            if table.by_pid.contains_key(&p.pid) {
+                put(p.book_id, &p.place, &p.user_id, &p.username);
+            }
+            false
+        });
+    }
+
+    /// When this table was made (a past instant: a wake-up at it is due at once).
+    pub fn started(&self) -> Instant {
+        self.epoch
     }
 
     /// How many readers are kept now.
@@ -336,6 +415,38 @@ mod tests {
     }
 
     #[test]
+    fn loaded_readers_get_roster_places_once_and_only_while_kept() {
+        let before = Recovery::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let (a, b) = (new_pid().unwrap(), new_pid().unwrap());
+        before.keep(a, kept(now + Duration::from_secs(60)));
+        before.keep(b, kept(now + Duration::from_secs(60)));
+        let after = Recovery::new(Duration::from_secs(60));
+        assert_eq!(after.load(&before.save(now), now), 2);
+        let taken = after.take(a, now).unwrap();
+        assert_eq!(taken.roster_key.as_ref().map(|k| k.shard), Some(KEPT_SHARD));
+        let mut put = Vec::new();
+        after.restore_places(
+            |book| book == BookId(99),
+            |_, _, _, _| panic!("not this home's"),
+        );
+        after.restore_places(
+            |_| true,
+            |book, place, user, name| {
+                put.push((book, place.clone(), user.to_owned(), name.to_owned()))
+            },
+        );
+        assert_eq!(put.len(), 1, "a recovered one is not put back: {put:?}");
+        assert_eq!(put[0].0, BookId(7));
+        assert_eq!((put[0].2.as_str(), put[0].3.as_str()), ("u1", "Ann"));
+        assert_eq!(
+            Some(&put[0].1),
+            after.take(b, now).unwrap().roster_key.as_ref()
+        );
+        after.restore_places(|_| true, |_, _, _, _| panic!("given once"));
+    }
+
+    #[test]
     fn kept_readers_survive_a_save_and_load_with_their_window() {
         let before = Recovery::new(Duration::from_secs(60));
         let now = Instant::now();
@@ -353,8 +464,9 @@ mod tests {
         );
         let back = after.take(pid, later).expect("kept across the restart");
         let mut expected = kept(back.deadline);
-        expected.roster_key = None;
+        expected.roster_key = back.roster_key.clone();
         assert_eq!(back, expected);
+        assert_eq!(back.roster_key.map(|k| k.shard), Some(KEPT_SHARD));
         let left = back.deadline.saturating_duration_since(later);
         assert!(
             left > Duration::from_secs(58) && left <= Duration::from_secs(60),

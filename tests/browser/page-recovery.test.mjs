@@ -185,8 +185,8 @@ test("across a server restart within the recovery window the page is recovered, 
   await page.waitForFunction(() => !window.socket.connected, null, { timeout: WAIT_MS });
   const starbuck = await support.bareClient(browser, baseUrl, { bookId: BOOK, userId: "s", username: "Starbuck" });
   await starbuck.post(["while away 1", "while away 2"]);
-  // Queequeg's client reconnects by itself; let it be back first (see the todo test below for
-  // a kept reader not yet back).
+  // Queequeg's client reconnects by itself; let it be back first (the test below has a kept
+  // reader not yet back).
   await queequeg.page.waitForFunction(() => window.bare.connected && window.bare.recovered === true, null, {
     timeout: WAIT_MS,
   });
@@ -212,13 +212,10 @@ test("across a server restart within the recovery window the page is recovered, 
 });
 
 // The contract: a reader that dropped (here: the server's SIGTERM) stays in its rooms until its
-// recovery window ends. Without a restart, `roomMembers` lists a dropped reader that has not come
-// back yet; after a restart it does not until that reader recovers, and when it does it is taken
-// back silently, so a page that asked in between never lists it. Kept as a todo (it runs, and
-// reports, without failing the suite) until the server lists kept readers after a restart.
+// recovery window ends, also across a restart: `roomMembers` lists a kept reader that has not come
+// back yet.
 test(
   "after a restart, a kept reader that has not come back yet is listed",
-  { todo: "server: kept readers are missing from roomMembers after a restart until they recover" },
   async () => {
     const BOOK = 2705;
     const ishmael = await support.reader(browser, baseUrl, BOOK, "Ishmael");

@@ -338,6 +338,48 @@ describe("recovery across a graceful restart, and when it is refused", skipUnles
     }
   });
 
+  test("after a restart, a kept reader not back yet is still listed, and leaves when its window ends", T, async () => {
+    const dataDir = await makeDataDir();
+    const flags = { ...FLAGS, recoveryWindow: 4000 };
+    let server = await startChatServer({ shards: 2, dataDir, flags });
+    const away = await startProxy(server.port);
+    const readers = new ChatClients(away.url);
+    let direct = new ChatClients(server.url);
+    try {
+      const bookId = newBook();
+      const user = newUser("away");
+      const reader = readers.create(CONFIGS[1], { reconnection: true });
+      await new Promise((resolve) => reader.once("connect", resolve));
+      assert.equal((await join(reader, { bookId, ...user })).ack.ok, true);
+      away.refuse(); // it never comes back
+      const dropped = nextDisconnect(reader);
+      await server.stop();
+      await dropped;
+      direct.closeAll();
+      server = await startChatServer({ shards: 2, dataDir, flags });
+      const restartedAt = Date.now();
+      direct = new ChatClients(server.url);
+      const watcher = await direct.connect(CONFIGS[1]);
+      const joined = await join(watcher, { bookId, ...newUser("watcher") });
+      assert.ok(
+        joined.ack.members.some((m) => m.userId === user.userId && m.username === user.username),
+        `the kept reader is in the room: ${JSON.stringify(joined.ack)}`,
+      );
+      assert.equal(joined.ack.memberCount, 2);
+      const left = await watcher.rec.waitMatch("userLeft", (e) => e.username === user.username, 8000, "userLeft at the window's end");
+      assert.equal(left.username, user.username);
+      assert.ok(Date.now() - restartedAt >= 1500, "not at once after the restart");
+      const now = await request(watcher, "roomMembers", { bookId });
+      assert.equal(now.memberCount, 1, JSON.stringify(now));
+    } finally {
+      readers.closeAll();
+      direct.closeAll();
+      await away.close();
+      await server.stop();
+      await removeDir(dataDir);
+    }
+  });
+
   test("after the window: not recovered, the room saw the reader leave when the window ended (not before)", T, async () => {
     const server = await startChatServer({ shards: 2, flags: { ...FLAGS, recoveryWindow: 1500 } });
     const proxy = await startProxy(server.port);
