@@ -3,16 +3,16 @@
 //! A connection starts as HTTP (a request head, maybe a body), may park a polling GET until
 //! its session has something to send, or becomes a WebSocket after the upgrade handshake.
 //! Buffers start empty and grow only while data passes (docs/ARCHITECTURE.md, principle 7);
-//! output is written from an offset so a partial write never moves the rest.
+//! so does a WebSocket's reading state ([`WsRead`]); output is written from an offset so a
+//! partial write never moves the rest.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use tungstenite::WebSocket;
 
 use super::admission::Admitted;
-use super::ws::Buffers;
+use super::ws::{self, Buffers, Inbound};
 
 /// Bytes read from a socket per `read` call; a read returning fewer emptied the socket.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -88,11 +88,19 @@ pub enum Mode {
     WebSocket,
 }
 
+/// A WebSocket connection's reading state.
+pub enum WsRead {
+    /// Between messages, nothing held: an idle connection costs no tungstenite state.
+    Rest,
+    /// Input is being read: tungstenite's context, until it is at rest again.
+    Active(Box<ws::Reader>),
+}
+
 pub struct Conn {
     pub stream: TcpStream,
-    /// HTTP buffers; while a WebSocket is open they live inside `ws` instead.
     pub buffers: Buffers,
-    pub ws: Option<Box<WebSocket<Buffers>>>,
+    /// `Some` once the connection is a WebSocket (kept while it closes).
+    pub ws: Option<WsRead>,
     pub mode: Mode,
     /// Closed this turn: its slot is freed at the end of it, and nothing more is done with it.
     pub closed: bool,
@@ -167,12 +175,31 @@ impl Conn {
         }
     }
 
-    /// The buffers in use: the WebSocket's while one is open.
+    /// The connection's buffers.
     pub fn io(&mut self) -> &mut Buffers {
-        match self.ws.as_mut() {
-            Some(ws) => ws.get_mut(),
-            None => &mut self.buffers,
+        &mut self.buffers
+    }
+
+    /// Read the next complete WebSocket message from the buffered input (`None` when the
+    /// connection is not a WebSocket). A reader is made when input waits and none is held,
+    /// and dropped again once it is at rest ([`ws::Reader::at_rest`]), so an idle WebSocket
+    /// holds none.
+    pub fn read_ws_message(&mut self, max_payload: usize) -> Option<Inbound> {
+        let state = self.ws.as_mut()?;
+        if let WsRead::Rest = state {
+            if self.buffers.input.len() <= self.buffers.taken {
+                return Some(Inbound::Pending);
+            }
+            *state = WsRead::Active(Box::new(ws::Reader::new(max_payload)));
         }
+        let WsRead::Active(reader) = state else {
+            return None;
+        };
+        let inbound = reader.read_message(&mut self.buffers);
+        if matches!(inbound, Inbound::Pending) && reader.at_rest() {
+            *state = WsRead::Rest;
+        }
+        Some(inbound)
     }
 
     pub fn output(&mut self) -> &mut Vec<u8> {
@@ -242,10 +269,7 @@ impl Conn {
         let mut written = self.written;
         let last = self.close_after_flush;
         let stream = &mut self.stream;
-        let buffers = match self.ws.as_mut() {
-            Some(ws) => ws.get_mut(),
-            None => &mut self.buffers,
-        };
+        let buffers = &mut self.buffers;
         let result = loop {
             let Some(rest) = buffers.output.get(written..) else {
                 break Ok(true);
