@@ -48,4 +48,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("http_head", crate::http::request::checks::check),
     ("sio_connection", sio_connection::check),
     ("sio_packet", crate::socketio::packet::checks::check),
+    ("ws_reader", crate::server::ws_checks::check),
 ];

@@ -3,7 +3,7 @@
 //! A connection starts as HTTP (a request head, maybe a body), may park a polling GET until
 //! its session has something to send, or becomes a WebSocket after the upgrade handshake.
 //! Buffers start empty and grow only while data passes (docs/ARCHITECTURE.md, principle 7);
-//! so does a WebSocket's reading state ([`WsRead`]); output is written from an offset so a
+//! so does a WebSocket's reading state ([`ws::ReadState`]); output is written from an offset so a
 //! partial write never moves the rest.
 
 use std::io::{self, Read, Write};
@@ -88,19 +88,12 @@ pub enum Mode {
     WebSocket,
 }
 
-/// A WebSocket connection's reading state.
-pub enum WsRead {
-    /// Between messages, nothing held: an idle connection costs no tungstenite state.
-    Rest,
-    /// Input is being read: tungstenite's context, until it is at rest again.
-    Active(Box<ws::Reader>),
-}
-
 pub struct Conn {
     pub stream: TcpStream,
     pub buffers: Buffers,
-    /// `Some` once the connection is a WebSocket (kept while it closes).
-    pub ws: Option<WsRead>,
+    /// `Some` once the connection is a WebSocket (kept while it closes): its reading state,
+    /// which holds nothing between messages.
+    pub ws: Option<ws::ReadState>,
     pub mode: Mode,
     /// Closed this turn: its slot is freed at the end of it, and nothing more is done with it.
     pub closed: bool,
@@ -181,25 +174,12 @@ impl Conn {
     }
 
     /// Read the next complete WebSocket message from the buffered input (`None` when the
-    /// connection is not a WebSocket). A reader is made when input waits and none is held,
-    /// and dropped again once it is at rest ([`ws::Reader::at_rest`]), so an idle WebSocket
-    /// holds none.
+    /// connection is not a WebSocket); see [`ws::ReadState::read_message`].
     pub fn read_ws_message(&mut self, max_payload: usize) -> Option<Inbound> {
-        let state = self.ws.as_mut()?;
-        if let WsRead::Rest = state {
-            if self.buffers.input.len() <= self.buffers.taken {
-                return Some(Inbound::Pending);
-            }
-            *state = WsRead::Active(Box::new(ws::Reader::new(max_payload)));
-        }
-        let WsRead::Active(reader) = state else {
-            return None;
-        };
-        let inbound = reader.read_message(&mut self.buffers);
-        if matches!(inbound, Inbound::Pending) && reader.at_rest() {
-            *state = WsRead::Rest;
-        }
-        Some(inbound)
+        let buffers = &mut self.buffers;
+        self.ws
+            .as_mut()
+            .map(|state| state.read_message(buffers, max_payload))
     }
 
     pub fn output(&mut self) -> &mut Vec<u8> {

@@ -18,7 +18,7 @@ use super::Shard;
 use crate::endpoint::{Event, Frames, Transmit};
 use crate::engineio::packet::Frame;
 use crate::engineio::session::CloseReason;
-use crate::server::conn::{Mode, WsRead};
+use crate::server::conn::Mode;
 use crate::server::ws::{self, status, WsClose};
 use crate::socketio::Handler;
 
@@ -101,7 +101,7 @@ impl<H: Handler> Shard<H> {
                 let conn = self.conns.get_mut(key).filter(|c| !c.closed)?;
                 conn.output().extend_from_slice(&accept);
                 // No reading state until a frame arrives (`Conn::read_ws_message`).
-                conn.ws = Some(WsRead::Rest);
+                conn.ws = Some(ws::ReadState::default());
                 conn.mode = Mode::WebSocket;
                 self.mark_dirty(key, false);
                 Some(key)
