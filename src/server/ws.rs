@@ -13,7 +13,8 @@
 //! read has been taken and it is [at rest](Reader::at_rest): the bytes given to it ended
 //! exactly at a frame's end, outside a fragmented message, on an open WebSocket. Whether they
 //! did is tracked by [`FrameScan`] from the frame headers (RFC 6455 §5.2) as tungstenite
-//! reads them; tungstenite alone validates them.
+//! reads them; tungstenite alone validates them. The `ws_reader` fuzz check (`checks`) holds
+//! the shard's way to one reader kept throughout, on streams cut into any pieces.
 //!
 //! Every close the server starts says why, in a close frame with RFC 6455's status code
 //! ([`WsClose`]; the mapping is in docs/LIMITS.md). This module never closes a socket itself:
