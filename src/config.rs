@@ -99,6 +99,11 @@ pub struct ServerConfig {
     /// wait (`server/shard.rs`, `mark_dirty`). Zero, the default, writes at the end of the
     /// loop turn as always. At most [`MAX_WRITE_DELAY`].
     pub write_delay: Duration,
+    /// Connection state recovery (`--recovery-window`, docs/API.md "Reconnecting without
+    /// losing messages"): how long a connection that dropped unexpectedly may be recovered.
+    /// Zero turns recovery off; otherwise each session logs the sequenced broadcasts it was
+    /// sent since its client last answered a ping (`socketio::recovery`). Default 120 s.
+    pub recovery_window: Duration,
 }
 
 /// The longest `--write-delay` accepted: beyond it a chat reads as broken, not batched.
@@ -158,6 +163,7 @@ impl Default for ServerConfig {
             max_json_elements: 10_000,
             bus_capacity: 65_536,
             write_delay: Duration::ZERO,
+            recovery_window: Duration::from_millis(120_000),
         }
     }
 }
@@ -337,6 +343,14 @@ pub struct Flags {
         help = "ms allowed to complete the WebSocket upgrade [default: 10000]"
     )]
     pub upgrade_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_RECOVERY_WINDOW",
+        value_name = "MS",
+        help = "ms a connection that dropped unexpectedly can be recovered with every message it \
+                missed; 0: recovery off [default: 120000]"
+    )]
+    pub recovery_window: Option<String>,
     #[arg(
         long,
         env = "READREALM_MAX_CONNECTIONS",
@@ -603,6 +617,12 @@ impl Settings {
             "--connect-timeout" => server.connect_timeout = millis(value)?,
             "--max-payload" => server.max_payload = count(value, 1024)?,
             "--upgrade-timeout" => server.upgrade_timeout = millis(value)?,
+            "--recovery-window" => {
+                server.recovery_window = value
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| bad("a whole number of milliseconds (0 turns recovery off)"))?
+            }
             "--max-connections" => server.max_connections = count(value, 0)?,
             "--max-connections-per-ip" => server.max_connections_per_ip = count(value, 0)?,
             "--trusted-proxies" => {

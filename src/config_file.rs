@@ -112,6 +112,7 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--ping-timeout" => ms(server.ping_timeout),
         "--connect-timeout" => ms(server.connect_timeout),
         "--upgrade-timeout" => ms(server.upgrade_timeout),
+        "--recovery-window" => ms(server.recovery_window),
         "--request-timeout" => ms(server.request_timeout),
         "--write-delay" => crate::config::format_write_delay(server.write_delay),
         "--max-payload" => server.max_payload.to_string(),

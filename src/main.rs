@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use readrealm_chat::chat::auth::TokenVerifier;
+use readrealm_chat::chat::recovery::Recovery;
 use readrealm_chat::chat::ChatApp;
 use readrealm_chat::metrics::Metrics;
 use readrealm_chat::server::Ops;
@@ -84,6 +85,24 @@ fn main() -> ExitCode {
     let metrics = Metrics::new(settings.server.shards);
     let mut app =
         ChatApp::new(Arc::clone(&store), settings.chat).with_metrics(Arc::clone(&metrics));
+    // Connection state recovery: the readers kept at the last graceful shutdown come back
+    // with their windows (taken out of the store, so a crash from here on recovers nobody
+    // twice).
+    let recovery = (!settings.server.recovery_window.is_zero()).then(|| {
+        let recovery = Arc::new(Recovery::new(settings.server.recovery_window));
+        match store.take_kept_sessions() {
+            Ok(Some(saved)) => {
+                let kept = recovery.load(&saved, std::time::Instant::now());
+                log_info!("recovery_loaded", kept = kept);
+            }
+            Ok(None) => {}
+            Err(e) => log_error!("recovery_load_failed", cause = e),
+        }
+        recovery
+    });
+    if let Some(recovery) = &recovery {
+        app = app.with_recovery(Arc::clone(recovery));
+    }
     if let Some(verifier) = verifier {
         log_info!(
             "auth_enabled",
@@ -117,6 +136,14 @@ fn main() -> ExitCode {
     log_info!("shutting_down");
     server.shutdown();
     let joined = server.join();
+    // The shutdown dropped every connection as recoverable: keep them for the next start.
+    if let Some(recovery) = &recovery {
+        let kept = recovery.kept_count();
+        match store.save_kept_sessions(&recovery.save(std::time::Instant::now())) {
+            Ok(()) => log_info!("recovery_saved", kept = kept),
+            Err(e) => log_error!("recovery_save_failed", cause = e),
+        }
+    }
     let flushed = store.flush();
     match (joined, flushed) {
         (Ok(()), Ok(())) => {

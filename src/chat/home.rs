@@ -51,9 +51,9 @@ use crate::socketio::handler::{ShardOf, SocketRef};
 use crate::store::{BookTail, IdGenerator, StoredMessage, StoredValue};
 use crate::time::now_millis;
 
-use super::errors::ChatError;
+use super::errors::{ChatError, ErrorCode};
 use super::history::RoomHistory;
-use super::message::{book_room, presence};
+use super::message::{book_room, encode_message, new_message_json, presence};
 use super::presence::{Presence, Rosters};
 use super::validate::MessageRequest;
 use super::{ChatApp, ChatForward};
@@ -114,6 +114,34 @@ pub struct MembersAtHome {
     pub book_id: BookId,
     pub reply_to: SocketRef,
     pub ack_id: u64,
+}
+
+/// A recovered connection coming back into a room (`chat::recovery`), on its way to the home:
+/// answered with a [`RecoveredRoom`] to `conn`.
+#[derive(Debug)]
+pub struct RecoverAtHome {
+    pub book_id: BookId,
+    /// The newest sequence of the room the reader has.
+    pub after: u64,
+    /// Its dropped connection's place in the roster (None after a restart).
+    pub old: Option<SocketRef>,
+    pub conn: SocketRef,
+    pub user_id: String,
+    pub username: String,
+}
+
+/// The home's answer to a recovery: every message the reader missed, oldest first, encoded
+/// as `newMessage` data arrays with their offsets; the reader joins above `floor`.
+#[derive(Debug)]
+pub struct RecoveredRoom {
+    pub book_id: BookId,
+    /// What the reader had (its replay's `received`).
+    pub after: u64,
+    /// `(seq, ["newMessage", message, offset])` for each missed message, in room order; or
+    /// why they could not be read (the reader is then disconnected, never left with a gap).
+    pub replay: Result<Vec<(u64, Box<str>)>, ChatError>,
+    /// The newest sequence broadcast before this answer: the reader joins above it.
+    pub floor: u64,
 }
 
 /// What the home answers a join: the room as of the join (or why it failed).
@@ -275,6 +303,59 @@ impl ChatApp {
             let room = book_room(leave.book_id);
             shard.broadcast_except("/", room, "userLeft", event, leave.conn);
         }
+    }
+
+    /// A recovered connection is back: it takes its old place in the roster (nobody is told)
+    /// and gets every message of the room after `after` from the store, then joins above the
+    /// newest of them. As for a join (module doc), the answer is sent at one point of the
+    /// room's stream: every message broadcast before it is in the store and so in the
+    /// replay, every one after reaches the reader as a broadcast.
+    pub(super) fn recover_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, back: RecoverAtHome) {
+        let RecoverAtHome {
+            book_id,
+            after,
+            old,
+            conn,
+            user_id,
+            username,
+        } = back;
+        let old = old.map(|old| (old.shard, old.session));
+        let key = (conn.shard, conn.session);
+        shard
+            .state
+            .rosters
+            .rebind(book_id, old, key, &user_id, &username);
+        let read = self
+            .store
+            .after(book_id, after, super::recovery::MAX_REPLAY * 2);
+        let (replay, floor) = match read {
+            Ok((messages, false)) => {
+                let floor = messages.last().map_or(after, |m| m.seq);
+                let replay = messages
+                    .iter()
+                    .map(|m| (m.seq, new_message_json(&encode_message(m), book_id, m.seq)))
+                    .collect();
+                (Ok(replay), floor)
+            }
+            Ok((_, true)) => (
+                Err(ChatError::new(
+                    ErrorCode::Unavailable,
+                    "too many messages missed to replay",
+                )),
+                after,
+            ),
+            Err(error) => (
+                Err(ChatError::new(ErrorCode::Unavailable, error.to_string())),
+                after,
+            ),
+        };
+        let answer = RecoveredRoom {
+            book_id,
+            after,
+            replay,
+            floor,
+        };
+        shard.forward_to_socket(conn, ChatForward::Recovered(Box::new(answer)));
     }
 
     /// `roomMembers`: the room's readers now, through the asker's ack.

@@ -78,6 +78,20 @@ fn as_display<S: serde::Serializer>(
 /// two timestamps.
 const MESSAGE_JSON_OVERHEAD: usize = 160;
 
+/// `["newMessage",message,"<bookId>:<seq>"]`: the event with its offset as last argument,
+/// as every recipient gets it while connection state recovery is on (docs/API.md; the
+/// offset is `socketio::recovery::Offset`). Built once per message, shared by all.
+pub fn new_message_json(message: &str, book_id: BookId, seq: u64) -> Box<str> {
+    let offset = format!(
+        "\"{}\"",
+        crate::socketio::recovery::Offset {
+            room: book_id.get(),
+            seq
+        }
+    );
+    crate::socketio::handler::event_array_json("newMessage", &[message, &offset])
+}
+
 /// Encode a stored message as its JSON object text, once.
 pub fn encode_message(message: &StoredMessage) -> EncodedMessage {
     let created = iso8601(message.value.created_ms);

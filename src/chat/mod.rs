@@ -15,6 +15,8 @@ pub mod limits;
 pub mod message;
 pub mod paging;
 pub mod presence;
+mod reconnect;
+pub mod recovery;
 pub mod validate;
 
 use crate::book::BookId;
@@ -23,16 +25,25 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::engineio::sid::RandomId;
 use crate::metrics::Metrics;
 use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
+use crate::socketio::recovery::recoverable;
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::Store;
 use auth::{TokenIdentity, TokenVerifier};
 use errors::{ChatError, ErrorCode};
 use history::{HistoryCache, RoomHistory};
-use home::{home_shard, HomeShard, JoinAnswer, JoinAtHome, LeaveAtHome, MembersAtHome, Post};
+use home::{
+    home_shard, HomeShard, JoinAnswer, JoinAtHome, LeaveAtHome, MembersAtHome, Post, RecoverAtHome,
+    RecoveredRoom,
+};
 use limits::{ChatLimits, RateLimiter};
-use message::{book_room, encode_message, message_ack_json, room_name, EncodedMessage};
+use message::{
+    book_room, encode_message, message_ack_json, new_message_json, room_name, EncodedMessage,
+};
+use reconnect::kept_leaves;
+use recovery::Recovery;
 use validate::{Payload, TokenBound};
 
 /// Most `chat_error` log lines per second, all shards together: errors are caused by
@@ -55,6 +66,8 @@ pub struct ChatApp {
     history: HistoryCache,
     /// Token authentication, when a key is configured (`auth`).
     auth: Option<Arc<TokenVerifier>>,
+    /// Connection state recovery, when its window is not zero (`recovery`).
+    recovery: Option<Arc<Recovery>>,
 }
 
 impl ChatApp {
@@ -65,7 +78,16 @@ impl ChatApp {
             metrics: Metrics::new(1),
             history: HistoryCache::default(),
             auth: None,
+            recovery: None,
         }
+    }
+
+    /// Recover dropped connections (docs/API.md, "Reconnecting without losing messages"):
+    /// `newMessage` carries its offset, CONNECT answers carry a pid, and dropped readers are
+    /// kept in `recovery` for its window. The caller keeps a handle to save them at shutdown.
+    pub fn with_recovery(mut self, recovery: Arc<Recovery>) -> ChatApp {
+        self.recovery = Some(recovery);
+        self
     }
 
     /// Require a valid token on every connection (docs/API.md, "Token authentication").
@@ -114,6 +136,11 @@ pub struct Reader {
     /// The token of this connection's latest first join of a room (`home`: an answer to an
     /// older join of a room left since puts nobody in the room).
     joins: u32,
+    /// Connection state recovery: the pid its CONNECT answer gave (None with recovery off).
+    pid: Option<RandomId>,
+    /// The username of its latest join, kept with it if it drops (a restarted server's
+    /// rosters learn it back from a recovery).
+    username: Option<Box<str>>,
 }
 
 /// The books one connection is in, in join order, each with the token of the join that
@@ -164,6 +191,10 @@ pub enum ChatForward {
     Members(MembersAtHome),
     /// For the joining socket, through [`Handler::on_socket_forward`].
     Joined(Box<JoinAnswer>),
+    /// A recovered connection back in a room, to the room's home (`recovery`).
+    Recover(Box<RecoverAtHome>),
+    /// The home's replay for a recovered connection, through [`Handler::on_socket_forward`].
+    Recovered(Box<RecoveredRoom>),
 }
 
 impl Handler for ChatApp {
@@ -176,23 +207,25 @@ impl Handler for ChatApp {
     }
 
     fn on_connect(&self, socket: &mut SocketOf<'_, Self>, auth: &Value) -> Result<(), Refusal> {
-        let Some(verifier) = &self.auth else {
-            return Ok(());
-        };
-        let identity = verifier.check_auth(auth).map_err(|reason| {
-            auth::log_refusal(socket.origin.shard, reason);
-            reason.refusal()
-        })?;
-        // The transport closes when the token expires (plus the leeway); the client's next
-        // connection presents a fresh token.
-        if let Some(at) = identity
-            .remaining(SystemTime::now())
-            .and_then(|left| socket.now.checked_add(left))
-        {
-            socket.close_transport_at(at);
+        if let Some(verifier) = &self.auth {
+            let identity = verifier.check_auth(auth).map_err(|reason| {
+                auth::log_refusal(socket.origin.shard, reason);
+                reason.refusal()
+            })?;
+            // The transport closes when the token expires (plus the leeway); the client's
+            // next connection presents a fresh token.
+            if let Some(at) = identity
+                .remaining(SystemTime::now())
+                .and_then(|left| socket.now.checked_add(left))
+            {
+                socket.close_transport_at(at);
+            }
+            socket.state.user_id = Some(identity.user_id.clone());
+            socket.state.token = Some(Box::new(identity));
         }
-        socket.state.user_id = Some(identity.user_id.clone());
-        socket.state.token = Some(Box::new(identity));
+        if let Some(recovery) = &self.recovery {
+            self.connect_recovering(socket, recovery, auth);
+        }
         Ok(())
     }
 
@@ -237,11 +270,15 @@ impl Handler for ChatApp {
         }
     }
 
-    fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, _reason: &str) {
-        // Connection state recovery (not built yet) must not keep a connection whose token
-        // has expired (`socket.state.token`'s `close_at_unix_secs` passed): it leaves now.
-        // Every room loses the connection once. Connection state recovery will defer this
-        // (the rooms kept until the recovery window ends): this loop is the one place to do it.
+    fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, reason: &str) {
+        // A drop that may be recovered keeps the reader in its rooms until its window ends
+        // (`recovery`); anything else (a clean disconnect, a close at token expiry, a
+        // protocol error) leaves every room now, each once.
+        if let Some(recovery) = self.recovery.as_ref().filter(|_| recoverable(reason)) {
+            if self.keep_dropped(socket, recovery) {
+                return;
+            }
+        }
         let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
         for (book_id, _) in rooms {
             leave_at_home(socket, book_id);
@@ -249,9 +286,15 @@ impl Handler for ChatApp {
     }
 
     fn on_socket_forward(&self, socket: &mut SocketOf<'_, Self>, message: ChatForward) {
-        if let ChatForward::Joined(answer) = message {
-            self.joined(socket, *answer);
+        match message {
+            ChatForward::Joined(answer) => self.joined(socket, *answer),
+            ChatForward::Recovered(room) => self.recovered(socket, *room),
+            _ => {}
         }
+    }
+
+    fn next_wake(&self, _shard: &HomeShard) -> Option<Instant> {
+        self.recovery.as_ref().and_then(|r| r.next_due())
     }
 
     fn on_forward(&self, shard: &mut ShardOf<'_, Self>, message: ChatForward) {
@@ -259,8 +302,9 @@ impl Handler for ChatApp {
             ChatForward::Join(join) => self.join_at_home(shard, *join),
             ChatForward::Leave(leave) => self.leave_at_home(shard, leave),
             ChatForward::Members(ask) => self.members_at_home(shard, ask),
+            ChatForward::Recover(back) => self.recover_at_home(shard, *back),
             // Answers go to sockets (`on_socket_forward`), never to a shard.
-            ChatForward::Joined(_) => {}
+            ChatForward::Joined(_) | ChatForward::Recovered(_) => {}
             ChatForward::Post(post) => {
                 let index = shard.index;
                 let store = &self.store;
@@ -275,6 +319,15 @@ impl Handler for ChatApp {
     }
 
     fn on_turn_end(&self, shard: &mut ShardOf<'_, Self>) {
+        if let Some(recovery) = &self.recovery {
+            // Readers whose recovery window ended: they leave their rooms now.
+            for kept in recovery.take_due(shard.now) {
+                self.metrics.shard(shard.index).recovery("window_ended");
+                for (home, leave) in kept_leaves(&kept, shard.count) {
+                    shard.forward(home, leave);
+                }
+            }
+        }
         if shard.state.pending.is_empty() {
             return;
         }
@@ -299,12 +352,14 @@ impl Handler for ChatApp {
                     .record_batch(&stored, |book| store.newest(book, HISTORY_LEN));
                 drop(stored);
                 for (item, text) in pending.into_iter().zip(texts) {
-                    shard.broadcast_json(
-                        "/",
-                        book_room(item.message.book_id),
-                        event_array_json("newMessage", &[&text]),
-                        Some(item.message.seq),
-                    );
+                    let (book_id, seq) = (item.message.book_id, item.message.seq);
+                    // With recovery on, the offset is the last argument: the same bytes for
+                    // every recipient, so the event is still encoded once.
+                    let data = match self.recovery {
+                        Some(_) => new_message_json(&text, book_id, seq),
+                        None => event_array_json("newMessage", &[&text]),
+                    };
+                    shard.broadcast_json("/", book_room(book_id), data, Some(seq));
                     if let Some(ack) = item.ack_id {
                         shard.ack_to_json(item.reply_to, ack, message_ack_json(&text));
                     }
@@ -364,6 +419,9 @@ impl ChatApp {
             ));
         }
         let binds = socket.state.user_id.is_none();
+        if socket.state.username.as_deref() != Some(request.username.as_str()) {
+            socket.state.username = Some(request.username.as_str().into());
+        }
         socket
             .state
             .user_id

@@ -167,6 +167,38 @@ impl Rosters {
         Presence::Left(username)
     }
 
+    /// A recovered connection takes the place of the dropped one it was (`old`, None after
+    /// a restart) in `book`, telling nobody: its reader never left (docs/API.md,
+    /// "Reconnecting without losing messages"). If `old` is not in the room (a restart
+    /// emptied the rosters), `conn` is added as a join would, but silently.
+    pub fn rebind(
+        &mut self,
+        book: BookId,
+        old: Option<ConnKey>,
+        conn: ConnKey,
+        user_id: &str,
+        username: &str,
+    ) {
+        let held = self
+            .rooms
+            .get_mut(&book)
+            .and_then(|roster| roster.readers.get_mut(user_id))
+            .zip(old)
+            .filter(|(reader, old)| reader.has(old));
+        match held {
+            Some((reader, old)) => {
+                if reader.first == old {
+                    reader.first = conn;
+                } else if let Some(slot) = reader.more.iter_mut().find(|c| **c == old) {
+                    *slot = conn;
+                }
+            }
+            None => {
+                let _silent = self.join(book, conn, user_id, username);
+            }
+        }
+    }
+
     /// The room's roster (`None` for a room nobody is in).
     pub fn room(&self, book: BookId) -> Option<&Roster> {
         self.rooms.get(&book)
@@ -190,6 +222,39 @@ impl Rosters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recovered_connection_takes_the_dropped_ones_place_silently() {
+        let mut rosters = Rosters::default();
+        let book = BookId(5);
+        assert_eq!(
+            rosters.join(book, conn(1), "u", "Ann"),
+            Presence::Entered("Ann".into())
+        );
+        assert_eq!(rosters.join(book, conn(2), "u", "Ann"), Presence::Unchanged);
+        rosters.rebind(book, Some(conn(2)), conn(3), "u", "Ann");
+        assert_eq!(
+            rosters.leave(book, conn(2), "u"),
+            Presence::Unchanged,
+            "replaced"
+        );
+        assert_eq!(
+            rosters.leave(book, conn(1), "u"),
+            Presence::Unchanged,
+            "conn 3 is still in"
+        );
+        assert_eq!(
+            rosters.leave(book, conn(3), "u"),
+            Presence::Left("Ann".into())
+        );
+        // After a restart: nobody to replace, the reader is back in the room all the same.
+        rosters.rebind(book, None, conn(4), "v", "Bob");
+        assert_eq!(rosters.answer(book, None).1, 1);
+        assert_eq!(
+            rosters.leave(book, conn(4), "v"),
+            Presence::Left("Bob".into())
+        );
+    }
 
     fn conn(n: usize) -> ConnKey {
         (

@@ -19,6 +19,7 @@ use crate::socketio::handler::{
     Command, EngineMessage, Origin, RoomId, ShardCommand, ShardContext, SocketRef,
 };
 use crate::socketio::packet::Packet;
+use crate::socketio::recovery::Delivered;
 use crate::socketio::{packet_frames, Handler};
 
 impl<H: Handler> Endpoint<H> {
@@ -31,6 +32,11 @@ impl<H: Handler> Endpoint<H> {
         };
         let message = match entry.eio.on_inbound(packet, now) {
             Inbound::Nothing => {
+                self.schedule(session);
+                return true;
+            }
+            Inbound::Pong => {
+                entry.pong_received();
                 self.schedule(session);
                 return true;
             }
@@ -78,10 +84,19 @@ impl<H: Handler> Endpoint<H> {
     /// The session is closing: its sockets leave their namespaces (the application hears
     /// of it, and what its sockets' last commands broadcast reaches everyone else); nothing
     /// more is sent to the session itself.
-    pub(super) fn app_session_closed(&mut self, session: SessionRef, reason: CloseReason) {
+    ///
+    /// `delivered` is what the session's client was sent and surely has, when deliveries are
+    /// logged (connection state recovery), for the application's `on_disconnect`.
+    pub(super) fn app_session_closed(
+        &mut self,
+        session: SessionRef,
+        reason: CloseReason,
+        delivered: Option<&Delivered>,
+    ) {
+        let reason = reason.socket_reason(self.shutting_down);
         let outputs = self
-            .with_sio(session, |sio, call, out| {
-                sio.close(call, reason.as_str(), out)
+            .with_sio_delivered(session, delivered, |sio, call, out| {
+                sio.close(call, reason, out)
             })
             .map(|((), outputs)| outputs)
             .unwrap_or_default();
@@ -92,7 +107,7 @@ impl<H: Handler> Endpoint<H> {
                     o,
                     Output::Send(_)
                         | Output::Command {
-                            command: Command::Emit(_),
+                            command: Command::Emit(_) | Command::EmitSequenced { .. },
                             ..
                         }
                 )
@@ -113,6 +128,20 @@ impl<H: Handler> Endpoint<H> {
             &mut Vec<Output<H::Forward>>,
         ) -> R,
     ) -> Option<(R, Vec<Output<H::Forward>>)> {
+        self.with_sio_delivered(session, None, f)
+    }
+
+    /// [`Self::with_sio`], the calls seeing `delivered` (a closing session's deliveries).
+    fn with_sio_delivered<R>(
+        &mut self,
+        session: SessionRef,
+        delivered: Option<&Delivered>,
+        f: impl FnOnce(
+            &mut SioConnection<H::State>,
+            &mut Call<'_, H>,
+            &mut Vec<Output<H::Forward>>,
+        ) -> R,
+    ) -> Option<(R, Vec<Output<H::Forward>>)> {
         let handler = Arc::clone(&self.handler);
         let origin = self.origin(session);
         let sio = self
@@ -127,6 +156,7 @@ impl<H: Handler> Endpoint<H> {
             origin,
             ids: &mut self.ids,
             now: self.now,
+            delivered,
         };
         let mut outputs = Vec::new();
         let result = f(sio, &mut call, &mut outputs);
@@ -160,7 +190,21 @@ impl<H: Handler> Endpoint<H> {
     fn run_command(&mut self, session: SessionRef, nsp: &str, command: Command<H::Forward>) {
         match command {
             Command::Emit(packet) => self.send_packet(session, &packet),
-            Command::Join { room, floor } => self.join_room(session, nsp, room, floor),
+            Command::Join {
+                room,
+                floor,
+                received,
+            } => self.join_room(session, nsp, room, floor, received),
+            Command::EmitSequenced { packet, room, seq } => {
+                self.send_packet(session, &packet);
+                if self.tracks_deliveries() {
+                    if let Some(entry) = self.session(session) {
+                        entry.deliveries.delivered(room, seq);
+                    }
+                }
+            }
+            // Meaningful in `on_connect` only, where the Socket.IO layer takes it.
+            Command::ConnectAs { .. } => {}
             Command::Leave(room) => self.leave_rooms(session, nsp, |r| *r == room),
             Command::Broadcast {
                 room,
@@ -334,7 +378,14 @@ impl<H: Handler> Endpoint<H> {
 
     /// Put the session's socket of `nsp` in a room (once; a socket no longer connected to
     /// `nsp` joins nothing).
-    fn join_room(&mut self, session: SessionRef, nsp: &str, room: RoomId, floor: u64) {
+    fn join_room(
+        &mut self,
+        session: SessionRef,
+        nsp: &str,
+        room: RoomId,
+        floor: u64,
+        received: u64,
+    ) {
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -353,7 +404,8 @@ impl<H: Handler> Endpoint<H> {
             nsp: nsp.to_owned(),
             room,
         };
-        let membership = self.rooms.join(key, Member { session, floor });
+        let mut membership = self.rooms.join(key, Member { session, floor });
+        membership.received = received;
         if let Some(entry) = self.session(session) {
             if entry.memberships.capacity() == 0 {
                 // Most readers are in one room: no room for four.
@@ -423,6 +475,12 @@ impl<H: Handler> Endpoint<H> {
         let outer = std::mem::replace(&mut self.fanning_out, large);
         let outer_delivering = std::mem::replace(&mut self.delivering, true);
         let max_outbound = self.config.max_outbound_bytes;
+        // Connection state recovery logs each delivery of a numbered room's sequenced
+        // broadcast (`crate::socketio::recovery`): a push onto a run, per member.
+        let logged = match (room, seq) {
+            (RoomId::Number(room), Some(seq)) if self.tracks_deliveries() => Some((*room, seq)),
+            _ => None,
+        };
         let mut delivered = 0;
         let mut ready_polls = Vec::new();
         let mut too_slow = Vec::new();
@@ -438,6 +496,9 @@ impl<H: Handler> Endpoint<H> {
                 continue;
             };
             delivered += 1;
+            if let Some((room, seq)) = logged {
+                entry.deliveries.delivered(room, seq);
+            }
             if entry.eio.transport() == Transport::WebSocket {
                 if let Some(&conn) = entry.eio.websocket_conn() {
                     self.transmits.push_back(Transmit::Frames {

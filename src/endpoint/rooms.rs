@@ -23,6 +23,9 @@ pub struct RoomKey {
 pub struct Membership {
     pub key: RoomKey,
     pub slot: usize,
+    /// Connection state recovery: the newest sequence of this room the session's client
+    /// surely has (its join's, raised at each answered ping; `crate::socketio::recovery`).
+    pub received: u64,
 }
 
 /// One member: its session, and the sequence number at or below which broadcasts are not
@@ -50,7 +53,11 @@ impl Rooms {
             .entry(key.room.clone())
             .or_default()
             .insert(member);
-        Membership { key, slot }
+        Membership {
+            key,
+            slot,
+            received: 0,
+        }
     }
 
     /// Remove a membership returned by [`Rooms::join`].

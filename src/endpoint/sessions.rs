@@ -24,7 +24,9 @@ use crate::engineio::sid::Sid;
 use crate::http::write_text_head;
 use crate::metrics::TransportLabel;
 use crate::socketio::connection::SioConnection;
+use crate::socketio::handler::RoomId;
 use crate::socketio::packet::Limits;
+use crate::socketio::recovery::{Delivered, DeliveryLog};
 use crate::socketio::Handler;
 
 /// One Engine.IO session and everything the endpoint keeps for it.
@@ -42,6 +44,40 @@ pub struct SessionEntry<S> {
     pub memberships: Vec<super::rooms::Membership>,
     /// The instant of this session's live timer entry.
     pub timer_at: Option<Instant>,
+    /// Sequenced broadcasts sent since the client last answered a ping, when connection
+    /// state recovery is on (`crate::socketio::recovery`; empty and unallocated otherwise).
+    pub deliveries: DeliveryLog,
+}
+
+impl<S> SessionEntry<S> {
+    /// The client answered the ping in flight: what was sent before it is surely received.
+    pub(super) fn pong_received(&mut self) {
+        let memberships = &mut self.memberships;
+        self.deliveries.pong_received(|room, seq| {
+            let joined = memberships
+                .iter_mut()
+                .find(|m| m.key.room == RoomId::Number(room));
+            if let Some(membership) = joined {
+                membership.received = membership.received.max(seq);
+            }
+        });
+    }
+
+    /// What the session's client was sent and surely has, for its application at a close.
+    pub(super) fn delivered(&self) -> Delivered {
+        let received = self
+            .memberships
+            .iter()
+            .filter_map(|m| match m.key.room {
+                RoomId::Number(room) => Some((room, m.received)),
+                RoomId::Name(_) => None,
+            })
+            .collect();
+        Delivered {
+            received,
+            runs: self.deliveries.runs().to_vec(),
+        }
+    }
 }
 
 /// A polling GET held until its session has something to send.
@@ -59,6 +95,11 @@ impl<H: Handler> Endpoint<H> {
         self.sessions
             .get_mut(session.key)
             .filter(|entry| entry.generation == session.generation)
+    }
+
+    /// Whether sessions log their sequenced deliveries (connection state recovery is on).
+    pub(super) fn tracks_deliveries(&self) -> bool {
+        !self.config.recovery_window.is_zero()
     }
 
     /// Open a session: on polling (`websocket` is `None`) or on WebSocket `websocket`.
@@ -92,6 +133,7 @@ impl<H: Handler> Endpoint<H> {
             post_conn: None,
             memberships: Vec::new(),
             timer_at: None,
+            deliveries: DeliveryLog::default(),
         });
         self.metrics
             .shard(self.index)
@@ -138,6 +180,7 @@ impl<H: Handler> Endpoint<H> {
     }
 
     pub(super) fn on_session_timer(&mut self, session: SessionRef, at: Instant, now: Instant) {
+        let tracking = self.tracks_deliveries();
         let Some(entry) = self.session(session) else {
             return;
         };
@@ -157,10 +200,16 @@ impl<H: Handler> Endpoint<H> {
         }
         match entry.eio.on_timeout(now) {
             TimeoutOutcome::Nothing => {}
-            TimeoutOutcome::Ping => match entry.eio.websocket_conn().copied() {
-                Some(conn) => self.transmit_frames(conn, &[PING]),
-                None => self.flush_polling(session),
-            },
+            TimeoutOutcome::Ping => {
+                if tracking {
+                    // Everything logged so far is written before this ping.
+                    entry.deliveries.ping_sent();
+                }
+                match entry.eio.websocket_conn().copied() {
+                    Some(conn) => self.transmit_frames(conn, &[PING]),
+                    None => self.flush_polling(session),
+                }
+            }
             TimeoutOutcome::UpgradeExpired(probe) => {
                 self.unlink(probe);
                 let close = WsClose::new(status::NORMAL, "upgrade timeout");
@@ -262,10 +311,12 @@ impl<H: Handler> Endpoint<H> {
         reason: CloseReason,
         close: WsClose,
     ) {
-        if self.session(session).is_none() {
+        let tracking = self.tracks_deliveries();
+        let Some(entry) = self.session(session) else {
             return;
-        }
-        self.app_session_closed(session, reason);
+        };
+        let delivered = tracking.then(|| entry.delivered());
+        self.app_session_closed(session, reason, delivered.as_ref());
         let Some(entry) = self.session(session) else {
             return;
         };

@@ -143,6 +143,21 @@ impl CloseReason {
         }
     }
 
+    /// The reason a Socket.IO socket of the session leaves with (socket.io's server-side
+    /// `disconnect` reasons): an Engine.IO close from the client is a `transport close`, as
+    /// in engine.io; a server close is `server shutting down` while the server stops, else
+    /// `forced server close` (limits, an application's request). Applications tell
+    /// recoverable drops by it (`crate::socketio::recovery::recoverable`).
+    pub fn socket_reason(self, shutting_down: bool) -> &'static str {
+        match self {
+            CloseReason::ClientClose | CloseReason::TransportClose => "transport close",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ProtocolError(_) => "parse error",
+            CloseReason::ServerClose if shutting_down => "server shutting down",
+            CloseReason::ServerClose => "forced server close",
+        }
+    }
+
     /// The reason string socket.io uses for `disconnect`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -175,6 +190,9 @@ pub enum GetOutcome {
 pub enum Inbound {
     /// Nothing to do.
     Nothing,
+    /// The pong of the ping in flight: the client has read everything written before that
+    /// ping (connection state recovery counts on it, `crate::socketio::recovery`).
+    Pong,
     /// A text message for the layer above.
     Message(String),
     /// A binary message for the layer above.
@@ -419,6 +437,7 @@ impl<C, G> Session<C, G> {
             EioPacket::Pong(_) => {
                 if let Heartbeat::PongBy(_) = self.heartbeat {
                     self.heartbeat = Heartbeat::PingAt(now + self.config.ping_interval);
+                    return Inbound::Pong;
                 }
                 Inbound::Nothing
             }
@@ -621,9 +640,14 @@ mod tests {
         let t2 = t1 + Duration::from_millis(50);
         assert_eq!(
             s.on_inbound(EioPacket::Pong(String::new()), t2),
-            Inbound::Nothing
+            Inbound::Pong
         );
         assert_eq!(s.next_deadline(), t2 + Duration::from_millis(300));
+        assert_eq!(
+            s.on_inbound(EioPacket::Pong(String::new()), t2),
+            Inbound::Nothing,
+            "a second pong answers no ping"
+        );
     }
 
     #[test]

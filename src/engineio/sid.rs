@@ -65,10 +65,20 @@ pub fn generate(shard: usize, ids: &mut IdSource) -> String {
 
 /// A random id of 128 bits in base64url (22 characters), for Socket.IO socket ids; kept
 /// inline, since every connected socket holds one.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RandomId([u8; 22]);
 
 impl RandomId {
+    /// The id `text` spells, if it is shaped like one (22 base64url characters), e.g. a
+    /// socket id kept for connection state recovery.
+    pub fn parse(text: &str) -> Option<RandomId> {
+        let bytes: [u8; 22] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .then_some(RandomId(bytes))
+    }
+
     pub fn as_str(&self) -> &str {
         // Only base64url characters are ever written into it.
         std::str::from_utf8(&self.0).unwrap_or_default()

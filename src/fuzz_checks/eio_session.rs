@@ -366,10 +366,18 @@ impl Driver {
         match (&packet, outcome) {
             (EioPacket::Message(a), Inbound::Message(b)) => assert_eq!(*a, b),
             (EioPacket::Binary(a), Inbound::Binary(b)) => assert_eq!(*a, b),
+            (EioPacket::Pong(_), Inbound::Pong) => {
+                assert!(
+                    matches!(m.heartbeat, Heartbeat::PongBy(_)),
+                    "a pong answers a ping only when one is in flight"
+                );
+                m.heartbeat = Heartbeat::PingAt(self.now + m.config.ping_interval);
+            }
             (EioPacket::Pong(_), Inbound::Nothing) => {
-                if let Heartbeat::PongBy(_) = m.heartbeat {
-                    m.heartbeat = Heartbeat::PingAt(self.now + m.config.ping_interval);
-                }
+                assert!(
+                    !matches!(m.heartbeat, Heartbeat::PongBy(_)),
+                    "the pong of the ping in flight is reported"
+                );
             }
             (EioPacket::Noop, Inbound::Nothing) => {}
             (EioPacket::Close, Inbound::Close(CloseReason::ClientClose)) => return Err(Ended),

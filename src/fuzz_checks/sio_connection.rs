@@ -198,6 +198,7 @@ impl Driver {
                 shard_count: 1,
                 session: crate::engineio::session::SessionRef::new(0, 0),
             },
+            delivered: None,
             ids: &mut self.ids,
             now: self.now,
         };
@@ -369,6 +370,7 @@ impl Driver {
                 Some("join") => expected.push(command(Command::Join {
                     room: "r".into(),
                     floor: 0,
+                    received: 0,
                 })),
                 _ => {}
             }

@@ -38,6 +38,19 @@ pub const ERROR_CODES: [&str; 7] = [
     "other",
 ];
 
+/// What became of connection state recovery attempts and kept readers, as labels: a
+/// reconnection `recovered`, or started fresh for one of the reasons after it
+/// (`chat::recovery::Fresh`); a dropped reader `kept`; a kept one whose `window_ended`.
+pub const RECOVERY_OUTCOMES: [&str; 7] = [
+    "recovered",
+    "unknown_pid",
+    "other_reader",
+    "bad_offset",
+    "gap_too_long",
+    "kept",
+    "window_ended",
+];
+
 /// Why sessions ended, as metric labels (see [`CloseReason`]).
 pub const DISCONNECT_REASONS: [&str; 5] = [
     "client_close",
@@ -113,6 +126,8 @@ pub struct ShardMetrics {
     deliveries: AtomicU64,
     errors: [AtomicU64; ERROR_CODES.len()],
     disconnects: [AtomicU64; DISCONNECT_REASONS.len()],
+    /// Connection state recovery, by [`RECOVERY_OUTCOMES`].
+    recoveries: [AtomicU64; RECOVERY_OUTCOMES.len()],
     /// Sessions closed for a protocol error, by the rule broken ([`Violation::index`]).
     violations: Counters<{ Violation::COUNT }>,
     /// Cross-shard bus messages this shard dropped (a full or ended inbox), by
@@ -174,6 +189,14 @@ impl ShardMetrics {
             .position(|c| *c == code)
             .unwrap_or(ERROR_CODES.len() - 1);
         Self::add(slot(&self.errors, index), 1);
+    }
+
+    /// A connection state recovery event, `outcome` one of [`RECOVERY_OUTCOMES`] (anything
+    /// else is not counted).
+    pub fn recovery(&self, outcome: &str) {
+        if let Some(index) = RECOVERY_OUTCOMES.iter().position(|o| *o == outcome) {
+            Self::add(slot(&self.recoveries, index), 1);
+        }
     }
 
     /// A bus message of `kind` (one of [`BUS_DROP_KINDS`]) dropped: its inbox was full or
@@ -367,6 +390,20 @@ impl Metrics {
         for (i, code) in ERROR_CODES.iter().enumerate() {
             let n = self.sum(|s| slot(&s.errors, i));
             let _ = writeln!(out, "readrealm_errors_total{{code=\"{code}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "readrealm_recoveries_total",
+            "counter",
+            "Connection state recovery: reconnections recovered or started fresh (by why), \
+             readers kept after a drop, kept readers whose window ended.",
+        );
+        for (i, outcome) in RECOVERY_OUTCOMES.iter().enumerate() {
+            let n = self.sum(|s| slot(&s.recoveries, i));
+            let _ = writeln!(
+                out,
+                "readrealm_recoveries_total{{outcome=\"{outcome}\"}} {n}"
+            );
         }
         family(
             &mut out,

@@ -37,6 +37,9 @@ pub struct Call<'a, H: Handler> {
     pub ids: &'a mut IdSource,
     /// The time of the event being handled.
     pub now: Instant,
+    /// For a session closing: its deliveries, when they are logged (see
+    /// [`super::handler::Socket::delivered`]).
+    pub delivered: Option<&'a super::recovery::Delivered>,
 }
 
 /// What the shard must do after a message.
@@ -233,9 +236,21 @@ impl<S: Default> SioConnection<S> {
             Ok(()) => {
                 // Connected: the connect timeout no longer applies.
                 self.connect_deadline = None;
+                let mut pid = None;
+                commands.retain_mut(|command| match command {
+                    Command::ConnectAs { pid: p, id } => {
+                        pid = Some(std::mem::take(p));
+                        if let Some(id) = id.take() {
+                            socket.id = id;
+                        }
+                        false
+                    }
+                    _ => true,
+                });
                 out.push(Output::Send(connect_answer(
                     &socket.nsp,
                     socket.id.as_str(),
+                    pid.as_deref(),
                 )));
                 push_commands(&socket.nsp, commands, out);
                 if self.sockets.capacity() == 0 {
@@ -355,11 +370,16 @@ fn socket_view<'a, H: Handler>(
         now: call.now,
         commands,
         next_ack_id: &mut socket.next_ack_id,
+        delivered: call.delivered,
     }
 }
 
-fn connect_answer(nsp: &str, id: &str) -> Packet {
+/// `{"sid"}`, or `{"sid","pid"}` with connection state recovery (socket.io 4.6+).
+fn connect_answer(nsp: &str, id: &str, pid: Option<&str>) -> Packet {
     let mut data = serde_json::Map::new();
     data.insert("sid".to_owned(), Value::String(id.to_owned()));
+    if let Some(pid) = pid {
+        data.insert("pid".to_owned(), Value::String(pid.to_owned()));
+    }
     Packet::connect(nsp, Some(Value::Object(data)))
 }

@@ -155,7 +155,24 @@ pub enum Command<F = ()> {
     Emit(Packet),
     /// Put this socket in a room of its namespace. Broadcasts sent with a sequence number
     /// at or below `floor` are not delivered to it (it already has them, e.g. as history).
-    Join { room: RoomId, floor: u64 },
+    /// `received` (at most `floor`) is the newest sequence its client surely has, for
+    /// connection state recovery (`super::recovery`): `floor` for a join that sent the
+    /// history, less for a recovery whose replay (`EmitSequenced`) is not yet confirmed.
+    Join {
+        room: RoomId,
+        floor: u64,
+        received: u64,
+    },
+    /// Send a packet to this socket that carries sequence `seq` of numbered room `room` (a
+    /// replayed broadcast): logged like a broadcast's delivery for connection state recovery.
+    EmitSequenced { packet: Packet, room: u64, seq: u64 },
+    /// In [`Handler::on_connect`] only: the CONNECT answer carries `pid` (connection state
+    /// recovery's private id, socket.io 4.6+), and with `id` the socket takes that id instead
+    /// of a new one (a recovered socket keeps the id it had). Ignored anywhere else.
+    ConnectAs {
+        pid: Box<str>,
+        id: Option<crate::engineio::sid::RandomId>,
+    },
     /// Take this socket out of a room.
     Leave(RoomId),
     /// Send a packet to every socket in a room of this namespace, on every shard, optionally
@@ -241,6 +258,9 @@ pub struct Socket<'a, S, Sh = (), F = ()> {
     pub now: std::time::Instant,
     pub commands: &'a mut Vec<Command<F>>,
     pub next_ack_id: &'a mut u64,
+    /// In [`Handler::on_disconnect`] of a session whose deliveries are logged (connection
+    /// state recovery on): what its client was sent and surely has (`super::recovery`).
+    pub delivered: Option<&'a super::recovery::Delivered>,
 }
 
 impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
@@ -308,7 +328,32 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
         self.commands.push(Command::Join {
             room: room.into(),
             floor,
+            received: floor,
         });
+    }
+
+    /// Join a recovered socket's room: broadcasts up to `floor` are replayed by the
+    /// application ([`Socket::emit_sequenced`]); its client surely has up to `received`.
+    pub fn join_recovered(&mut self, room: u64, floor: u64, received: u64) {
+        self.commands.push(Command::Join {
+            room: RoomId::Number(room),
+            floor,
+            received: received.min(floor),
+        });
+    }
+
+    /// Emit an event (data array already encoded, name first) that carries sequence `seq`
+    /// of numbered room `room`; see [`Command::EmitSequenced`].
+    pub fn emit_sequenced(&mut self, data: Box<str>, room: u64, seq: u64) {
+        let packet = Packet::event_json(self.nsp, data, None);
+        self.commands
+            .push(Command::EmitSequenced { packet, room, seq });
+    }
+
+    /// In [`Handler::on_connect`]: answer with `pid`, and as socket `id` when recovered; see
+    /// [`Command::ConnectAs`].
+    pub fn connect_as(&mut self, pid: Box<str>, id: Option<crate::engineio::sid::RandomId>) {
+        self.commands.push(Command::ConnectAs { pid, id });
     }
 
     pub fn leave(&mut self, room: impl Into<RoomId>) {

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod json_limits;
 pub mod json_text;
 pub mod packet;
+pub mod recovery;
 
 use bytes::Bytes;
 

@@ -80,6 +80,9 @@ pub const IDS_CF: &str = "ids";
 /// The column family of the layout's bookkeeping (`layout`).
 pub const META_CF: &str = "meta";
 
+/// The `meta` key of the sessions kept for connection state recovery across a restart.
+const KEPT_SESSIONS_KEY: &[u8] = b"recovery/kept-sessions";
+
 pub struct Store {
     db: DB,
     sync_writes: bool,
@@ -259,6 +262,68 @@ impl Store {
             seq,
             value,
         })
+    }
+
+    /// A book's messages with a sequence above `after`, oldest first; at most `limit` of the
+    /// newest of them, and whether there were more (connection state recovery's replay, which
+    /// refuses rather than skip any). One seek, then one step per message.
+    pub fn after(
+        &self,
+        book_id: BookId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+        let prefix = key::prefix(book_id.get());
+        let mut read = ReadOptions::default();
+        read.set_prefix_same_as_start(true);
+        let mut iter = self.db.raw_iterator_opt(read);
+        iter.seek(prefix);
+        let mut messages = Vec::new();
+        let mut more = false;
+        while iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let message = Self::decode_message(k, v)?;
+            if message.seq <= after {
+                break;
+            }
+            if messages.len() == limit {
+                more = true;
+                break;
+            }
+            messages.push(message);
+            iter.next();
+        }
+        iter.status()?;
+        messages.reverse();
+        Ok((messages, more))
+    }
+
+    /// Keep `blob` (the sessions kept for connection state recovery at a graceful shutdown)
+    /// until [`Store::take_kept_sessions`]; an empty blob forgets them.
+    pub fn save_kept_sessions(&self, blob: &[u8]) -> Result<(), StoreError> {
+        let meta = self.cf(META_CF)?;
+        if blob.is_empty() {
+            self.db.delete_cf(meta, KEPT_SESSIONS_KEY)?;
+        } else {
+            self.db.put_cf(meta, KEPT_SESSIONS_KEY, blob)?;
+        }
+        Ok(())
+    }
+
+    /// The blob [`Store::save_kept_sessions`] kept, removed from the store (a crash after this
+    /// start then recovers nobody: never a session twice).
+    pub fn take_kept_sessions(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let meta = self.cf(META_CF)?;
+        let blob = self.db.get_cf(meta, KEPT_SESSIONS_KEY)?;
+        if blob.is_some() {
+            self.db.delete_cf(meta, KEPT_SESSIONS_KEY)?;
+        }
+        Ok(blob)
     }
 
     /// Where a book's history ends (all zero for an empty book).

@@ -374,6 +374,7 @@ describe("token expiry closes the connection", skipUnlessOwnServer("--auth-jwt-*
         await waitUntil(() => socket.connected, WAIT_MS, "connected again");
         assert.equal(minted.length, 2, "the auth callback was asked once more");
         assert.notEqual(socket.id, firstId, "a new connection, not a recovered one");
+        assert.equal(socket.recovered, false, "a close at token expiry is not recoverable");
         // The new connection holds the fresh token's identity and stays open past the old exp.
         const rejoined = await socket.timeout(WAIT_MS).emitWithAck("joinRoom", { bookId, username: "Stubb" });
         assert.equal(rejoined.ok, true, JSON.stringify(rejoined));
@@ -385,6 +386,62 @@ describe("token expiry closes the connection", skipUnlessOwnServer("--auth-jwt-*
         socket.io.reconnection(false);
         socket.disconnect();
         clients.closeAll();
+      }
+    });
+  }
+});
+
+describe("a recovering connection presents its token like any other", skipUnlessOwnServer("--auth-jwt-* flags"), () => {
+  const h = useServer(async () => ({
+    "auth-jwt-secret-file": await writeKeyFile("recovery-secret", secretBytes),
+  }));
+
+  for (const config of CONFIGS) {
+    test(`same sub: recovered; another sub: fresh; a bad token: refused (${config.key})`, T, async () => {
+      const sub = `recovering-${crypto.randomUUID()}`;
+      let token = await sign(hmacKey, "HS256", { sub, iss: undefined, aud: undefined });
+      // socket.io-client asks the callback again at every reconnection; `pid` and `offset`
+      // are merged into what it answers.
+      const socket = io(h.server.url, { forceNew: true, auth: (cb) => cb({ token }), timeout: WAIT_MS, ...config.opts });
+      const drop = async () => {
+        const dropped = new Promise((resolve) => socket.once("disconnect", resolve));
+        socket.io.engine.close();
+        await withTimeout(dropped, WAIT_MS, "the drop");
+        return new Promise((resolve, reject) => {
+          socket.once("connect", resolve);
+          socket.once("connect_error", reject);
+        });
+      };
+      try {
+        await ready(socket, config);
+        const bookId = newBook();
+        const joined = await socket.timeout(WAIT_MS).emitWithAck("joinRoom", { bookId, username: "Queequeg" });
+        assert.equal(joined.ok, true, JSON.stringify(joined));
+        const firstId = socket.id;
+        // A fresh token of the same reader: recovered, still in the room.
+        token = await sign(hmacKey, "HS256", { sub, iss: undefined, aud: undefined, exp: now() + 900 });
+        await withTimeout(drop(), 10_000, "the reconnection");
+        assert.equal(socket.recovered, true, "the same sub recovers");
+        assert.equal(socket.id, firstId);
+        const sent = await socket.timeout(WAIT_MS).emitWithAck("chatMessage", { bookId, username: "Queequeg", content: "still here" });
+        assert.equal(sent.ok, true, JSON.stringify(sent));
+        assert.equal(sent.message.userId, sub);
+        // Another reader's token on the same pid: a fresh connection, in no room.
+        token = await sign(hmacKey, "HS256", { sub: `${sub}-other`, iss: undefined, aud: undefined });
+        await withTimeout(drop(), 10_000, "the reconnection as another reader");
+        assert.equal(socket.recovered, false, "another sub starts fresh");
+        assert.notEqual(socket.id, firstId);
+        const notIn = await socket.timeout(WAIT_MS).emitWithAck("chatMessage", { bookId, username: "Queequeg", content: "who am I" });
+        assertError(assert, notIn, "not_in_room");
+        // A bad token is refused like on any connection.
+        token = "not.a.token";
+        const refused = await withTimeout(drop().then(() => null, (err) => err), 10_000, "the refusal");
+        assert.ok(refused, "the reconnection with a bad token is refused");
+        assert.equal(refused.message, "unauthorized");
+        assert.equal(refused.data?.reason, "invalid_token");
+      } finally {
+        socket.io.reconnection(false);
+        socket.disconnect();
       }
     });
   }

@@ -1,0 +1,238 @@
+//! The chat's side of connection state recovery, per connection: a CONNECT with a `pid`
+//! (recovered or fresh), a drop (kept), a window's end (its rooms left), the home's replay.
+//!
+//! The rules are docs/API.md's "Reconnecting without losing messages"; the kept table is
+//! `recovery`, the exact cut of what a dropped client had is `socketio::recovery`, the replay
+//! is read by each room's home (`home::recover_at_home`). Must never replay a message twice or
+//! skip one: whatever cannot be made exact (an unknown offset, too long a gap, another
+//! reader's token, a store error) is answered as not recovered, or closes the transport so
+//! the client reconnects fresh.
+
+use serde_json::Value;
+
+use super::home::{home_shard, LeaveAtHome, RecoverAtHome, RecoveredRoom};
+use super::recovery::{kept_books, new_pid, Fresh, Kept, Recovery, MAX_REPLAY};
+use super::{leave_at_home, ChatApp, ChatForward};
+use crate::book::BookId;
+use crate::engineio::sid::RandomId;
+use crate::socketio::handler::SocketOf;
+use crate::socketio::recovery::{Delivered, Offset};
+
+impl ChatApp {
+    /// A CONNECT while recovery is on: recover the reader kept under its `pid` if the rules
+    /// allow, else start fresh; either way the answer carries the connection's pid.
+    pub(super) fn connect_recovering(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        recovery: &Recovery,
+        auth: &Value,
+    ) {
+        let claimed = auth
+            .get("pid")
+            .and_then(Value::as_str)
+            .and_then(RandomId::parse);
+        // Absent: the client handled no newMessage; present but malformed: refused below.
+        let offset = auth
+            .get("offset")
+            .map(|o| o.as_str().and_then(Offset::parse));
+        let outcome = match claimed.and_then(|pid| Some(pid).zip(recovery.take(pid, socket.now))) {
+            Some((pid, kept)) => match self.recover(socket, pid, &kept, offset) {
+                Ok(()) => Ok(()),
+                Err(why) => {
+                    // Not recoverable after all: its rooms see it leave now.
+                    for (home, leave) in kept_leaves(&kept, socket.origin.shard_count) {
+                        socket.forward(home, leave);
+                    }
+                    Err(why)
+                }
+            },
+            None => Err(Fresh::UnknownPid),
+        };
+        let label = match outcome {
+            Ok(()) => "recovered",
+            Err(Fresh::UnknownPid) => "unknown_pid",
+            Err(Fresh::OtherReader) => "other_reader",
+            Err(Fresh::BadOffset) => "bad_offset",
+            Err(Fresh::GapTooLong) => "gap_too_long",
+        };
+        // A first connection (no pid) is not an attempt.
+        if claimed.is_some() {
+            self.metrics.shard(socket.origin.shard).recovery(label);
+        }
+        crate::log_debug!("recovery", shard = socket.origin.shard, outcome = label);
+        if outcome.is_err() {
+            if let Some(pid) = new_pid() {
+                socket.state.pid = Some(pid);
+                socket.connect_as(pid.as_str().into(), None);
+            }
+        }
+    }
+
+    /// Make this socket the kept reader again: same id and pid, same identity, back in each
+    /// of its rooms through the room's home, which replays what it missed.
+    fn recover(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        pid: RandomId,
+        kept: &Kept,
+        offset: Option<Option<Offset>>,
+    ) -> Result<(), Fresh> {
+        let same_reader = match &socket.state.token {
+            Some(token) => kept.user_id.as_deref() == Some(token.user_id.as_str()),
+            None => !kept.authenticated,
+        };
+        if !same_reader {
+            return Err(Fresh::OtherReader);
+        }
+        let offset = match offset {
+            None => None,
+            Some(Some(offset)) => Some(offset),
+            Some(None) => return Err(Fresh::BadOffset),
+        };
+        let through = kept
+            .delivered
+            .received_through(offset)
+            .map_err(|_| Fresh::BadOffset)?;
+        for &(room, had) in &through {
+            let missed = self
+                .store
+                .tail(BookId(room))
+                .map(|tail| tail.seq.saturating_sub(had))
+                .map_err(|_| Fresh::GapTooLong)?;
+            if missed > MAX_REPLAY as u64 {
+                return Err(Fresh::GapTooLong);
+            }
+        }
+        let state = &mut *socket.state;
+        if state.token.is_none() {
+            state.user_id.clone_from(&kept.user_id);
+        }
+        state.username = kept.username.as_deref().map(Into::into);
+        let user_id = state.user_id.clone().unwrap_or_default();
+        let username = token_name(state).unwrap_or_default();
+        let conn = socket.me();
+        for (room, had) in through {
+            let book_id = BookId(room);
+            socket.state.joins = socket.state.joins.wrapping_add(1);
+            let token = socket.state.joins;
+            socket.state.rooms.insert(book_id, token);
+            let back = RecoverAtHome {
+                book_id,
+                after: had,
+                old: kept.roster_key.clone(),
+                conn: conn.clone(),
+                user_id: user_id.clone(),
+                username: username.clone(),
+            };
+            let home = home_shard(book_id, socket.origin.shard_count);
+            socket.forward(home, ChatForward::Recover(Box::new(back)));
+        }
+        socket.state.pid = Some(pid);
+        socket.connect_as(pid.as_str().into(), Some(kept.sid));
+        Ok(())
+    }
+
+    /// A drop that may be recovered: keep the reader for the window, in the rooms whose
+    /// join was answered (the others it leaves now). False when it cannot be kept (no pid,
+    /// its token expired, deliveries not logged): the caller makes it leave everything.
+    pub(super) fn keep_dropped(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        recovery: &Recovery,
+    ) -> bool {
+        let (Some(pid), Some(delivered), Some(sid)) = (
+            socket.state.pid,
+            socket.delivered,
+            RandomId::parse(socket.id),
+        ) else {
+            return false;
+        };
+        let expired = socket.state.token.as_ref().is_some_and(|token| {
+            token
+                .remaining(std::time::SystemTime::now())
+                .is_some_and(|left| left.is_zero())
+        });
+        if expired {
+            return false;
+        }
+        let mut kept_delivered = Delivered {
+            received: Vec::new(),
+            runs: delivered.runs.clone(),
+        };
+        let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
+        for (book_id, _) in rooms {
+            match delivered
+                .received
+                .iter()
+                .find(|(room, _)| *room == book_id.get())
+            {
+                Some(received) => kept_delivered.received.push(*received),
+                // Its join is still on its way back from the home: not in the room yet.
+                None => leave_at_home(socket, book_id),
+            }
+        }
+        let kept = Kept {
+            sid,
+            user_id: socket.state.user_id.clone(),
+            authenticated: socket.state.token.is_some(),
+            username: token_name(socket.state),
+            delivered: kept_delivered,
+            roster_key: Some(socket.me()),
+            deadline: socket.now + recovery.window,
+        };
+        recovery.keep(pid, kept);
+        self.metrics.shard(socket.origin.shard).recovery("kept");
+        true
+    }
+
+    /// The home's replay for a recovered room: join above it, then the missed messages, in
+    /// order, each with its offset. A replay that could not be read closes the transport:
+    /// the client reconnects (not recovered) and joins again, rather than live with a gap.
+    pub(super) fn recovered(&self, socket: &mut SocketOf<'_, Self>, room: RecoveredRoom) {
+        if socket.state.rooms.token(&room.book_id).is_none() {
+            // Left (leaveRoom) since: the home has its leave, after the recovery.
+            return;
+        }
+        let book = room.book_id.get();
+        match room.replay {
+            Ok(replay) => {
+                socket.join_recovered(book, room.floor, room.after);
+                for (seq, data) in replay {
+                    socket.emit_sequenced(data, book, seq);
+                }
+            }
+            Err(error) => {
+                self.count_error(socket.origin.shard, "recovery", &error);
+                socket.close_transport_at(socket.now);
+            }
+        }
+    }
+}
+
+/// The username a kept reader is listed with: its token's `name`, else its latest join's.
+fn token_name(reader: &super::Reader) -> Option<String> {
+    reader
+        .token
+        .as_ref()
+        .and_then(|t| t.username.clone())
+        .or_else(|| reader.username.as_deref().map(str::to_owned))
+}
+
+/// The leaves of a kept reader whose window ended (or that turned out unrecoverable), one per
+/// room, each to the room's home: its `userLeft` goes out there if it was the reader's last
+/// connection. None after a restart: the new rosters never held it.
+pub(super) fn kept_leaves(kept: &Kept, shards: usize) -> Vec<(usize, ChatForward)> {
+    let (Some(conn), Some(user_id)) = (&kept.roster_key, &kept.user_id) else {
+        return Vec::new();
+    };
+    kept_books(kept)
+        .map(|book_id| {
+            let leave = LeaveAtHome {
+                book_id,
+                conn: conn.clone(),
+                user_id: user_id.clone(),
+            };
+            (home_shard(book_id, shards), ChatForward::Leave(leave))
+        })
+        .collect()
+}
