@@ -249,7 +249,8 @@ impl ReadState {
         inbound
     }
 
-    /// Whether a reader is held now.
+    /// Whether a reader is held now (for the `ws_reader` check).
+    #[cfg(any(test, feature = "checks"))]
     pub fn is_reading(&self) -> bool {
         self.0.is_some()
     }
