@@ -2,119 +2,38 @@
 // (no browser download). The release server runs on a temporary data directory; two pages in
 // the same book chat with each other, a third joins and sees the history, a page closes and
 // the others see it leave. A screenshot is kept in tests/browser/artifacts/ (path printed).
-//
-// CHROMIUM (default /usr/bin/chromium) and READREALM_BIN_DIR (default target/release) may be
-// set. Every wait is bounded.
+// The server and browser helpers are in support.mjs.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import * as support from "./support.mjs";
+import { say, messageTexts, waitForText } from "./support.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, "..", "..");
-const WAIT_MS = 10_000;
 const BOOK = "2701";
 const ARTIFACT = path.join(here, "artifacts", "reading-room.png");
 
 let server;
 let baseUrl;
-let dataDir;
 let browser;
 
-/** Start the release binary on 127.0.0.1:0; resolves with its address once it listens. */
-function startServer(dir) {
-  const bin = path.join(process.env.READREALM_BIN_DIR || path.join(repoRoot, "target", "release"), "readrealm-chat");
-  const child = spawn(
-    bin,
-    ["--listen", "127.0.0.1:0", "--data-dir", dir, "--shards", "2", "--log", "debug"],
-    { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stderr = "";
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const address = new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), WAIT_MS);
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-      const match = out.match(/listening on (\S+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-  });
-  return { child, address, stderr: () => stderr };
-}
-
 before(async () => {
-  dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "readrealm-browser-"));
-  server = startServer(dataDir);
-  baseUrl = `http://${await server.address}`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    timeout: 30_000,
-  });
+  server = await support.startServer();
+  baseUrl = server.baseUrl;
+  browser = await support.launchBrowser();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
-  if (server) {
-    server.child.kill("SIGTERM");
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        server.child.kill("SIGKILL");
-        resolve();
-      }, 5000);
-      server.child.once("exit", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-  if (dataDir) await fs.rm(dataDir, { recursive: true, force: true });
+  await server?.stop();
 });
 
 /** A phone-sized page that has joined BOOK as `name`. */
-async function reader(name) {
-  const context = await browser.newContext({ viewport: { width: 390, height: 740 }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
-  await page.goto(baseUrl + "/", { timeout: WAIT_MS });
-  await page.fill("#book", BOOK);
-  await page.fill("#name", name);
-  await page.press("#name", "Enter");
-  await page.waitForSelector("#room:not([hidden])", { timeout: WAIT_MS });
-  return { page, context, problems };
-}
-
-/** Type a message and send it with Enter. */
-async function say(page, text) {
-  await page.fill("#content", text);
-  await page.press("#content", "Enter");
-}
-
-/** The texts of the messages on the page, oldest first. */
-function messageTexts(page) {
-  return page.$$eval("#messages .msg .text", (nodes) => nodes.map((n) => n.textContent));
-}
-
-async function waitForText(page, selector, text) {
-  await page.waitForFunction(
-    ([sel, want]) => [...document.querySelectorAll(sel)].some((n) => n.textContent === want),
-    [selector, text],
-    { timeout: WAIT_MS },
-  );
+function reader(name) {
+  return support.reader(browser, baseUrl, BOOK, name);
 }
 
 test("the page and its scripts are served with the right headers", async () => {

@@ -45,6 +45,8 @@ import {
 } from "./chat-helpers.mjs";
 
 const T = { timeout: 60_000 };
+/** The recovery window of the servers whose tests drop connections. */
+const RECOVERY_WINDOW_MS = 1500;
 
 /** A `before`/`after`/`beforeEach`/`afterEach` set for one server; returns a live handle. */
 function useServer(options) {
@@ -223,7 +225,9 @@ const NOT_OBJECTS = [
 // ---------------------------------------------------------------------------------------------
 
 describe("readrealm-chat --shards 2 with the default limits", () => {
-  const h = useServer({ shards: 2 });
+  // A dropped connection may be recovered: its rooms lose it when its recovery window ends
+  // (docs/API.md), 1.5 s here so that the drop tests see it happen.
+  const h = useServer({ shards: 2, flags: { recoveryWindow: RECOVERY_WINDOW_MS } });
 
   describe("joinRoom", () => {
     test("joinRoom acks {ok:true, room:\"book_2701\"} and sends previousMessages [] for an empty room", T, async () => {
@@ -644,8 +648,12 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
   });
 
   describe("disconnect", () => {
-    /** `victim` in 3 rooms (each with one other member) and having left a 4th; `close()`s it. */
-    async function disconnectScenario(victimConfig, close) {
+    /**
+     * `victim` in 3 rooms (each with one other member) and having left a 4th; `close()`s it.
+     * A `dropped` victim (not a clean `disconnect()`) may still be recovered: its rooms see it
+     * leave only when its recovery window ends.
+     */
+    async function disconnectScenario(victimConfig, close, { dropped = false } = {}) {
       const books = [newBook(), newBook(), newBook(), newBook()];
       const victim = await h.clients.connect(victimConfig);
       const vu = newUser("victim");
@@ -658,9 +666,19 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
       assert.deepEqual(await leave(victim, { bookId: books[3], username: vu.username }), { ok: true });
       await others[3].socket.rec.waitCount("userLeft", 1);
       await close(victim);
+      const closedAt = Date.now();
+      if (dropped) {
+        await sleep(RECOVERY_WINDOW_MS / 2);
+        for (const o of others.slice(0, 3)) {
+          assert.equal(o.socket.rec.count("userLeft"), 0, "no userLeft while the victim may be recovered");
+        }
+      }
       for (const o of others.slice(0, 3)) {
         const [ev] = await o.socket.rec.waitCount("userLeft", 1);
         assertPresence(assert, ev, vu.username);
+      }
+      if (dropped) {
+        assert.ok(Date.now() - closedAt >= RECOVERY_WINDOW_MS - 100, `userLeft ${Date.now() - closedAt} ms after the drop`);
       }
       await sleep(700);
       for (const [i, o] of others.entries()) {
@@ -683,11 +701,11 @@ describe("readrealm-chat --shards 2 with the default limits", () => {
         const ws = s.io.engine.transport.ws;
         assert.equal(typeof ws?.terminate, "function", "engine.io-client's ws transport exposes the ws socket");
         ws.terminate();
-      });
+      }, { dropped: true });
     });
 
     test("disconnect: a polling client whose engine closes → each room gets exactly one userLeft", T, async () => {
-      await disconnectScenario(configByKey("polling"), async (s) => s.io.engine.close());
+      await disconnectScenario(configByKey("polling"), async (s) => s.io.engine.close(), { dropped: true });
     });
   });
 
@@ -1057,6 +1075,7 @@ describe("readrealm-chat --shards 2 with small configured limits", () => {
       maxPayload: 4096,
       pingInterval: 300,
       pingTimeout: 300,
+      recoveryWindow: RECOVERY_WINDOW_MS,
     },
   });
 
@@ -1129,10 +1148,13 @@ describe("readrealm-chat --shards 2 with small configured limits", () => {
       const send = engine._sendPacket.bind(engine);
       assert.equal(typeof send, "function");
       engine._sendPacket = (type, ...rest) => (type === "pong" ? undefined : send(type, ...rest));
+      const silentFrom = Date.now();
       for (const o of others) {
         const [ev] = await o.socket.rec.waitCount("userLeft", 1, 4000);
         assert.equal(ev.username, vu.username);
       }
+      // A ping timeout is a drop: the rooms lose the victim when its recovery window ends.
+      assert.ok(Date.now() - silentFrom >= RECOVERY_WINDOW_MS, `userLeft ${Date.now() - silentFrom} ms after the pongs stopped`);
       await sleep(800);
       for (const o of others) assert.equal(o.socket.rec.count("userLeft"), 1, "exactly one userLeft per room");
       // Everyone else kept answering pings and is still connected.

@@ -94,7 +94,8 @@ function roomSequence(socket) {
 describe("who is here: readrealm-chat --shards 2", skipUnlessOwnServer("members, roomMembers and per-reader presence"), () => {
   const h = { server: null, clients: null };
   before(async () => {
-    h.server = await startChatServer({ shards: 2 });
+    // A dropped connection leaves its rooms when its recovery window ends: 1.5 s here.
+    h.server = await startChatServer({ shards: 2, flags: { recoveryWindow: 1500 } });
   });
   after(async () => {
     await h.server?.stop();

@@ -94,7 +94,7 @@ struct Member {
     slot: JoinSlot,
 }
 
-fn bit_set(bits: &mut Vec<u64>, i: u32) -> bool {
+pub(crate) fn bit_set(bits: &mut Vec<u64>, i: u32) -> bool {
     let (w, b) = ((i / 64) as usize, i % 64);
     if bits.len() <= w {
         bits.resize(w + 1, 0);
@@ -104,7 +104,7 @@ fn bit_set(bits: &mut Vec<u64>, i: u32) -> bool {
     was
 }
 
-fn bit_get(bits: &[u64], i: usize) -> bool {
+pub(crate) fn bit_get(bits: &[u64], i: usize) -> bool {
     bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
 }
 
@@ -279,6 +279,13 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
     let src_ips: usize = args.get("src-ips", total_clients(args).div_ceil(500).max(4));
     let concurrency: usize = args.get("connect-concurrency", 100);
+    let auth = match crate::auth::Minter::from_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
     crate::net::raise_fd_limit();
     let (run, base) = setup::run_ids();
     let shared = Arc::new(Shared {
@@ -328,7 +335,15 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         })
         .collect();
     let setup_started = Instant::now();
-    let conns = setup::bring_up(&target, transport, src_ips, concurrency, specs).await;
+    let conns = setup::bring_up(
+        &target,
+        transport,
+        src_ips,
+        concurrency,
+        auth.as_deref(),
+        specs,
+    )
+    .await;
     let failures = conns.iter().filter(|c| c.is_none()).count();
     let setup_s = setup_started.elapsed().as_secs_f64();
     eprintln!(

@@ -26,6 +26,13 @@ async fn child(args: &Args, target: Target, transport: Transport) -> bool {
     let members: usize = args.get("members", 10);
     let src_ips: usize = args.get("src-ips", 8);
     let concurrency: usize = args.get("connect-concurrency", 100);
+    let auth = match crate::auth::Minter::from_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
     net::raise_fd_limit();
     let specs = (offset..offset + conns)
         .map(|g| {
@@ -45,7 +52,15 @@ async fn child(args: &Args, target: Target, transport: Transport) -> bool {
             }
         })
         .collect();
-    let all = setup::bring_up(&target, transport, src_ips, concurrency, specs).await;
+    let all = setup::bring_up(
+        &target,
+        transport,
+        src_ips,
+        concurrency,
+        auth.as_deref(),
+        specs,
+    )
+    .await;
     let ok = all.iter().filter(|c| c.is_some()).count();
     println!("READY {ok} {}", conns - ok);
     let _ = std::io::stdout().flush();
@@ -109,15 +124,16 @@ pub async fn run(args: &Args) -> bool {
     let mut offset = 0;
     for k in 0..procs {
         let share = n / procs + usize::from(k < n % procs);
-        let spawned = Command::new(&exe)
-            .args([
-                "idle",
-                "--child",
-                "--url",
-                &url,
-                "--transport",
-                transport.name(),
-            ])
+        let mut command = Command::new(&exe);
+        command.arg("idle");
+        // The children mint their own clients' tokens from the same secret.
+        for name in ["auth", "auth-ttl"] {
+            if let Some(v) = args.str(name) {
+                command.args([format!("--{name}"), v.to_string()]);
+            }
+        }
+        let spawned = command
+            .args(["--child", "--url", &url, "--transport", transport.name()])
             .args([
                 "--conns",
                 &share.to_string(),

@@ -4,6 +4,7 @@
 //! the server's CPU over the counted window. Each client closes once it has its history.
 
 use crate::args::Args;
+use crate::auth::{self, Minter};
 use crate::net::{self, Target};
 use crate::procfs::{self, ServerSample};
 use crate::proto;
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 async fn prefill(
     target: &Target,
     transport: Transport,
+    auth: Option<&Minter>,
     base: u64,
     rooms: usize,
     count: usize,
@@ -49,7 +51,7 @@ async fn prefill(
             });
         }
     }
-    let conns = setup::bring_up(target, transport, 1, 50, specs).await;
+    let conns = setup::bring_up(target, transport, 1, 50, auth, specs).await;
     for room in 0..rooms {
         for w in 0..writers {
             let Some(conn) = &conns[room * writers + w] else {
@@ -96,6 +98,7 @@ struct Dial {
     target: Target,
     transport: Transport,
     src_ips: usize,
+    auth: Option<Arc<Minter>>,
 }
 
 /// One arriving client: connect, join, wait for the history, close.
@@ -109,18 +112,20 @@ async fn one_join(dial: Dial, book: u64, i: u64, c: Arc<Counters>, expect: usize
             }
         }
     };
+    let user = format!("j{i}");
+    let payload = auth::connect_payload(dial.auth.as_deref(), &user, &[]);
     let t0 = proto::now_ns();
     let attempt = async {
         let conn = transport::connect(
             &dial.target,
             dial.transport,
             net::source_ip(i as usize, dial.src_ips),
+            payload.ok()?.as_deref(),
             handler,
         )
         .await
         .ok()?;
         let t1 = proto::now_ns();
-        let user = format!("j{i}");
         conn.send(proto::join_room(0, book, &user, &user));
         let (t2, n) = rx.await.ok()?;
         conn.close();
@@ -169,9 +174,16 @@ pub async fn run(args: &Args) -> bool {
     let src_ips: usize = args.get("src-ips", 8);
     let max_in_flight: usize = args.get("max-in-flight", 2000);
     let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
+    let auth = match Minter::from_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
     net::raise_fd_limit();
     let (_, base) = setup::run_ids();
-    let filled = prefill(&target, transport, base, rooms, history).await;
+    let filled = prefill(&target, transport, auth.as_deref(), base, rooms, history).await;
     eprintln!(
         "joins: {filled} of {} history messages written",
         rooms * history
@@ -191,6 +203,7 @@ pub async fn run(args: &Args) -> bool {
         target: target.clone(),
         transport,
         src_ips,
+        auth,
     };
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut skipped = 0u64;

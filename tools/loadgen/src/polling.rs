@@ -5,7 +5,7 @@
 //! tool free of a large HTTP stack.
 
 use crate::net::{self, Target};
-use crate::transport::{protocol_error, Conn, Handler, Out};
+use crate::transport::{protocol_error, Conn, ConnectAnswer, Handler, Out};
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,6 +169,7 @@ fn sid_of(open: &str) -> Option<String> {
 pub async fn connect<H: Handler>(
     target: &Target,
     src: Ipv4Addr,
+    payload: Option<&str>,
     mut handler: H,
 ) -> io::Result<Conn> {
     let mut get = Http::new(target, src);
@@ -180,23 +181,24 @@ pub async fn connect<H: Handler>(
     let sid = sid_of(open).ok_or_else(|| protocol_error("open packet without sid"))?;
     let query = format!("EIO=4&transport=polling&sid={sid}");
     let mut post = Http::new(target, src);
-    let (status, _) = post.request("POST", &query, "40").await?;
+    let connect = format!("40{}", payload.unwrap_or(""));
+    let (status, _) = post.request("POST", &query, &connect).await?;
     if status != 200 {
         return Err(protocol_error(format!("POST 40 answered {status}")));
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
     // Wait for the Socket.IO CONNECT answer; anything after it goes to the handler.
-    let mut connected = false;
-    while !connected {
+    let mut answer = None;
+    while answer.is_none() {
         let (status, body) = get.request("GET", &query, "").await?;
         if status != 200 {
             return Err(protocol_error(format!("GET answered {status}")));
         }
         for rec in body.split(SEP) {
-            if connected {
+            if answer.is_some() {
                 dispatch(rec, &tx, &mut handler);
             } else if rec.starts_with("40") {
-                connected = true;
+                answer = Some(ConnectAnswer::parse(rec)?);
             } else if rec == "2" {
                 let _ = tx.send(Out::Packet("3".into()));
             } else if rec.starts_with("44") || rec.starts_with('1') {
@@ -209,7 +211,7 @@ pub async fn connect<H: Handler>(
     let reader_closed = closed.clone();
     let pong_tx = tx.clone();
     let get_query = query.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok((200, body)) = get.request("GET", &get_query, "").await {
             let mut end = false;
             for rec in body.split(SEP) {
@@ -222,7 +224,7 @@ pub async fn connect<H: Handler>(
         reader_closed.store(true, Ordering::Relaxed);
     });
     let writer_closed = closed.clone();
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut payload = String::new();
             let mut closing = false;
@@ -248,7 +250,9 @@ pub async fn connect<H: Handler>(
         }
         writer_closed.store(true, Ordering::Relaxed);
     });
-    Ok(Conn::new(tx, closed))
+    let tasks = vec![reader.abort_handle(), writer.abort_handle()];
+    let answer = answer.ok_or_else(|| protocol_error("no CONNECT answer"))?;
+    Ok(Conn::new(tx, closed, tasks, answer))
 }
 
 /// Handles one Engine.IO packet from a GET answer; true when it ends the session.

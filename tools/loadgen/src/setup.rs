@@ -3,6 +3,7 @@
 //! and a fresh range of book ids) that keep one run's rooms and messages apart from the
 //! history earlier runs left on the server.
 
+use crate::auth::{self, Minter};
 use crate::net::{self, Target};
 use crate::proto;
 use crate::transport::{self, Conn, Handler, Transport};
@@ -44,13 +45,15 @@ pub struct Spec<H> {
     pub handler: H,
 }
 
-/// Connects and joins every client in `specs` with at most `concurrency` in flight; the
-/// result keeps each client's position (`None` for one that failed to connect or join).
+/// Connects and joins every client in `specs` with at most `concurrency` in flight, each
+/// presenting a token for its `user` when `auth` is given; the result keeps each client's
+/// position (`None` for one that failed to connect or join).
 pub async fn bring_up<H: Handler>(
     target: &Target,
     transport: Transport,
     src_ips: usize,
     concurrency: usize,
+    auth: Option<&Minter>,
     specs: Vec<Spec<H>>,
 ) -> Vec<Option<Conn>> {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -58,9 +61,17 @@ pub async fn bring_up<H: Handler>(
     for spec in specs {
         let gate = gate.clone();
         let target = target.clone();
+        let payload = match auth::connect_payload(auth, &spec.user, &[]) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("loadgen: client {}: {e}", spec.user);
+                tasks.push(tokio::spawn(async { None }));
+                continue;
+            }
+        };
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
-            join_one(&target, transport, src_ips, spec).await
+            join_one(&target, transport, src_ips, payload.as_deref(), spec).await
         }));
     }
     let mut conns = Vec::with_capacity(tasks.len());
@@ -74,6 +85,7 @@ async fn join_one<H: Handler>(
     target: &Target,
     transport: Transport,
     src_ips: usize,
+    payload: Option<&str>,
     spec: Spec<H>,
 ) -> Option<Conn> {
     let (tx, rx) = oneshot::channel();
@@ -82,9 +94,13 @@ async fn join_one<H: Handler>(
     }
     let src = net::source_ip(spec.src_index, src_ips);
     let attempt = async {
-        let conn = transport::connect(target, transport, src, spec.handler)
-            .await
-            .ok()?;
+        let conn = match transport::connect(target, transport, src, payload, spec.handler).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("loadgen: client {}: {e}", spec.user);
+                return None;
+            }
+        };
         conn.send(proto::join_room(0, spec.book, &spec.user, &spec.user));
         match rx.await {
             Ok(true) => Some(conn),

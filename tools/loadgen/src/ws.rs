@@ -6,7 +6,7 @@
 //! the read that completed its frame (see `tsstream` for that definition).
 
 use crate::net::{self, Target};
-use crate::transport::{protocol_error, Conn, Handler, Out};
+use crate::transport::{protocol_error, Conn, ConnectAnswer, Handler, Out};
 use crate::tsstream::TimestampedStream;
 use futures_util::{SinkExt, StreamExt};
 use std::io;
@@ -24,6 +24,7 @@ fn ws_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
 pub async fn connect<H: Handler>(
     target: &Target,
     src: Ipv4Addr,
+    payload: Option<&str>,
     mut handler: H,
 ) -> io::Result<Conn> {
     let (stream, clock) = TimestampedStream::new(net::connect(target, src).await?)?;
@@ -43,13 +44,15 @@ pub async fn connect<H: Handler>(
             )))
         }
     }
-    ws.send(Message::text("40")).await.map_err(ws_err)?;
-    loop {
+    ws.send(Message::text(format!("40{}", payload.unwrap_or(""))))
+        .await
+        .map_err(ws_err)?;
+    let answer = loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 let s = t.as_str();
                 if s.starts_with("40") {
-                    break;
+                    break ConnectAnswer::parse(s)?;
                 } else if s == "2" {
                     ws.send(Message::text("3")).await.map_err(ws_err)?;
                 } else if s.starts_with("44") {
@@ -62,14 +65,14 @@ pub async fn connect<H: Handler>(
             Some(Err(e)) => return Err(ws_err(e)),
             None => return Err(protocol_error("closed before CONNECT answer")),
         }
-    }
+    };
 
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
     let closed = Arc::new(AtomicBool::new(false));
     let pong_tx = tx.clone();
     let reader_closed = closed.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
                 Message::Text(t) => {
@@ -90,7 +93,7 @@ pub async fn connect<H: Handler>(
         drop(pong_tx);
     });
     let writer_closed = closed.clone();
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         'outer: while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(out) = next.take() {
@@ -114,5 +117,6 @@ pub async fn connect<H: Handler>(
         writer_closed.store(true, Ordering::Relaxed);
         let _ = sink.close().await;
     });
-    Ok(Conn::new(tx, closed))
+    let tasks = vec![reader.abort_handle(), writer.abort_handle()];
+    Ok(Conn::new(tx, closed, tasks, answer))
 }
