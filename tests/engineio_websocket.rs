@@ -43,6 +43,60 @@ fn websocket_text_message_echoes_as_text() {
     assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("4".into()));
 }
 
+/// Between messages an idle WebSocket holds no reading state (tungstenite's context is
+/// dropped and made anew when input arrives, `server/ws.rs`), so it must be kept whenever
+/// it holds something: a frame arriving a byte per read, a fragmented message whose
+/// fragments arrive in separate reads with a ping between them (answered at once), then a
+/// plain message, all read as sent.
+#[test]
+fn websocket_frames_and_fragments_arriving_in_pieces_are_read_whole() {
+    let server = engineio_quiet();
+    let (mut ws, _) = server.ws_session();
+    ws.get_mut().set_nodelay(true).unwrap();
+    let pause = Duration::from_millis(15);
+    let frame = ws_raw_frame(1, "4piece by piece".as_bytes(), true);
+    for byte in &frame {
+        ws_write_raw(&mut ws, &[*byte]);
+        std::thread::sleep(pause);
+    }
+    assert_eq!(
+        ws_recv(&mut ws, IO_TIMEOUT),
+        WsEvent::Text("4piece by piece".into())
+    );
+    ws_write_raw(&mut ws, &ws_raw_frame(1, b"4frag", false));
+    std::thread::sleep(pause);
+    ws_write_raw(&mut ws, &ws_raw_frame(9, b"mid", true));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let pong = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no pong to a ping between fragments"
+        );
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match ws.read() {
+            Ok(tungstenite::Message::Pong(data)) => break data,
+            Ok(other) => panic!("expected a pong, got {other:?}"),
+            Err(tungstenite::Error::Io(_)) => continue,
+            Err(e) => panic!("expected a pong, got {e}"),
+        }
+    };
+    assert_eq!(&pong[..], b"mid");
+    let rest = ws_raw_frame(0, b"mented", true);
+    let (first, second) = rest.split_at(3);
+    ws_write_raw(&mut ws, first);
+    std::thread::sleep(pause);
+    ws_write_raw(&mut ws, second);
+    assert_eq!(
+        ws_recv(&mut ws, IO_TIMEOUT),
+        WsEvent::Text("4fragmented".into())
+    );
+    std::thread::sleep(pause);
+    ws_send_text(&mut ws, "4after");
+    assert_eq!(ws_recv(&mut ws, IO_TIMEOUT), WsEvent::Text("4after".into()));
+}
+
 #[test]
 fn websocket_binary_frame_echoes_as_binary_frame() {
     let server = engineio_quiet();

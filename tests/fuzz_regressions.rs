@@ -65,6 +65,7 @@ fn every_target_is_replayed_here() {
         "http_head",
         "sio_connection",
         "sio_packet",
+        "ws_reader",
     ];
     tested.sort_unstable();
     assert_eq!(names, tested, "add a test below for each new target");
@@ -103,4 +104,9 @@ fn sio_connection() {
 #[test]
 fn sio_packet() {
     replay("sio_packet");
+}
+
+#[test]
+fn ws_reader() {
+    replay("ws_reader");
 }

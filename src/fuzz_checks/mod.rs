@@ -5,7 +5,7 @@
 //! drivers of one sans-IO unit or of the whole endpoint) and the input reader they share;
 //! the codecs' checks sit beside their codecs, each in a `checks` module
 //! (`engineio::packet::checks`, `http::request::checks`, `socketio::packet::checks`,
-//! `chat::validate::checks`). The fuzzer and `cargo test` run the same code: a target in
+//! `chat::validate::checks`, and the WebSocket reader's `server::ws::checks`). The fuzzer and `cargo test` run the same code: a target in
 //! `fuzz/fuzz_targets/` is a one-line call of a check, and
 //! `tests/fuzz_regressions.rs` feeds every saved crash input (`fuzz/regressions/<target>/`) and
 //! every corpus seed (`fuzz/seeds/<target>/`) through the same function on every test run.
@@ -48,4 +48,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("http_head", crate::http::request::checks::check),
     ("sio_connection", sio_connection::check),
     ("sio_packet", crate::socketio::packet::checks::check),
+    ("ws_reader", crate::server::ws_checks::check),
 ];

@@ -3,16 +3,16 @@
 //! A connection starts as HTTP (a request head, maybe a body), may park a polling GET until
 //! its session has something to send, or becomes a WebSocket after the upgrade handshake.
 //! Buffers start empty and grow only while data passes (docs/ARCHITECTURE.md, principle 7);
-//! output is written from an offset so a partial write never moves the rest.
+//! so does a WebSocket's reading state ([`ws::ReadState`]); output is written from an offset so a
+//! partial write never moves the rest.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use tungstenite::WebSocket;
 
 use super::admission::Admitted;
-use super::ws::Buffers;
+use super::ws::{self, Buffers, Inbound};
 
 /// Bytes read from a socket per `read` call; a read returning fewer emptied the socket.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -90,9 +90,10 @@ pub enum Mode {
 
 pub struct Conn {
     pub stream: TcpStream,
-    /// HTTP buffers; while a WebSocket is open they live inside `ws` instead.
     pub buffers: Buffers,
-    pub ws: Option<Box<WebSocket<Buffers>>>,
+    /// `Some` once the connection is a WebSocket (kept while it closes): its reading state,
+    /// which holds nothing between messages.
+    pub ws: Option<ws::ReadState>,
     pub mode: Mode,
     /// Closed this turn: its slot is freed at the end of it, and nothing more is done with it.
     pub closed: bool,
@@ -167,12 +168,18 @@ impl Conn {
         }
     }
 
-    /// The buffers in use: the WebSocket's while one is open.
+    /// The connection's buffers.
     pub fn io(&mut self) -> &mut Buffers {
-        match self.ws.as_mut() {
-            Some(ws) => ws.get_mut(),
-            None => &mut self.buffers,
-        }
+        &mut self.buffers
+    }
+
+    /// Read the next complete WebSocket message from the buffered input (`None` when the
+    /// connection is not a WebSocket); see [`ws::ReadState::read_message`].
+    pub fn read_ws_message(&mut self, max_payload: usize) -> Option<Inbound> {
+        let buffers = &mut self.buffers;
+        self.ws
+            .as_mut()
+            .map(|state| state.read_message(buffers, max_payload))
     }
 
     pub fn output(&mut self) -> &mut Vec<u8> {
@@ -242,10 +249,7 @@ impl Conn {
         let mut written = self.written;
         let last = self.close_after_flush;
         let stream = &mut self.stream;
-        let buffers = match self.ws.as_mut() {
-            Some(ws) => ws.get_mut(),
-            None => &mut self.buffers,
-        };
+        let buffers = &mut self.buffers;
         let result = loop {
             let Some(rest) = buffers.output.get(written..) else {
                 break Ok(true);

@@ -14,6 +14,11 @@ mod shard;
 mod write_delay;
 mod ws;
 
+/// The `ws_reader` fuzz target's check (`server/ws/checks.rs`).
+#[cfg(any(test, feature = "checks"))]
+#[doc(hidden)]
+pub use ws::checks as ws_checks;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;

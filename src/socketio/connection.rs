@@ -253,6 +253,11 @@ impl<S: Default> SioConnection<S> {
                     pid.as_deref(),
                 )));
                 push_commands(&socket.nsp, commands, out);
+                if self.sockets.capacity() == 0 {
+                    // Most connections join one namespace: room for one, not four (a
+                    // socket is ~144 bytes, and an idle connection must cost < 2 KiB).
+                    self.sockets.reserve_exact(1);
+                }
                 self.sockets.push(socket);
             }
             Err(Refusal { message, data }) => {

@@ -273,6 +273,7 @@ impl<H: Handler> Shard<H> {
 
     /// Hand every complete WebSocket message buffered on a connection to the endpoint.
     fn process_websocket(&mut self, key: usize) {
+        let max_payload = self.config.max_payload;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -280,12 +281,11 @@ impl<H: Handler> Shard<H> {
             if conn.mode != Mode::WebSocket || conn.closed {
                 return;
             }
-            let Some(socket) = conn.ws.as_mut() else {
+            let before = conn.buffers.output.len();
+            let Some(inbound) = conn.read_ws_message(max_payload) else {
                 return;
             };
-            let before = socket.get_ref().output.len();
-            let inbound = ws::read_message(socket);
-            if socket.get_ref().output.len() != before {
+            if conn.buffers.output.len() != before {
                 // tungstenite answered a ping or a close.
                 self.mark_dirty(key, false);
             }

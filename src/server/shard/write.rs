@@ -98,11 +98,10 @@ impl<H: Handler> Shard<H> {
             }
             Transmit::AcceptWebSocket { conn, accept } => {
                 let key = conn.0;
-                let max_payload = self.config.max_payload;
                 let conn = self.conns.get_mut(key).filter(|c| !c.closed)?;
-                let mut buffers = std::mem::take(&mut conn.buffers);
-                buffers.output.extend_from_slice(&accept);
-                conn.ws = Some(Box::new(ws::server_socket(max_payload, buffers)));
+                conn.output().extend_from_slice(&accept);
+                // No reading state until a frame arrives (`Conn::read_ws_message`).
+                conn.ws = Some(ws::ReadState::default());
                 conn.mode = Mode::WebSocket;
                 self.mark_dirty(key, false);
                 Some(key)
