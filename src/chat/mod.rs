@@ -27,8 +27,9 @@ use serde_json::{json, Value};
 
 use crate::engineio::sid::RandomId;
 use crate::metrics::Metrics;
+use crate::socketio::handler::SocketRef;
 use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
-use crate::socketio::recovery::recoverable;
+use crate::socketio::recovery::{recoverable, Offset};
 use crate::socketio::{Event, Handler, Refusal};
 use crate::store::Store;
 use auth::{TokenIdentity, TokenVerifier};
@@ -141,6 +142,9 @@ pub struct Reader {
     /// The username of its latest join, kept with it if it drops (a restarted server's
     /// rosters learn it back from a recovery).
     username: Option<Box<str>>,
+    /// A CONNECT waiting for its pid's old connection to be dropped (`reconnect::resume`):
+    /// the pid and the offset it came with.
+    resume: Option<Box<(RandomId, Option<Option<Offset>>)>>,
 }
 
 /// The books one connection is in, in join order, each with the token of the join that
@@ -195,6 +199,14 @@ pub enum ChatForward {
     Recover(Box<RecoverAtHome>),
     /// The home's replay for a recovered connection, through [`Handler::on_socket_forward`].
     Recovered(Box<RecoveredRoom>),
+    /// A reconnection's pid names this connection, which must then be dead: to its shard,
+    /// which drops it (`DropForTakeover`, through [`Handler::on_socket_forward`]).
+    TakeOver(SocketRef),
+    DropForTakeover,
+    /// The connection a deferred CONNECT waited for has ended: to that CONNECT's shard, which
+    /// answers it (`Resumed`, through [`Handler::on_socket_forward`]).
+    Resume(SocketRef),
+    Resumed,
 }
 
 impl Handler for ChatApp {
@@ -271,17 +283,33 @@ impl Handler for ChatApp {
     }
 
     fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, reason: &str) {
+        // A reconnection of this client may be waiting for this connection to end.
+        let me = (socket.origin.shard, socket.origin.session);
+        let waiting = self
+            .recovery
+            .as_ref()
+            .zip(socket.state.pid)
+            .and_then(|(recovery, pid)| recovery.connection_ended(pid, me));
         // A drop that may be recovered keeps the reader in its rooms until its window ends
         // (`recovery`); anything else (a clean disconnect, a close at token expiry, a
         // protocol error) leaves every room now, each once.
-        if let Some(recovery) = self.recovery.as_ref().filter(|_| recoverable(reason)) {
-            if self.keep_dropped(socket, recovery) {
-                return;
+        let kept = match self.recovery.as_ref().filter(|_| recoverable(reason)) {
+            Some(recovery) => self.keep_dropped(socket, recovery),
+            None => false,
+        };
+        if !kept {
+            let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
+            for (book_id, _) in rooms {
+                leave_at_home(socket, book_id);
             }
         }
-        let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
-        for (book_id, _) in rooms {
-            leave_at_home(socket, book_id);
+        if let Some((shard, session)) = waiting {
+            let waiting = SocketRef {
+                shard,
+                session,
+                nsp: "/".to_owned(),
+            };
+            socket.forward(shard, ChatForward::Resume(waiting));
         }
     }
 
@@ -289,6 +317,8 @@ impl Handler for ChatApp {
         match message {
             ChatForward::Joined(answer) => self.joined(socket, *answer),
             ChatForward::Recovered(room) => self.recovered(socket, *room),
+            ChatForward::DropForTakeover => socket.drop_transport(),
+            ChatForward::Resumed => self.resume(socket),
             _ => {}
         }
     }
@@ -308,8 +338,15 @@ impl Handler for ChatApp {
             ChatForward::Leave(leave) => self.leave_at_home(shard, leave),
             ChatForward::Members(ask) => self.members_at_home(shard, ask),
             ChatForward::Recover(back) => self.recover_at_home(shard, *back),
+            ChatForward::TakeOver(old) => {
+                shard.forward_to_socket(old, ChatForward::DropForTakeover);
+            }
+            ChatForward::Resume(waiting) => shard.forward_to_socket(waiting, ChatForward::Resumed),
             // Answers go to sockets (`on_socket_forward`), never to a shard.
-            ChatForward::Joined(_) | ChatForward::Recovered(_) => {}
+            ChatForward::Joined(_)
+            | ChatForward::Recovered(_)
+            | ChatForward::DropForTakeover
+            | ChatForward::Resumed => {}
             ChatForward::Post(post) => {
                 let index = shard.index;
                 let store = &self.store;

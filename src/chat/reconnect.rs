@@ -11,16 +11,19 @@
 use serde_json::Value;
 
 use super::home::{home_shard, LeaveAtHome, RecoverAtHome, RecoveredRoom};
-use super::recovery::{kept_books, new_pid, Fresh, Kept, Recovery, MAX_REPLAY};
+use super::recovery::{kept_books, new_pid, Claim, Fresh, Kept, Recovery, MAX_REPLAY};
 use super::{leave_at_home, ChatApp, ChatForward};
 use crate::book::BookId;
 use crate::engineio::sid::RandomId;
-use crate::socketio::handler::SocketOf;
+use crate::socketio::handler::{SocketOf, SocketRef};
 use crate::socketio::recovery::{Delivered, Offset};
 
 impl ChatApp {
     /// A CONNECT while recovery is on: recover the reader kept under its `pid` if the rules
-    /// allow, else start fresh; either way the answer carries the connection's pid.
+    /// allow, else start fresh; either way the answer carries the connection's pid. A pid
+    /// whose connection is still open (the server has not noticed its drop yet, while its
+    /// client is already back) has that connection dropped first, and the CONNECT is answered
+    /// once it is kept (`resume`).
     pub(super) fn connect_recovering(
         &self,
         socket: &mut SocketOf<'_, Self>,
@@ -35,19 +38,71 @@ impl ChatApp {
         let offset = auth
             .get("offset")
             .map(|o| o.as_str().and_then(Offset::parse));
-        let outcome = match claimed.and_then(|pid| Some(pid).zip(recovery.take(pid, socket.now))) {
-            Some((pid, kept)) => match self.recover(socket, pid, &kept, offset) {
-                Ok(()) => Ok(()),
-                Err(why) => {
-                    // Not recoverable after all: its rooms see it leave now.
-                    for (home, leave) in kept_leaves(&kept, socket.origin.shard_count) {
-                        socket.forward(home, leave);
-                    }
-                    Err(why)
-                }
-            },
+        let Some(pid) = claimed else {
+            self.answer_recovery(socket, recovery, false, Err(Fresh::UnknownPid));
+            return;
+        };
+        let me = (socket.origin.shard, socket.origin.session);
+        let outcome = match recovery.claim(pid, me, socket.now) {
+            Claim::Kept(kept) => self.recover_kept(socket, pid, &kept, offset),
+            Claim::Live((shard, session)) => {
+                // Its client is here, so that connection is dead: drop it (kept, as any
+                // drop), then answer (`resume`).
+                socket.state.resume = Some(Box::new((pid, offset)));
+                socket.defer_connect();
+                let old = SocketRef {
+                    shard,
+                    session,
+                    nsp: "/".to_owned(),
+                };
+                socket.forward(shard, ChatForward::TakeOver(old));
+                return;
+            }
+            Claim::Unknown => Err(Fresh::UnknownPid),
+        };
+        self.answer_recovery(socket, recovery, true, outcome);
+    }
+
+    /// The connection a deferred CONNECT was waiting for has ended: recover from what it
+    /// left, or start fresh, and answer the CONNECT.
+    pub(super) fn resume(&self, socket: &mut SocketOf<'_, Self>) {
+        let (Some(recovery), Some(resume)) = (&self.recovery, socket.state.resume.take()) else {
+            return;
+        };
+        let (pid, offset) = *resume;
+        let outcome = match recovery.take(pid, socket.now) {
+            Some(kept) => self.recover_kept(socket, pid, &kept, offset),
             None => Err(Fresh::UnknownPid),
         };
+        self.answer_recovery(socket, recovery, true, outcome);
+    }
+
+    /// [`Self::recover`] a kept reader; if it cannot be, its rooms see it leave now.
+    fn recover_kept(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        pid: RandomId,
+        kept: &Kept,
+        offset: Option<Option<Offset>>,
+    ) -> Result<(), Fresh> {
+        let outcome = self.recover(socket, pid, kept, offset);
+        if outcome.is_err() {
+            for (home, leave) in kept_leaves(kept, socket.origin.shard_count) {
+                socket.forward(home, leave);
+            }
+        }
+        outcome
+    }
+
+    /// Count and log a reconnection's outcome (`attempt`: it named a pid); a fresh one gets a
+    /// new pid; either way the CONNECT is answered and the pid is the connection's.
+    fn answer_recovery(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        recovery: &Recovery,
+        attempt: bool,
+        outcome: Result<(), Fresh>,
+    ) {
         let label = match outcome {
             Ok(()) => "recovered",
             Err(Fresh::UnknownPid) => "unknown_pid",
@@ -55,16 +110,22 @@ impl ChatApp {
             Err(Fresh::BadOffset) => "bad_offset",
             Err(Fresh::GapTooLong) => "gap_too_long",
         };
-        // A first connection (no pid) is not an attempt.
-        if claimed.is_some() {
+        if attempt {
             self.metrics.shard(socket.origin.shard).recovery(label);
         }
         crate::log_debug!("recovery", shard = socket.origin.shard, outcome = label);
         if outcome.is_err() {
-            if let Some(pid) = new_pid() {
-                socket.state.pid = Some(pid);
-                socket.connect_as(pid.as_str().into(), None);
-            }
+            let Some(pid) = new_pid() else {
+                // No pid: the connection cannot be recovered; its CONNECT is answered all
+                // the same.
+                socket.connect_as("".into(), None);
+                return;
+            };
+            socket.state.pid = Some(pid);
+            socket.connect_as(pid.as_str().into(), None);
+        }
+        if let Some(pid) = socket.state.pid {
+            recovery.connected(pid, (socket.origin.shard, socket.origin.session));
         }
     }
 

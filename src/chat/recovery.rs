@@ -53,11 +53,36 @@ pub struct Kept {
     pub deadline: Instant,
 }
 
-/// The kept readers, by pid, with their window ends in order.
+/// One connection anywhere in the server (the chat lives in `/` only): its shard and session.
+pub type ConnKey = (usize, SessionRef);
+
+/// A connected reader's pid: where its connection is, and a reconnection of the same client
+/// waiting for that connection to be dropped (its client is back, so it is dead).
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    conn: ConnKey,
+    waiting: Option<ConnKey>,
+}
+
+/// The kept readers, by pid, with their window ends in order; and the pids of connected
+/// readers.
 #[derive(Default)]
 struct Table {
     by_pid: HashMap<RandomId, Kept>,
     due: BinaryHeap<Reverse<(Instant, RandomId)>>,
+    live: HashMap<RandomId, Live>,
+}
+
+/// What a reconnection's pid names.
+#[derive(Debug)]
+pub enum Claim {
+    /// A kept reader, taken for this reconnection.
+    Kept(Kept),
+    /// A connection not yet dropped: the reconnection now waits for its drop (it is told
+    /// through [`Recovery::connection_ended`]).
+    Live(ConnKey),
+    /// Nothing (never given, used, ended).
+    Unknown,
 }
 
 /// The shard index of the roster places a restarted server gives the readers it kept: no
@@ -132,6 +157,46 @@ impl Recovery {
         table.due.push(Reverse((kept.deadline, pid)));
         table.by_pid.insert(pid, kept);
         self.publish_next_due(&table);
+    }
+
+    /// A connection answered with `pid` (fresh or recovered) is at `conn`.
+    pub fn connected(&self, pid: RandomId, conn: ConnKey) {
+        self.table().live.insert(
+            pid,
+            Live {
+                conn,
+                waiting: None,
+            },
+        );
+    }
+
+    /// The connection answered with `pid` ended (before it is kept, if it is): the
+    /// reconnection waiting for it, if any, to be told.
+    pub fn connection_ended(&self, pid: RandomId, conn: ConnKey) -> Option<ConnKey> {
+        let mut table = self.table();
+        match table.live.get(&pid) {
+            Some(live) if live.conn == conn => table.live.remove(&pid).and_then(|l| l.waiting),
+            _ => None,
+        }
+    }
+
+    /// A reconnection at `conn` names `pid`: the kept reader (taken), the connection still
+    /// live under it (the reconnection then waits for it), or nothing.
+    pub fn claim(&self, pid: RandomId, conn: ConnKey, now: Instant) -> Claim {
+        let mut table = self.table();
+        if let Some(kept) = table.by_pid.remove(&pid) {
+            return match kept.deadline > now {
+                true => Claim::Kept(kept),
+                false => Claim::Unknown,
+            };
+        }
+        match table.live.get_mut(&pid) {
+            Some(live) => {
+                live.waiting = Some(conn);
+                Claim::Live(live.conn)
+            }
+            None => Claim::Unknown,
+        }
     }
 
     /// Take the reader kept under `pid`, if its window has not ended at `now`.
@@ -395,6 +460,27 @@ mod tests {
             recovery.take_due(now + Duration::from_secs(3)).is_empty(),
             "recovered: no window end"
         );
+    }
+
+    #[test]
+    fn a_pid_still_live_makes_its_reconnection_wait_for_that_connections_end() {
+        let recovery = Recovery::new(Duration::from_secs(2));
+        let now = Instant::now();
+        let pid = new_pid().unwrap();
+        let (old, new) = ((0, SessionRef::new(1, 1)), (1, SessionRef::new(2, 1)));
+        recovery.connected(pid, old);
+        assert!(matches!(recovery.claim(pid, new, now), Claim::Live(conn) if conn == old));
+        assert_eq!(
+            recovery.connection_ended(pid, new),
+            None,
+            "only the live connection ends it"
+        );
+        // The old connection drops: it is kept, and the waiting reconnection is named.
+        assert_eq!(recovery.connection_ended(pid, old), Some(new));
+        recovery.keep(pid, kept(now + Duration::from_secs(2)));
+        assert!(recovery.take(pid, now).is_some());
+        assert_eq!(recovery.connection_ended(pid, old), None, "told once");
+        assert!(matches!(recovery.claim(pid, new, now), Claim::Unknown));
     }
 
     #[test]

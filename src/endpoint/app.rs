@@ -203,8 +203,20 @@ impl<H: Handler> Endpoint<H> {
                     }
                 }
             }
-            // Meaningful in `on_connect` only, where the Socket.IO layer takes it.
-            Command::ConnectAs { .. } => {}
+            // In `on_connect` the Socket.IO layer takes it; later it answers a deferred CONNECT.
+            Command::ConnectAs { pid, id } => {
+                let answer = self
+                    .session(session)
+                    .and_then(|e| e.sio.as_mut())
+                    .and_then(|sio| sio.complete_connect(nsp, &pid, id));
+                if let Some(answer) = answer {
+                    self.send_packet(session, &answer);
+                    self.schedule(session);
+                }
+            }
+            // Taken by the Socket.IO layer in `on_connect`.
+            Command::DeferConnect => {}
+            Command::DropTransport => self.close_session(session, CloseReason::TransportClose),
             Command::Leave(room) => self.leave_rooms(session, nsp, |r| *r == room),
             Command::Broadcast {
                 room,

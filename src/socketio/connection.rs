@@ -25,6 +25,8 @@ pub struct NamespaceSocket<S> {
     pub id: RandomId,
     pub state: S,
     next_ack_id: u64,
+    /// Its CONNECT is not answered yet ([`Command::DeferConnect`]).
+    deferred: bool,
 }
 
 /// What every handler call needs besides the socket: the handler, this shard's application
@@ -228,12 +230,24 @@ impl<S: Default> SioConnection<S> {
             id: random_id(call.ids),
             state: S::default(),
             next_ack_id: 0,
+            deferred: false,
         };
         let mut commands = Vec::new();
         let handler = call.handler;
         let result = handler.on_connect(&mut socket_view(&mut socket, call, &mut commands), &auth);
         match result {
             Ok(()) => {
+                let deferred = commands.iter().any(|c| matches!(c, Command::DeferConnect));
+                if deferred {
+                    // Answered later (`complete_connect`); the connect timeout runs meanwhile.
+                    commands.retain(|command| {
+                        !matches!(command, Command::DeferConnect | Command::ConnectAs { .. })
+                    });
+                    socket.deferred = true;
+                    push_commands(&socket.nsp, commands, out);
+                    self.sockets.push(socket);
+                    return Ok(());
+                }
                 // Connected: the connect timeout no longer applies.
                 self.connect_deadline = None;
                 let mut pid = None;
@@ -269,6 +283,27 @@ impl<S: Default> SioConnection<S> {
             }
         }
         Ok(())
+    }
+
+    /// Answer the deferred CONNECT of the socket of `nsp` ([`Command::DeferConnect`]) with
+    /// `pid`, the socket taking `id` if given; the answer to send, or None when that socket's
+    /// CONNECT is not waiting (answered already, or no such socket).
+    pub fn complete_connect(
+        &mut self,
+        nsp: &str,
+        pid: &str,
+        id: Option<RandomId>,
+    ) -> Option<Packet> {
+        let socket = self
+            .sockets
+            .iter_mut()
+            .find(|s| s.nsp == nsp && s.deferred)?;
+        socket.deferred = false;
+        if let Some(id) = id {
+            socket.id = id;
+        }
+        self.connect_deadline = None;
+        Some(connect_answer(&socket.nsp, socket.id.as_str(), Some(pid)))
     }
 
     /// The session ended: every namespace socket disconnects with `reason`.

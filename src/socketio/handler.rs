@@ -166,13 +166,23 @@ pub enum Command<F = ()> {
     /// Send a packet to this socket that carries sequence `seq` of numbered room `room` (a
     /// replayed broadcast): logged like a broadcast's delivery for connection state recovery.
     EmitSequenced { packet: Packet, room: u64, seq: u64 },
-    /// In [`Handler::on_connect`] only: the CONNECT answer carries `pid` (connection state
-    /// recovery's private id, socket.io 4.6+), and with `id` the socket takes that id instead
-    /// of a new one (a recovered socket keeps the id it had). Ignored anywhere else.
+    /// The CONNECT answer carries `pid` (connection state recovery's private id, socket.io
+    /// 4.6+), and with `id` the socket takes that id instead of a new one (a recovered socket
+    /// keeps the id it had). In [`Handler::on_connect`], or in a later call for a socket whose
+    /// CONNECT was deferred ([`Command::DeferConnect`]), which it then answers; ignored
+    /// anywhere else.
     ConnectAs {
         pid: Box<str>,
         id: Option<crate::engineio::sid::RandomId>,
     },
+    /// In [`Handler::on_connect`] only: answer the CONNECT later, with a [`Command::ConnectAs`]
+    /// from a later call for this socket (e.g. once another shard has answered). The socket
+    /// is in its namespace meanwhile; the connect timeout runs until the answer.
+    DeferConnect,
+    /// Close this socket's session as a lost transport (`transport close`, which connection
+    /// state recovery may recover), e.g. when its client is known to be back on another
+    /// connection.
+    DropTransport,
     /// Take this socket out of a room.
     Leave(RoomId),
     /// Send a packet to every socket in a room of this namespace, on every shard, optionally
@@ -350,10 +360,20 @@ impl<'a, S, Sh, F> Socket<'a, S, Sh, F> {
             .push(Command::EmitSequenced { packet, room, seq });
     }
 
-    /// In [`Handler::on_connect`]: answer with `pid`, and as socket `id` when recovered; see
+    /// Answer the CONNECT with `pid`, and as socket `id` when recovered; see
     /// [`Command::ConnectAs`].
     pub fn connect_as(&mut self, pid: Box<str>, id: Option<crate::engineio::sid::RandomId>) {
         self.commands.push(Command::ConnectAs { pid, id });
+    }
+
+    /// In [`Handler::on_connect`]: answer the CONNECT later; see [`Command::DeferConnect`].
+    pub fn defer_connect(&mut self) {
+        self.commands.push(Command::DeferConnect);
+    }
+
+    /// Close this socket's session as a lost transport; see [`Command::DropTransport`].
+    pub fn drop_transport(&mut self) {
+        self.commands.push(Command::DropTransport);
     }
 
     pub fn leave(&mut self, room: impl Into<RoomId>) {

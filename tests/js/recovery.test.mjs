@@ -195,14 +195,52 @@ describe("connection state recovery (socket.io-client 4.8, stock options)", skip
     });
   }
 
-  test("after a ping timeout (the network goes dead), recovered with exactly the missed messages", T, async () => {
+  // The client is back before the server noticed the drop (a phone on a new network while its
+  // old TCP connection looks open): the reconnection's pid names a live connection, which the
+  // server then drops (kept, as any drop) before answering. Over WebSocket: a polling client's
+  // engine.close() posts a close packet, which the server sees.
+  for (const config of CONFIGS.filter((c) => c.key !== "polling"))
+  test(`${config.name}: back before the server noticed the drop (old connection still open): recovered exactly`, T, async () => {
+    clients = new ChatClients(proxy.url);
+    const direct = new ChatClients(server.url);
+    try {
+      const { reader, writer, bookA, bookB, say, sent } = await setUpVia(clients, direct, proxy, config);
+      const id = reader.id;
+      const previousBefore = reader.rec.count("previousMessages");
+      writer.rec.clear();
+      // The old connection goes dead without the server knowing: no close crosses the proxy.
+      proxy.blackHole();
+      const dropped = nextDisconnect(reader);
+      reader.io.engine.close();
+      await dropped;
+      await say(bookA, "to the old connection 1");
+      await say(bookB, "to the old connection 2");
+      const back = nextConnect(reader);
+      await back;
+      assert.equal(reader.recovered, true, "recovered although its old connection was still open");
+      assert.equal(reader.id, id);
+      await reader.rec.waitCount("newMessage", 3 + 2);
+      await say(bookA, "after");
+      await reader.rec.waitCount("newMessage", 3 + 2 + 1);
+      await sleep(GRACE_MS);
+      assertExactlyOnce(reader, sent, previousBefore);
+      assert.equal(writer.rec.count("userLeft"), 0, "nobody saw it leave");
+      assert.equal(writer.rec.count("userJoined"), 0, "nobody saw it join");
+    } finally {
+      clients.closeAll();
+      direct.closeAll();
+    }
+  });
+
+  for (const config of CONFIGS)
+  test(`${config.name}: after a ping timeout (the network goes dead), recovered with exactly the missed messages`, T, async () => {
     // Its own server: short heartbeats, so the dead connection is noticed in about a second.
     const quick = await startChatServer({ shards: 2, flags: { ...FLAGS, pingInterval: 400, pingTimeout: 400, log: "debug" } });
     const hole = await startProxy(quick.port);
     const readers = new ChatClients(hole.url);
     const direct = new ChatClients(quick.url);
     try {
-      const s = await setUpVia(readers, direct, hole, CONFIGS[1]);
+      const s = await setUpVia(readers, direct, hole, config);
       const { reader, writer, bookA, bookB, say, sent } = s;
       const id = reader.id;
       const previousBefore = reader.rec.count("previousMessages");
@@ -380,13 +418,14 @@ describe("recovery across a graceful restart, and when it is refused", skipUnles
     }
   });
 
-  test("after the window: not recovered, the room saw the reader leave when the window ended (not before)", T, async () => {
+  for (const config of CONFIGS)
+  test(`${config.name}: after the window: not recovered, the room saw the reader leave when the window ended (not before)`, T, async () => {
     const server = await startChatServer({ shards: 2, flags: { ...FLAGS, recoveryWindow: 1500 } });
     const proxy = await startProxy(server.port);
     const readers = new ChatClients(proxy.url);
     const direct = new ChatClients(server.url);
     try {
-      const { reader, writer, bookA, say, readerUser } = await setUpVia(readers, direct, proxy, CONFIGS[0]);
+      const { reader, writer, bookA, say, readerUser } = await setUpVia(readers, direct, proxy, config);
       const id = reader.id;
       writer.rec.clear();
       const dropped = nextDisconnect(reader);
