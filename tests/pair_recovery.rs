@@ -16,7 +16,7 @@ use pair_support::{base_config, ws_session};
 use readrealm_chat::config::{Layer, ServerConfig};
 use readrealm_chat::endpoint::pair::Pair;
 use readrealm_chat::endpoint::ConnId;
-use readrealm_chat::socketio::handler::{event_array_json, ShardContext};
+use readrealm_chat::socketio::handler::{event_array_json, ShardContext, SocketRef};
 use readrealm_chat::socketio::recovery::{Delivered, Run};
 use readrealm_chat::socketio::{Event, Handler, Refusal, Socket};
 use serde_json::Value;
@@ -25,6 +25,8 @@ type Drops = Arc<Mutex<Vec<(String, Option<Delivered>)>>>;
 
 struct SeqRooms {
     drops: Drops,
+    /// The socket whose CONNECT was deferred, if any.
+    deferred: Mutex<Option<SocketRef>>,
 }
 
 impl Handler for SeqRooms {
@@ -39,8 +41,14 @@ impl Handler for SeqRooms {
     fn on_connect(
         &self,
         socket: &mut Socket<'_, (), (), (u64, u64)>,
-        _auth: &Value,
+        auth: &Value,
     ) -> Result<(), Refusal> {
+        if auth["defer"] == true {
+            // Answered by a later `answer` event of another socket (below), or never.
+            socket.defer_connect();
+            *self.deferred.lock().unwrap() = Some(socket.me());
+            return Ok(());
+        }
         socket.connect_as("private-id".into(), None);
         Ok(())
     }
@@ -54,6 +62,11 @@ impl Handler for SeqRooms {
                 let shard = socket.origin.shard;
                 socket.forward(shard, (number(0), number(1)));
             }
+            Some("answer") => {
+                // Answer the deferred CONNECT: through the shard, as the chat does.
+                let shard = socket.origin.shard;
+                socket.forward(shard, (u64::MAX, 0));
+            }
             Some("replay") => {
                 let data = event_array_json("m", &[&number(1).to_string()]);
                 socket.emit_sequenced(data, number(0), number(1));
@@ -63,8 +76,18 @@ impl Handler for SeqRooms {
     }
 
     fn on_forward(&self, shard: &mut ShardContext<'_, (), (u64, u64)>, (room, seq): (u64, u64)) {
+        if room == u64::MAX {
+            if let Some(waiting) = self.deferred.lock().unwrap().take() {
+                shard.forward_to_socket(waiting, (u64::MAX, 0));
+            }
+            return;
+        }
         let data = event_array_json("m", &[&seq.to_string()]);
         shard.broadcast_json("/", room, data, Some(seq));
+    }
+
+    fn on_socket_forward(&self, socket: &mut Socket<'_, (), (), (u64, u64)>, _: (u64, u64)) {
+        socket.connect_as("later-pid".into(), None);
     }
 
     fn on_disconnect(&self, socket: &mut Socket<'_, (), (), (u64, u64)>, reason: &str) {
@@ -86,6 +109,7 @@ fn pair(tweak: impl FnOnce(&mut ServerConfig)) -> (Pair<SeqRooms>, Drops) {
     let drops = Drops::default();
     let handler = SeqRooms {
         drops: Arc::clone(&drops),
+        deferred: Mutex::new(None),
     };
     (Pair::new(config, handler), drops)
 }
@@ -214,5 +238,42 @@ fn with_recovery_off_nothing_is_logged() {
     assert_eq!(
         drops.lock().unwrap()[0],
         ("transport close".to_owned(), None)
+    );
+}
+
+#[test]
+fn a_deferred_connect_is_answered_by_a_later_call_or_closed_at_the_connect_timeout() {
+    let (mut pair, _) = pair(|config| {
+        pair_support::quiet(config);
+        config.connect_timeout = Duration::from_millis(1000);
+    });
+    let (waiting, _) = ws_session(&mut pair);
+    pair.ws_text(waiting, r#"40{"defer":true}"#);
+    assert_eq!(
+        pair.take_texts(waiting),
+        Vec::<String>::new(),
+        "not answered yet"
+    );
+    let (other, _) = connected(&mut pair);
+    pair.ws_text(other, r#"42["answer"]"#);
+    let texts = pair.take_texts(waiting);
+    let answer: Value =
+        serde_json::from_str(texts[0].strip_prefix("40").expect("a CONNECT answer")).unwrap();
+    assert_eq!(answer["pid"], "later-pid");
+    // Answered: the connect timeout no longer applies.
+    pair.advance(Duration::from_millis(1100));
+    assert_eq!(
+        pair.state(waiting),
+        Some(readrealm_chat::endpoint::pair::ConnState::WebSocket)
+    );
+
+    // Never answered: closed at the connect timeout, as a CONNECT never sent would be.
+    let (never, _) = ws_session(&mut pair);
+    pair.ws_text(never, r#"40{"defer":true}"#);
+    pair.take_texts(never);
+    pair.advance(Duration::from_millis(1100));
+    assert_eq!(
+        pair.state(never),
+        Some(readrealm_chat::endpoint::pair::ConnState::Closed)
     );
 }
