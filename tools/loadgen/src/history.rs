@@ -427,22 +427,8 @@ async fn read_loop(
 
 /// Runs the scenario and prints its result; returns false when `--check` found a problem.
 pub async fn run(args: &Args) -> bool {
-    let target = match Target::parse(args.str("url").unwrap_or("http://127.0.0.1:3000")) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return false;
-        }
-    };
-    let transport = match Transport::parse(args.str("transport").unwrap_or("websocket")) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return false;
-        }
-    };
-    let auth = match Minter::from_args(args) {
-        Ok(a) => a,
+    let (target, transport, auth) = match setup::connect_args(args) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("loadgen: {e}");
             return false;

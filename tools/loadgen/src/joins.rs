@@ -152,15 +152,8 @@ async fn one_join(dial: Dial, book: u64, i: u64, c: Arc<Counters>, expect: usize
 }
 
 pub async fn run(args: &Args) -> bool {
-    let target = match Target::parse(args.str("url").unwrap_or("http://127.0.0.1:3000")) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return false;
-        }
-    };
-    let transport = match Transport::parse(args.str("transport").unwrap_or("websocket")) {
-        Ok(t) => t,
+    let (target, transport, auth) = match setup::connect_args(args) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("loadgen: {e}");
             return false;
@@ -174,13 +167,6 @@ pub async fn run(args: &Args) -> bool {
     let src_ips: usize = args.get("src-ips", 8);
     let max_in_flight: usize = args.get("max-in-flight", 2000);
     let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
-    let auth = match Minter::from_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return false;
-        }
-    };
     net::raise_fd_limit();
     let (_, base) = setup::run_ids();
     let filled = prefill(&target, transport, auth.as_deref(), base, rooms, history).await;

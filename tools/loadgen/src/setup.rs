@@ -3,6 +3,7 @@
 //! and a fresh range of book ids) that keep one run's rooms and messages apart from the
 //! history earlier runs left on the server.
 
+use crate::args::Args;
 use crate::auth::{self, Minter};
 use crate::net::{self, Target};
 use crate::proto;
@@ -10,6 +11,16 @@ use crate::transport::{self, Conn, Handler, Transport};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
+
+/// Where and how a scenario connects: `--url` (default `http://127.0.0.1:3000`),
+/// `--transport` (default `websocket`) and `--auth` (a token minter, when given). The error
+/// names the bad setting.
+pub fn connect_args(args: &Args) -> Result<(Target, Transport, Option<Arc<Minter>>), String> {
+    let target = Target::parse(args.str("url").unwrap_or("http://127.0.0.1:3000"))?;
+    let transport = Transport::parse(args.str("transport").unwrap_or("websocket"))?;
+    let auth = Minter::from_args(args)?;
+    Ok((target, transport, auth))
+}
 
 /// A run id and the first book id of this run's rooms, both derived from the clock.
 pub fn run_ids() -> (u32, u64) {
