@@ -38,10 +38,18 @@ const FLAGS = { messageRate: 1000, messageBurst: 1000 };
 /** A TCP proxy to 127.0.0.1:`target` that can refuse, black-hole and retarget. */
 async function startProxy(target) {
   const live = new Set();
+  // Connections accepted while the network is dead: held open, carrying nothing.
+  const held = new Set();
   const proxy = { target, mode: "forward" };
   const server = net.createServer((client) => {
     if (proxy.mode === "refuse") {
       client.destroy();
+      return;
+    }
+    if (proxy.mode === "hole") {
+      held.add(client);
+      client.on("error", () => {});
+      client.on("close", () => held.delete(client));
       return;
     }
     const upstream = net.connect(proxy.target, "127.0.0.1");
@@ -68,14 +76,33 @@ async function startProxy(target) {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   proxy.url = `http://127.0.0.1:${server.address().port}`;
-  /** New connections are closed at once (the client's reconnection attempts fail). */
-  proxy.refuse = () => (proxy.mode = "refuse");
+  const dropHeld = () => {
+    for (const client of held) client.destroy();
+    held.clear();
+  };
+  /**
+   * New connections are closed at once (the client's reconnection attempts fail); any held by
+   * a dead network are closed now.
+   */
+  proxy.refuse = () => {
+    proxy.mode = "refuse";
+    dropHeld();
+  };
   proxy.forward = () => (proxy.mode = "forward");
   /** Live connections stop carrying bytes either way, without closing (a dead network). */
   proxy.blackHole = () => {
     for (const pair of live) pair.holed = true;
   };
+  /**
+   * A dead network for all: live connections are black-holed, and new ones are accepted but
+   * carry nothing (a polling client's next request hangs as it would there, not fail at once).
+   */
+  proxy.deadNetwork = () => {
+    proxy.mode = "hole";
+    proxy.blackHole();
+  };
   proxy.close = async () => {
+    dropHeld();
     for (const pair of live) {
       pair.client.destroy();
       pair.upstream.destroy();
@@ -245,12 +272,13 @@ describe("connection state recovery (socket.io-client 4.8, stock options)", skip
       const id = reader.id;
       const previousBefore = reader.rec.count("previousMessages");
       writer.rec.clear();
-      hole.refuse();
       const dropped = nextDisconnect(reader);
-      hole.blackHole();
+      hole.deadNetwork();
       await say(bookA, "into the void 1");
       await say(bookB, "into the void 2");
       assert.equal(await dropped, "ping timeout", "the client saw the pings stop");
+      // Its reconnection attempts now fail at once, until the gap is over.
+      hole.refuse();
       // The server noticed too (its pong deadline passed at about the same time).
       await sleep(300);
       await say(bookA, "gap 3");
