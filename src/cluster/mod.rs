@@ -152,10 +152,15 @@ impl Link {
         result
     }
 
-    /// Set the read timeout for the next calls (a blocking read needs its block time more).
+    /// Set the read timeout of the open connection (a blocking read needs its block time
+    /// more). Without one there is nothing to set: a new connection gets `io_timeout`.
     pub(crate) fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), ClusterError> {
-        let connection = self.connection()?;
-        connection.set_read_timeout(Some(timeout))?;
+        if let Some(connection) = self.connection.as_mut() {
+            if let Err(e) = connection.set_read_timeout(Some(timeout)) {
+                self.connection = None;
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 

@@ -75,6 +75,7 @@ impl Link {
             return Ok(entries);
         }
         let io_timeout = self.settings().io_timeout;
+        // `read` above left a connection open (or failed).
         self.set_read_timeout(io_timeout + block)?;
         let mut xread = redis::cmd("XREAD");
         xread
