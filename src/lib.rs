@@ -20,6 +20,8 @@
 //!   rosters (who is here), the encoded history cache, older history by page;
 //! - [`store`]: the RocksDB message store, its layout and migration, backups; [`book`]: a
 //!   book's id; [`message_id`]: a message's `_id` and its generator;
+//! - `cluster` (the `cluster` feature, on with `store`): cluster mode's log on Redis —
+//!   partitions, appends numbered by Lua, reading, retention, liveness (not wired yet);
 //! - [`metrics`]: lock-free per-shard counters behind `/metrics` and `/health`;
 //! - [`site`]: the reading-room page at `/` and the client script it loads;
 //! - [`config`]: every knob and its default; [`config_file`] the TOML file and `--print-config`;
@@ -58,6 +60,8 @@ pub mod chat {
     pub mod validate;
 }
 pub mod book;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 #[cfg(feature = "store")]
 pub mod config_file;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing ReadRealm Chat needs, once per machine:
 # a C/C++ toolchain and libclang (RocksDB builds its C++ from source, bindgen needs libclang),
+# redis-server (the cluster log's tests start their own: tests/support/redis.rs),
 # and the socket.io-client bundle the reading-room page loads (npm ci in static/).
 # Safe to run again: it only installs what is missing. Sourced or run by run.sh and test.sh.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 have_libclang || missing+=(libclang-dev)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tools/setup.sh: installing ${missing[*]}" >&2

@@ -1,0 +1,72 @@
+//! Where a room lives in the cluster's log: its partition, and the Redis key names of each
+//! partition.
+//!
+//! Owns the mapping book → partition (a stable hash: every node, of every version, must agree,
+//! so it may never change without re-partitioning the log) and the key layout:
+//! `rr:{p<N>}:log` (the partition's stream), `rr:{p<N>}:seq` (hash: book id → last sequence),
+//! `rr:{p<N>}:trimmed` (the newest entry trimmed away), all hash-tagged `{p<N>}` so a sharded Redis Cluster keeps one partition's keys in one
+//! slot (a Lua script may only touch keys of one slot); `rr:meta` (hash: `partitions` → the
+//! count the cluster was created with); `rr:node:<id>` (a node's liveness key) and `rr:nodes`
+//! (the set of node ids seen). Never talks to Redis.
+
+use crate::book::BookId;
+
+/// The hash holding the cluster's settings every node must agree on (`partitions`).
+pub const META_KEY: &str = "rr:meta";
+/// The field of [`META_KEY`] holding the partition count.
+pub const META_PARTITIONS: &str = "partitions";
+/// The set of node ids that ever sent a heartbeat (`liveness`).
+pub const NODES_KEY: &str = "rr:nodes";
+
+/// The partition of `book_id` among `partitions` (0 ≤ result < partitions; a count of 0 is
+/// taken as 1). Fibonacci hashing, as the home shard of one process (`chat::home`), so
+/// consecutive book ids spread; fixed forever: changing it strands every room's history.
+pub fn partition_of(book_id: BookId, partitions: u32) -> u32 {
+    let mixed = book_id.get().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    (mixed % u64::from(partitions.max(1))) as u32
+}
+
+/// The stream (the ordered log) of partition `p`: `rr:{p<p>}:log`.
+pub fn log_key(p: u32) -> String {
+    format!("rr:{{p{p}}}:log")
+}
+
+/// The hash of partition `p`'s rooms' last sequences: `rr:{p<p>}:seq`.
+pub fn seq_key(p: u32) -> String {
+    format!("rr:{{p{p}}}:seq")
+}
+
+/// The newest entry trimmed from partition `p`'s stream (a stream id; absent if never
+/// trimmed): `rr:{p<p>}:trimmed`. Set by the retention script, read with every read.
+pub fn trimmed_key(p: u32) -> String {
+    format!("rr:{{p{p}}}:trimmed")
+}
+
+/// The liveness key of node `node_id`: `rr:node:<id>`.
+pub fn node_key(node_id: &str) -> String {
+    format!("rr:node:{node_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        // Fixed values: a change of the hash would strand every room's history.
+        assert_eq!(partition_of(BookId(1), 16), 9);
+        assert_eq!(partition_of(BookId(2701), 16), 4);
+        for book in 0..1000 {
+            assert!(partition_of(BookId(book), 7) < 7);
+        }
+        assert_eq!(partition_of(BookId(5), 0), 0);
+    }
+
+    #[test]
+    fn keys_are_hash_tagged_per_partition() {
+        assert_eq!(log_key(7), "rr:{p7}:log");
+        assert_eq!(seq_key(7), "rr:{p7}:seq");
+        assert_eq!(trimmed_key(7), "rr:{p7}:trimmed");
+        assert_eq!(node_key("a1"), "rr:node:a1");
+    }
+}
