@@ -24,6 +24,7 @@ fn settings(redis: &RedisServer, partitions: u32) -> Settings {
         partitions,
         connect_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
+        min_replicas: 0,
     }
 }
 
@@ -35,6 +36,26 @@ fn message(book: u64, body: &str) -> Append {
     Append::Message {
         book: BookId(book),
         body: body.as_bytes().to_vec(),
+        origin: String::new(),
+    }
+}
+
+fn join(book: u64, user: &str, username: &str, conn: &str) -> Append {
+    Append::Join {
+        book: BookId(book),
+        user: user.into(),
+        username: username.into(),
+        conn: conn.into(),
+        origin: format!("o-{conn}"),
+    }
+}
+
+fn leave(book: u64, user: &str, conn: &str) -> Append {
+    Append::Leave {
+        book: BookId(book),
+        user: user.into(),
+        conn: conn.into(),
+        origin: String::new(),
     }
 }
 
@@ -111,9 +132,9 @@ fn two_nodes_appending_to_one_room_get_one_gapless_numbering_and_one_order() {
     let room: Vec<(u64, String, StreamId)> = first
         .iter()
         .filter_map(|e| match &e.entry {
-            Entry::Message { book: b, seq, body } if b.get() == book => {
-                Some((*seq, String::from_utf8(body.clone()).unwrap(), e.id))
-            }
+            Entry::Message {
+                book: b, seq, body, ..
+            } if b.get() == book => Some((*seq, String::from_utf8(body.clone()).unwrap(), e.id)),
             _ => None,
         })
         .collect();
@@ -153,17 +174,14 @@ fn presence_and_messages_of_a_room_are_in_one_order_for_every_reader() {
         let mut ids = Vec::new();
         for i in 0..200 {
             let entry = if i % 2 == 0 {
-                Append::Join {
-                    book,
-                    user: format!("u{i}"),
-                    conn: format!("n1/{i}"),
-                }
+                join(
+                    book.get(),
+                    &format!("u{i}"),
+                    &format!("U {i}"),
+                    &format!("n1/{i}"),
+                )
             } else {
-                Append::Leave {
-                    book,
-                    user: format!("u{}", i - 1),
-                    conn: format!("n1/{}", i - 1),
-                }
+                leave(book.get(), &format!("u{}", i - 1), &format!("n1/{}", i - 1))
             };
             let answer = joiner.append(&[entry]).unwrap();
             assert_eq!(answer[0].seq, None);
