@@ -149,6 +149,8 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--daemonize", "no", "--logfile", "redis.log"])
+            // A replica's first sync starts at once, not after the default 5 s wait for more.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
