@@ -151,6 +151,20 @@ impl ClusterChat {
         Some(((slot_of(node, run) | shard, session), local))
     }
 
+    /// The log name of a roster key of this node's run (None for another node's or run's).
+    fn own_conn_name(&self, key: ConnKey) -> Option<String> {
+        (key.0 >> 16 == self.slot >> 16).then(|| {
+            format!(
+                "{}/{}.{}.{}.{}",
+                self.node,
+                self.run,
+                key.0 & 0xFFFF,
+                key.1.key,
+                key.1.generation
+            )
+        })
+    }
+
     /// An origin of this node: the token; another node's (or none): None.
     fn own_token(&self, origin: &str) -> Option<u64> {
         let (node, token) = origin.split_once(':')?;
@@ -320,6 +334,29 @@ impl ChatApp {
         log.presence.insert(token, entry.clone());
         log.outgoing.push(entry);
         log.tokens.push(token);
+    }
+
+    /// Cluster mode: this node's liveness key had expired (it could not reach Redis for a
+    /// while), so the others may have taken its readers out of the rosters: each of its
+    /// connections in a room homed here joins again (no change where it still is).
+    pub(super) fn log_reannounce(&self, cluster: &ClusterChat, shard: &mut ShardOf<'_, ChatApp>) {
+        let joins: Vec<Append> = shard
+            .state
+            .rosters
+            .connections()
+            .filter_map(|(book, key, user, username)| {
+                Some(Append::Join {
+                    book,
+                    user: user.to_owned(),
+                    username: username.to_owned(),
+                    conn: cluster.own_conn_name(key)?,
+                    origin: String::new(),
+                })
+            })
+            .collect();
+        for join in joins {
+            self.log_presence(shard, join);
+        }
     }
 
     /// Cluster mode: a leave reached its room's home.

@@ -90,6 +90,7 @@ pub fn prepare(
     ));
     let started = std::time::Instant::now();
     let mut sink = LogSink::storing_only(Arc::clone(store), Arc::clone(&chat));
+    node::check_not_behind(&mut link, &positions).map_err(|e| e.to_string())?;
     let positions = node::catch_up(&mut link, positions, &mut sink).map_err(|e| e.to_string())?;
     let mut through = Vec::with_capacity(positions.len());
     let mut members = Vec::new();
@@ -132,6 +133,7 @@ impl Prepared {
             let _ = injector.forward(home, rosters);
         }
         let injector = Arc::new(injector);
+        let announcer = Arc::clone(&injector);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let answers = Arc::clone(&injector);
@@ -168,6 +170,11 @@ impl Prepared {
             self.retention,
             Arc::clone(&stop),
             wake,
+            move || {
+                for shard in 0..announcer.shards() {
+                    let _ = announcer.forward(shard, ChatForward::Reannounce);
+                }
+            },
         )?);
         Ok(Running {
             stop,
@@ -196,7 +203,7 @@ impl Running {
         if let Some(window) = keep_for {
             match Link::connect(self.link.clone()).and_then(|mut l| l.heartbeat(&self.node, window))
             {
-                Ok(()) => crate::log_info!(
+                Ok(_) => crate::log_info!(
                     "cluster_node_kept",
                     node = self.node,
                     ms = window.as_millis()

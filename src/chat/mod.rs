@@ -241,6 +241,8 @@ pub enum ChatForward {
     },
     /// The same answer, for the socket itself (through [`Handler::on_socket_forward`]).
     ClaimAnswer(Result<Option<Vec<u8>>, String>),
+    /// Cluster mode: this node's liveness key had expired; its readers join again.
+    Reannounce,
 }
 
 impl Handler for ChatApp {
@@ -392,6 +394,11 @@ impl Handler for ChatApp {
             ChatForward::Resume(waiting) => shard.forward_to_socket(waiting, ChatForward::Resumed),
             ChatForward::Applied(entries) => self.log_applied(shard, entries),
             ChatForward::LogFailed { tokens, cause } => self.log_failed(shard, tokens, &cause),
+            ChatForward::Reannounce => {
+                if let Some(cluster) = &self.cluster {
+                    self.log_reannounce(cluster, shard);
+                }
+            }
             ChatForward::Claimed { socket, result } => {
                 shard.forward_to_socket(socket, ChatForward::ClaimAnswer(result));
             }

@@ -213,6 +213,17 @@ impl Rosters {
         }
     }
 
+    /// Every connection in every room: `(book, connection, userId, username)`.
+    pub fn connections(&self) -> impl Iterator<Item = (BookId, ConnKey, &str, &str)> + '_ {
+        self.rooms.iter().flat_map(|(book, roster)| {
+            roster.readers.iter().flat_map(move |(user, reader)| {
+                std::iter::once(reader.first)
+                    .chain(reader.more.iter().copied())
+                    .map(move |conn| (*book, conn, &**user, &*reader.username))
+            })
+        })
+    }
+
     /// How many rooms have a roster (each has at least one reader).
     pub fn room_count(&self) -> usize {
         self.rooms.len()

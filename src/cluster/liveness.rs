@@ -12,7 +12,10 @@ use super::{ClusterError, Link};
 
 impl Link {
     /// Say `node_id` is alive for `ttl` more (rounded up to a millisecond).
-    pub fn heartbeat(&mut self, node_id: &str, ttl: Duration) -> Result<(), ClusterError> {
+    ///
+    /// Returns whether the key was still there (false: it had expired, or never was — the
+    /// others may have reaped the node's readers meanwhile).
+    pub fn heartbeat(&mut self, node_id: &str, ttl: Duration) -> Result<bool, ClusterError> {
         let ttl_ms = (ttl.as_millis() as u64).max(1);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -20,12 +23,13 @@ impl Link {
             .arg(1)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
+            .arg("GET")
             .cmd("SADD")
             .arg(NODES_KEY)
             .arg(node_id)
             .ignore();
-        self.with(|connection| Ok(pipe.exec(connection)?))
+        let (before,): (Option<String>,) = self.with(|connection| Ok(pipe.query(connection)?))?;
+        Ok(before.is_some())
     }
 
     /// The nodes seen once whose heartbeat key has expired, sorted.

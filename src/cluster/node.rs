@@ -39,6 +39,25 @@ const REAP_EVERY: Duration = Duration::from_secs(1);
 /// retention when that is shorter).
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
+/// What to do when Redis holds less of the log than a node applied (docs/OPERATIONS.md).
+pub const REDIS_BEHIND_FIX: &str = "Redis lost acknowledged entries (restored from an older \
+    AOF, or a replica that lagged was promoted): appending now would number messages again, so \
+    this node refuses posts; restore Redis from its newest AOF or the replica that has everything";
+
+/// Check that Redis holds at least what this node applied (`positions`, index = partition).
+pub fn check_not_behind(link: &mut Link, positions: &[StreamId]) -> Result<(), ClusterError> {
+    let newest = link.last_ids()?;
+    for (p, (applied, newest)) in positions.iter().zip(&newest).enumerate() {
+        if newest < applied {
+            return Err(ClusterError::Malformed(format!(
+                "partition {p}: Redis's newest entry is {newest} but this node applied through \
+                 {applied}: {REDIS_BEHIND_FIX}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One home shard's turn of entries for the log, and whatever its answer needs (`R`).
 pub struct Batch<R> {
     pub entries: Vec<Append>,
@@ -66,6 +85,9 @@ pub struct Status {
     applied: AtomicU64,
     append_failures: AtomicU64,
     reaped: AtomicU64,
+    /// Redis holds less of some partition than this node applied (it lost acknowledged
+    /// entries): appending would number messages again, so nothing is appended.
+    diverged: AtomicBool,
     /// Per partition: the applied position and the newest id Redis holds (from the keeper).
     positions: Mutex<Vec<(StreamId, StreamId)>>,
 }
@@ -79,6 +101,7 @@ impl Status {
             applied: AtomicU64::new(0),
             append_failures: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
+            diverged: AtomicBool::new(false),
             positions: Mutex::new(applied.iter().map(|&p| (p, p)).collect()),
         }
     }
@@ -127,12 +150,29 @@ impl Status {
         }
     }
 
-    fn record_newest(&self, newest: &[StreamId]) {
-        if let Ok(mut all) = self.positions.lock() {
-            for (slot, &id) in all.iter_mut().zip(newest) {
-                slot.1 = slot.1.max(id);
+    /// Redis's newest ids, read after `applied` (the applied positions then) was taken: a
+    /// newest below what was applied before it was read means Redis lost entries.
+    fn record_newest(&self, newest: &[StreamId], applied: &[(StreamId, StreamId)]) {
+        let Ok(mut all) = self.positions.lock() else {
+            return;
+        };
+        for (p, ((slot, &id), before)) in all.iter_mut().zip(newest).zip(applied).enumerate() {
+            if id < before.0 && !self.diverged.swap(true, Ordering::Relaxed) {
+                crate::log_error!(
+                    "cluster_redis_behind",
+                    partition = p,
+                    redis_newest = id,
+                    applied = before.0,
+                    fix = REDIS_BEHIND_FIX
+                );
             }
+            slot.1 = slot.1.max(id);
         }
+    }
+
+    /// Whether Redis was found holding less than this node applied (posts are refused).
+    pub fn diverged(&self) -> bool {
+        self.diverged.load(Ordering::Relaxed)
     }
 }
 
@@ -168,7 +208,11 @@ pub fn spawn_appender<R: Send + 'static>(
                     replies.push((batch.reply, batch.entries.len()));
                     entries.extend(batch.entries);
                 }
-                let result = link.append(&entries);
+                let result = if status.diverged() {
+                    Err(ClusterError::Malformed(REDIS_BEHIND_FIX.into()))
+                } else {
+                    link.append(&entries)
+                };
                 status.set_up(!matches!(result, Err(ClusterError::Connection(_))));
                 match result {
                     Ok(places) => {
@@ -328,6 +372,7 @@ pub fn spawn_keeper(
     retention: Duration,
     stop: Arc<AtomicBool>,
     wake: Receiver<()>,
+    lost: impl Fn() + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("cluster-keep".into())
@@ -340,19 +385,17 @@ pub fn spawn_keeper(
                 }
             };
             let beat = (ttl / 3).max(Duration::from_millis(100));
-            let mut next_reap = Instant::now();
-            let mut next_trim = Instant::now();
+            let mut keeper = Keeper {
+                next_reap: Instant::now(),
+                next_trim: Instant::now(),
+                up_since: None,
+                first: true,
+            };
             while !stop.load(Ordering::Relaxed) {
-                let result = keep(
-                    &mut link,
-                    &status,
-                    ttl,
-                    retention,
-                    &mut next_reap,
-                    &mut next_trim,
-                );
+                let result = keeper.keep(&mut link, &status, ttl, retention, &lost);
                 status.set_up(result.is_ok());
                 if let Err(e) = result {
+                    keeper.up_since = None;
                     crate::log_debug!("cluster_keeper_call_failed", cause = e);
                 }
                 match wake.recv_timeout(beat) {
@@ -363,37 +406,61 @@ pub fn spawn_keeper(
         })
 }
 
-fn keep(
-    link: &mut Link,
-    status: &Status,
-    ttl: Duration,
-    retention: Duration,
-    next_reap: &mut Instant,
-    next_trim: &mut Instant,
-) -> Result<(), ClusterError> {
-    link.heartbeat(&status.node, ttl)?;
-    let now = Instant::now();
-    if now >= *next_reap {
-        *next_reap = now + REAP_EVERY;
-        for node in link.expired_nodes()? {
-            if node == status.node {
-                continue;
+/// The keeper's own state between its rounds.
+struct Keeper {
+    next_reap: Instant,
+    next_trim: Instant,
+    /// Since when its calls to Redis succeed (None after a failure).
+    up_since: Option<Instant>,
+    /// Before its first heartbeat of this run.
+    first: bool,
+}
+
+impl Keeper {
+    fn keep(
+        &mut self,
+        link: &mut Link,
+        status: &Status,
+        ttl: Duration,
+        retention: Duration,
+        lost: &impl Fn(),
+    ) -> Result<(), ClusterError> {
+        let was_alive = link.heartbeat(&status.node, ttl)?;
+        let now = Instant::now();
+        let up_since = *self.up_since.get_or_insert(now);
+        if !was_alive && !std::mem::replace(&mut self.first, false) {
+            // This node's key expired while it could not reach Redis: the others may have
+            // reaped its readers, who are still here. They are announced again (a join of a
+            // connection already in a roster changes nothing).
+            crate::log_warn!("cluster_node_key_lost", node = status.node);
+            lost();
+        }
+        self.first = false;
+        // After an outage, every node's key may have expired: reap only once the others had
+        // a whole TTL to beat again.
+        if now >= self.next_reap && now.duration_since(up_since) >= ttl {
+            self.next_reap = now + REAP_EVERY;
+            for node in link.expired_nodes()? {
+                if node == status.node {
+                    continue;
+                }
+                let leaves = link.reap(&node)?;
+                status.reaped.fetch_add(leaves, Ordering::Relaxed);
+                crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
             }
-            let leaves = link.reap(&node)?;
-            status.reaped.fetch_add(leaves, Ordering::Relaxed);
-            crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
         }
-        status.record_newest(&link.last_ids()?);
-    }
-    if now >= *next_trim {
-        *next_trim = now + TRIM_EVERY.min(retention / 4);
-        let now_ms = link.redis_time_ms()?;
-        let trimmed = link.trim(now_ms, retention)?;
-        if trimmed > 0 {
-            crate::log_info!("cluster_log_trimmed", entries = trimmed);
+        let applied = status.lag();
+        status.record_newest(&link.last_ids()?, &applied);
+        if now >= self.next_trim {
+            self.next_trim = now + TRIM_EVERY.min(retention / 4);
+            let now_ms = link.redis_time_ms()?;
+            let trimmed = link.trim(now_ms, retention)?;
+            if trimmed > 0 {
+                crate::log_info!("cluster_log_trimmed", entries = trimmed);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The file in the data directory that names its node (not in the store itself, so a data
