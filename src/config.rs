@@ -109,21 +109,53 @@ pub struct ServerConfig {
 /// The longest `--write-delay` accepted: beyond it a chat reads as broken, not batched.
 pub const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
 
-/// A write delay as `--write-delay` takes it: `0`, or a whole number with `us`, `ms` or `s`
-/// (`250us`, `1ms`); a bare number counts milliseconds, as every other duration flag does.
-/// `None` for anything else or more than [`MAX_WRITE_DELAY`].
-pub fn parse_write_delay(value: &str) -> Option<Duration> {
+/// A duration as the duration settings that take units read it: a whole number with `us`,
+/// `ms`, `s`, `m` (minutes), `h` or `d` (days) after it (`250us`, `5s`, `7d`); a bare number
+/// counts milliseconds, as every duration flag does. `None` for anything else (a fraction, a
+/// sign, two numbers, an unknown unit, an overflow).
+pub fn parse_duration(value: &str) -> Option<Duration> {
     let value = value.trim();
     let digits = value.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = value.split_at(digits);
     let number: u64 = number.parse().ok()?;
-    let delay = match unit.trim() {
-        "us" | "µs" => Duration::from_micros(number),
-        "" | "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        _ => return None,
-    };
-    (delay <= MAX_WRITE_DELAY).then_some(delay)
+    let seconds = |per: u64| number.checked_mul(per).map(Duration::from_secs);
+    match unit.trim() {
+        "us" | "µs" => Some(Duration::from_micros(number)),
+        "" | "ms" => Some(Duration::from_millis(number)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => None,
+    }
+}
+
+/// A duration as [`parse_duration`] reads it back, in the largest unit that holds it whole
+/// (`7d`, `90m`, `1500ms`, `250us`; `0` for zero).
+pub fn format_duration(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0".to_owned();
+    }
+    let micros = duration.as_micros();
+    for (unit, per) in [
+        ("d", 86_400_000_000u128),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+        ("ms", 1_000),
+    ] {
+        if micros.is_multiple_of(per) {
+            return format!("{}{unit}", micros / per);
+        }
+    }
+    format!("{micros}us")
+}
+
+/// A write delay as `--write-delay` takes it: `0`, or a duration as [`parse_duration`] reads
+/// it (`250us`, `1ms`; a bare number counts milliseconds). `None` for anything else or more
+/// than [`MAX_WRITE_DELAY`].
+pub fn parse_write_delay(value: &str) -> Option<Duration> {
+    parse_duration(value).filter(|delay| *delay <= MAX_WRITE_DELAY)
 }
 
 /// A write delay as [`parse_write_delay`] reads it back: `0` or whole microseconds (`250us`).
@@ -183,6 +215,12 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Operations: log level and format, and the client script the reading-room page loads.
     pub ops: OpsSettings,
+    /// Cluster mode: `None` (one process, no Redis) unless `--cluster-redis` is set.
+    pub cluster: Option<ClusterSettings>,
+    /// The `--cluster-*` values set so far, kept whether or not `--cluster-redis` is (a
+    /// layer may give the knobs and a later one the URL); [`Settings::cluster`] is these with
+    /// the URL once one is set.
+    cluster_values: ClusterSettings,
 }
 
 #[cfg(feature = "store")]
@@ -195,6 +233,8 @@ impl Default for Settings {
             chat: ChatLimits::default(),
             auth: AuthSettings::default(),
             ops: OpsSettings::default(),
+            cluster: None,
+            cluster_values: ClusterSettings::default(),
         }
     }
 }
@@ -504,6 +544,54 @@ pub struct Flags {
     pub auth_jwt_leeway: Option<String>,
     #[arg(
         long,
+        env = "READREALM_CLUSTER_REDIS",
+        value_name = "URL",
+        help = "cluster mode: redis://[user:password@]host:port[/db] (or rediss://) of the Redis \
+                holding the cluster's log; empty: one process, no Redis [default: none]"
+    )]
+    pub cluster_redis: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_PARTITIONS",
+        value_name = "N",
+        help = "cluster mode: partitions (Redis streams) the rooms are spread over, the same on \
+                every node, 1 to 4096 [default: 64]"
+    )]
+    pub cluster_partitions: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_RETENTION",
+        value_name = "DURATION",
+        help = "cluster mode: how long the log keeps entries: ms, or with a unit s, m, h, d \
+                (e.g. 36h) [default: 7d]"
+    )]
+    pub cluster_retention: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_NODE_TTL",
+        value_name = "MS",
+        help = "cluster mode: ms a node's liveness key lives; a dead node's readers are seen \
+                leaving after about this long, at least 1000 [default: 5000]"
+    )]
+    pub cluster_node_ttl: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_TIMEOUT",
+        value_name = "MS",
+        help = "cluster mode: ms allowed to connect to Redis and for each call; a post answers \
+                unavailable within about this when Redis is down [default: 1000]"
+    )]
+    pub cluster_timeout: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_MIN_REPLICAS",
+        value_name = "N",
+        help = "cluster mode: Redis replicas that must hold a post (WAIT) before it is \
+                acknowledged [default: 0]"
+    )]
+    pub cluster_min_replicas: Option<String>,
+    #[arg(
+        long,
         env = "READREALM_CONFIG",
         value_name = "FILE",
         help = "TOML file of settings, keys named like these flags without -- (env and flags win)"
@@ -664,11 +752,59 @@ impl Settings {
                 Ok(secs) => self.auth.leeway_secs = u64::from(secs),
                 _ => return Err(bad("a whole number of seconds")),
             },
+            "--cluster-redis" if value.is_empty() => {
+                self.cluster_values.redis_url.clear();
+                self.cluster = None;
+            }
+            "--cluster-redis" => {
+                self.cluster_values.redis_url = parse_redis_url(value).map_err(|what| {
+                    format!(
+                        "invalid {flag} (env {}): {:?} ({what})",
+                        env_name(flag),
+                        mask_redis_password(value)
+                    )
+                })?;
+            }
+            "--cluster-partitions" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_CLUSTER_PARTITIONS).contains(&n) => {
+                    self.cluster_values.partitions = n
+                }
+                _ => return Err(bad("a whole number from 1 to 4096")),
+            },
+            "--cluster-retention" => {
+                self.cluster_values.retention = parse_duration(value)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| bad("a positive duration: ms, or e.g. 90s, 36h, 7d"))?
+            }
+            "--cluster-node-ttl" => {
+                self.cluster_values.node_ttl = parse_duration(value)
+                    .filter(|d| *d >= MIN_CLUSTER_NODE_TTL)
+                    .ok_or_else(|| bad("a number of milliseconds, at least 1000"))?
+            }
+            "--cluster-timeout" => {
+                self.cluster_values.timeout = parse_duration(value)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| bad("a positive number of milliseconds"))?
+            }
+            "--cluster-min-replicas" => match value.parse::<u32>() {
+                Ok(n) => self.cluster_values.min_replicas = n,
+                _ => return Err(bad("a whole number, 0 or more")),
+            },
             "--client-js" => self.ops.client_js = Some(path(value)?),
             "--config" => self.ops.config = Some(path(value)?),
             _ => return Err(format!("unknown setting {flag}")),
         }
+        if flag.starts_with("--cluster-") {
+            self.cluster =
+                (!self.cluster_values.redis_url.is_empty()).then(|| self.cluster_values.clone());
+        }
         Ok(())
+    }
+
+    /// The `--cluster-*` values as set, whether or not `--cluster-redis` is (then the URL is
+    /// empty): what `--print-config` shows. [`Settings::cluster`] is what a node runs with.
+    pub fn cluster_values(&self) -> &ClusterSettings {
+        &self.cluster_values
     }
 
     /// Apply every setting clap's `matches` of [`Flags`] carry (each from the command line, or
@@ -845,6 +981,178 @@ mod tests {
         let err = from_args(&strings(&["--shards"])).unwrap_err();
         assert!(err.contains("--shards"), "{err}");
     }
+
+    #[test]
+    fn durations_take_units_and_read_back() {
+        for (text, duration) in [
+            ("0", Duration::ZERO),
+            ("1500", Duration::from_millis(1500)),
+            ("250us", Duration::from_micros(250)),
+            ("90s", Duration::from_secs(90)),
+            ("15m", Duration::from_secs(900)),
+            ("36h", Duration::from_secs(36 * 3600)),
+            ("7d", Duration::from_secs(7 * 86_400)),
+        ] {
+            assert_eq!(parse_duration(text), Some(duration), "{text}");
+            assert_eq!(
+                parse_duration(&format_duration(duration)),
+                Some(duration),
+                "{text}"
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
+        for bad in ["", "d", "-1d", "1.5h", "1w", "1 2", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_duration("213503982334602d"), None, "overflow");
+    }
+
+    #[test]
+    fn cluster_mode_is_off_unless_a_redis_url_is_set() {
+        let settings = from_args(&[]).unwrap();
+        assert_eq!(settings.cluster, None);
+        // The knobs alone do not make a cluster member.
+        let settings = from_args(&strings(&["--cluster-partitions", "8"])).unwrap();
+        assert_eq!(settings.cluster, None);
+        assert_eq!(settings.cluster_values().partitions, 8);
+        // An empty URL (e.g. READREALM_CLUSTER_REDIS= over a file) turns it off again.
+        let settings = from_args(&strings(&[
+            "--cluster-redis",
+            "redis://10.0.0.9:6379",
+            "--cluster-redis=",
+        ]))
+        .unwrap();
+        assert_eq!(settings.cluster, None);
+    }
+
+    #[test]
+    fn cluster_flags_fill_the_cluster_settings_in_any_order() {
+        let settings =
+            from_args(&strings(&["--cluster-redis", "redis://10.0.0.9:6379/2"])).unwrap();
+        assert_eq!(
+            settings.cluster,
+            Some(ClusterSettings {
+                redis_url: "redis://10.0.0.9:6379/2".into(),
+                partitions: 64,
+                retention: Duration::from_secs(7 * 24 * 3600),
+                node_ttl: Duration::from_millis(5000),
+                timeout: Duration::from_millis(1000),
+                min_replicas: 0,
+            })
+        );
+        // Knobs before and after the URL both count (apply_flags goes in flag order, and a
+        // file may give the knobs while the environment gives the URL).
+        let mut settings = Settings::default();
+        settings.set("--cluster-partitions", "4096").unwrap();
+        settings.set("--cluster-retention", "36h").unwrap();
+        settings
+            .set("--cluster-redis", "redis://app:pw@redis.internal:6380")
+            .unwrap();
+        settings.set("--cluster-node-ttl", "1000").unwrap();
+        settings.set("--cluster-timeout", "250").unwrap();
+        settings.set("--cluster-min-replicas", "2").unwrap();
+        let cluster = settings.cluster.clone().unwrap();
+        assert_eq!(cluster.redis_url, "redis://app:pw@redis.internal:6380");
+        assert_eq!(cluster.partitions, 4096);
+        assert_eq!(cluster.retention, Duration::from_secs(36 * 3600));
+        assert_eq!(cluster.node_ttl, Duration::from_millis(1000));
+        assert_eq!(cluster.timeout, Duration::from_millis(250));
+        assert_eq!(cluster.min_replicas, 2);
+        assert_eq!(settings.cluster_values(), &cluster);
+    }
+
+    #[test]
+    fn bad_cluster_values_are_refused_naming_the_flag() {
+        for (flag, value, what) in [
+            ("--cluster-partitions", "0", "from 1 to 4096"),
+            ("--cluster-partitions", "4097", "from 1 to 4096"),
+            ("--cluster-partitions", "many", "from 1 to 4096"),
+            ("--cluster-retention", "0", "positive duration"),
+            ("--cluster-retention", "1w", "positive duration"),
+            ("--cluster-node-ttl", "999", "at least 1000"),
+            ("--cluster-node-ttl", "-5000", "at least 1000"),
+            ("--cluster-timeout", "0", "positive"),
+            ("--cluster-min-replicas", "-1", "0 or more"),
+            ("--cluster-redis", "localhost:6379", "redis:// or rediss://"),
+            (
+                "--cluster-redis",
+                "http://localhost:6379",
+                "redis:// or rediss://",
+            ),
+            (
+                "--cluster-redis",
+                "unix:///run/redis.sock",
+                "redis:// or rediss://",
+            ),
+            ("--cluster-redis", "redis://", "connect"),
+            ("--cluster-redis", "redis://0.0.0.0:6379", "wildcard"),
+            ("--cluster-redis", "redis://localhost:6379/db", "database"),
+            ("--cluster-redis", "redis://localhost:99999", "redis://"),
+        ] {
+            let err = from_args(&strings(&[flag, value])).unwrap_err();
+            assert!(
+                err.contains(flag) && err.contains(&env_name(flag)) && err.contains(what),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rediss_is_refused_while_the_redis_client_is_built_without_tls() {
+        // The `redis` crate is built without a TLS feature (Cargo.toml), so a rediss:// URL
+        // could never connect: it is refused at start, saying so. Turning TLS on in
+        // Cargo.toml makes this test fail, and docs/OPERATIONS.md "Cluster" must then say
+        // rediss:// works.
+        let err = from_args(&strings(&[
+            "--cluster-redis",
+            "rediss://redis.internal:6380",
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("--cluster-redis") && err.contains("TLS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_redis_password_is_never_shown() {
+        let url = "redis://app:hunter2-secret@redis.internal:6380/3";
+        assert_eq!(
+            mask_redis_password(url),
+            "redis://app:***@redis.internal:6380/3"
+        );
+        assert_eq!(
+            mask_redis_password("redis://:hunter2-secret@redis.internal"),
+            "redis://:***@redis.internal"
+        );
+        assert_eq!(
+            mask_redis_password("redis://redis.internal:6380"),
+            "redis://redis.internal:6380"
+        );
+        assert!(!mask_redis_password("http://a:hunter2-secret@x").contains("hunter2"));
+        let settings = from_args(&strings(&["--cluster-redis", url])).unwrap();
+        let cluster = settings.cluster.as_ref().unwrap();
+        assert_eq!(
+            cluster.redis_url, url,
+            "the node connects with the real one"
+        );
+        assert!(!format!("{settings:?}").contains("hunter2"), "{settings:?}");
+        assert!(format!("{cluster:?}").contains("redis://app:***@redis.internal:6380/3"));
+        // A bad URL's error shows it masked too.
+        for bad in [
+            "redis://app:hunter2-secret@0.0.0.0:6379",
+            "redis://app:hunter2-secret@localhost/x",
+            "https://app:hunter2-secret@localhost",
+        ] {
+            let err = from_args(&strings(&["--cluster-redis", bad])).unwrap_err();
+            assert!(
+                err.contains("--cluster-redis") && !err.contains("hunter2"),
+                "{err}"
+            );
+        }
+    }
 }
 
 /// The chat limits of docs/API.md, each configurable.
@@ -917,4 +1225,125 @@ pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| format!("{entry:?} is not an address or CIDR block"))
         })
         .collect()
+}
+
+/// The partition count a cluster is created with unless `--cluster-partitions` says otherwise.
+pub const DEFAULT_CLUSTER_PARTITIONS: u32 = 64;
+/// The most partitions `--cluster-partitions` accepts (each is one Redis stream every node
+/// reads).
+pub const MAX_CLUSTER_PARTITIONS: u32 = 4096;
+/// How long the cluster's log keeps entries unless `--cluster-retention` says otherwise: 7 days.
+pub const DEFAULT_CLUSTER_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+/// A node's liveness key lifetime unless `--cluster-node-ttl` says otherwise.
+pub const DEFAULT_CLUSTER_NODE_TTL: Duration = Duration::from_millis(5_000);
+/// The shortest `--cluster-node-ttl` accepted: below it a busy node's heartbeat could miss it.
+pub const MIN_CLUSTER_NODE_TTL: Duration = Duration::from_millis(1_000);
+/// The bound on connecting to Redis and on each call unless `--cluster-timeout` says otherwise.
+pub const DEFAULT_CLUSTER_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// What `--print-config` and the logs show in place of a Redis password.
+pub const MASKED_PASSWORD: &str = "***";
+
+/// Cluster mode (issue 13; docs/OPERATIONS.md "Cluster"): present when --cluster-redis is set.
+///
+/// `Debug` shows the URL with its password masked ([`ClusterSettings::redis_url_masked`]), so
+/// a settings dump in a log never holds the secret.
+#[cfg(feature = "store")]
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// --cluster-redis: redis://[user:pass@]host:port[/db] or rediss://... (checked by
+    /// [`parse_redis_url`]; the password is the secret: show [`Self::redis_url_masked`]).
+    pub redis_url: String,
+    /// --cluster-partitions (default 64, 1..=4096): every node must use the same; checked at start.
+    pub partitions: u32,
+    /// --cluster-retention (default 7d; a bare number is ms, or `ms`, `s`, `m`, `h`, `d`
+    /// suffixes, [`parse_duration`]): how long the log keeps entries.
+    pub retention: Duration,
+    /// --cluster-node-ttl (default 5000 ms, min 1000): a node's liveness key lifetime; readers of
+    /// a node whose key expired are seen leaving after about this long.
+    pub node_ttl: Duration,
+    /// --cluster-timeout (default 1000 ms): bound on connecting to Redis and on each call; a post
+    /// answers `unavailable` within about this when Redis is unreachable.
+    pub timeout: Duration,
+    /// --cluster-min-replicas (default 0): WAIT for this many Redis replicas before acking a post.
+    pub min_replicas: u32,
+}
+
+#[cfg(feature = "store")]
+impl Default for ClusterSettings {
+    /// The defaults above, with no URL (so not yet a cluster member).
+    fn default() -> Self {
+        ClusterSettings {
+            redis_url: String::new(),
+            partitions: DEFAULT_CLUSTER_PARTITIONS,
+            retention: DEFAULT_CLUSTER_RETENTION,
+            node_ttl: DEFAULT_CLUSTER_NODE_TTL,
+            timeout: DEFAULT_CLUSTER_TIMEOUT,
+            min_replicas: 0,
+        }
+    }
+}
+
+#[cfg(feature = "store")]
+impl ClusterSettings {
+    /// [`Self::redis_url`] with its password, if any, replaced by [`MASKED_PASSWORD`]: what
+    /// `--print-config`, errors and logs show.
+    pub fn redis_url_masked(&self) -> String {
+        mask_redis_password(&self.redis_url)
+    }
+
+    /// Whether [`Self::redis_url`] holds a password (which [`Self::redis_url_masked`] hides).
+    pub fn has_password(&self) -> bool {
+        redis::parse_redis_url(&self.redis_url).is_some_and(|url| url.password().is_some())
+    }
+}
+
+#[cfg(feature = "store")]
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("redis_url", &self.redis_url_masked())
+            .field("partitions", &self.partitions)
+            .field("retention", &self.retention)
+            .field("node_ttl", &self.node_ttl)
+            .field("timeout", &self.timeout)
+            .field("min_replicas", &self.min_replicas)
+            .finish()
+    }
+}
+
+/// Check a `--cluster-redis` URL: `redis://` or `rediss://`, with a host (not a wildcard
+/// address), an optional port and database number, as the `redis` crate will connect with it
+/// (`redis::IntoConnectionInfo`). The error says what is wrong and never holds the URL itself
+/// (it may hold a password): the caller names the setting and shows the URL masked.
+#[cfg(feature = "store")]
+pub fn parse_redis_url(value: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo as _;
+    if !(value.starts_with("redis://") || value.starts_with("rediss://")) {
+        return Err("a URL starting with redis:// or rediss://".to_owned());
+    }
+    redis::parse_redis_url(value).ok_or("not a URL like redis://[user:password@]host:6379[/db]")?;
+    value
+        .into_connection_info()
+        .map_err(|e| format!("not a Redis URL this server can connect with: {e}"))?;
+    Ok(value.to_owned())
+}
+
+/// `url` with the password of its user part, if it has one, replaced by [`MASKED_PASSWORD`]
+/// (`redis://app:s3cret@db:6379/0` → `redis://app:***@db:6379/0`); unchanged without one. A
+/// value that is not a Redis URL but holds an `@` is shown as `(hidden: not a Redis URL)`, since
+/// where its password ends cannot be known.
+#[cfg(feature = "store")]
+pub fn mask_redis_password(url: &str) -> String {
+    match redis::parse_redis_url(url) {
+        Some(mut parsed) if parsed.password().is_some() => {
+            match parsed.set_password(Some(MASKED_PASSWORD)) {
+                Ok(()) => parsed.to_string(),
+                Err(()) => "(hidden: holds a password)".to_owned(),
+            }
+        }
+        Some(_) => url.to_owned(),
+        None if url.contains('@') => "(hidden: not a Redis URL)".to_owned(),
+        None => url.to_owned(),
+    }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 
-use crate::config::{settings_flags, Flags, Settings};
+use crate::config::{format_duration, settings_flags, Flags, Settings, MASKED_PASSWORD};
 
 /// The binary's settings from its command line (`args`, the program name first) and the
 /// environment, over the TOML file they name, over the defaults; and the parsed [`Flags`]
@@ -64,15 +64,38 @@ pub fn load(settings: &mut Settings, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The TOML table holding the `--cluster-*` settings, keyed without the `cluster-` prefix
+/// (`[cluster]` then `redis = "redis://…"`); the flat keys (`cluster-redis = …`) are read too.
+pub const CLUSTER_TABLE: &str = "cluster";
+
 /// Apply the keys of a TOML document; the error names the key.
 pub fn apply_toml(settings: &mut Settings, text: &str) -> Result<(), String> {
     let flags = settings_flags();
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    // (key as written, flag, value): the top-level keys, then the [cluster] table's.
+    let mut entries = Vec::new();
     for (key, value) in &table {
-        let flag = format!("--{key}");
-        if key == "config" || !flags.iter().any(|(f, _)| *f == flag) {
+        match value {
+            toml::Value::Table(cluster) if key == CLUSTER_TABLE => {
+                for (sub, value) in cluster {
+                    let written = format!("{CLUSTER_TABLE}.{sub}");
+                    entries.push((written, format!("--{CLUSTER_TABLE}-{sub}"), value));
+                }
+            }
+            _ => entries.push((key.clone(), format!("--{key}"), value)),
+        }
+    }
+    let mut applied: Vec<&str> = Vec::new();
+    for (key, flag, value) in &entries {
+        if flag == "--config" || !flags.iter().any(|(f, _)| f == flag) {
             return Err(format!("unknown setting {key:?}"));
         }
+        if applied.contains(&flag.as_str()) {
+            return Err(format!(
+                "{key}: set twice (as a key and in [{CLUSTER_TABLE}])"
+            ));
+        }
+        applied.push(flag);
         let value = match value {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(n) => n.to_string(),
@@ -87,7 +110,7 @@ pub fn apply_toml(settings: &mut Settings, text: &str) -> Result<(), String> {
             _ => return Err(format!("{key}: expected a string, number or boolean")),
         };
         settings
-            .set(&flag, &value)
+            .set(flag, &value)
             .map_err(|e| format!("key {key}: {e}"))?;
     }
     Ok(())
@@ -149,6 +172,13 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--log-format" => settings.ops.log_format.to_string(),
         "--client-js" => settings.ops.client_js_path()?.display().to_string(),
         "--config" => settings.ops.config.as_ref()?.display().to_string(),
+        // The URL only with its password masked: --print-config never shows the secret.
+        "--cluster-redis" => settings.cluster.as_ref()?.redis_url_masked(),
+        "--cluster-partitions" => settings.cluster_values().partitions.to_string(),
+        "--cluster-retention" => format_duration(settings.cluster_values().retention),
+        "--cluster-node-ttl" => ms(settings.cluster_values().node_ttl),
+        "--cluster-timeout" => ms(settings.cluster_values().timeout),
+        "--cluster-min-replicas" => settings.cluster_values().min_replicas.to_string(),
         _ => return None,
     })
 }
@@ -161,16 +191,39 @@ pub fn to_toml(settings: &Settings) -> String {
     if let Some(path) = &settings.ops.config {
         out.push_str(&format!("# read from {}\n", path.display()));
     }
-    for (flag, help) in settings_flags() {
-        let key = flag.trim_start_matches('-');
-        if flag == "--config" {
-            continue;
-        }
+    let cluster_prefix = format!("--{CLUSTER_TABLE}-");
+    let (cluster, top): (Vec<_>, Vec<_>) = settings_flags()
+        .into_iter()
+        .filter(|(flag, _)| flag != "--config")
+        .partition(|(flag, _)| flag.starts_with(&cluster_prefix));
+    let entry = |out: &mut String, flag: &str, key: &str, help: &str| {
         out.push_str(&format!("\n# {help}\n"));
-        match get(settings, &flag) {
+        match get(settings, flag) {
             Some(value) => out.push_str(&format!("{key} = {}\n", toml_value(&value))),
             None => out.push_str(&format!("# {key} = (not set)\n")),
         }
+    };
+    for (flag, help) in &top {
+        entry(&mut out, flag, flag.trim_start_matches('-'), help);
+    }
+    // A table comes after every top-level key: the cluster settings last.
+    let mut table = format!("\n[{CLUSTER_TABLE}]\n");
+    if settings.cluster.is_none() {
+        table.push_str("# Not a cluster member: one process, no Redis (set redis to join one).\n");
+    } else if settings.cluster.as_ref().is_some_and(|c| c.has_password()) {
+        table.push_str(&format!(
+            "# The Redis password is shown as {MASKED_PASSWORD}: put the real one back, or give \
+             it in READREALM_CLUSTER_REDIS.\n"
+        ));
+    }
+    out.push_str(&table);
+    for (flag, help) in &cluster {
+        entry(
+            &mut out,
+            flag,
+            flag.trim_start_matches(&cluster_prefix),
+            help,
+        );
     }
     out
 }
@@ -255,6 +308,10 @@ mod tests {
         settings
             .set("--auth-jwt-audience", "readrealm-chat")
             .unwrap();
+        settings
+            .set("--cluster-redis", "redis://chat:s3cret-pw@10.0.0.9:6379/1")
+            .unwrap();
+        settings.set("--cluster-retention", "36h").unwrap();
         for (flag, _) in settings_flags() {
             if flag != "--config" {
                 let value = get(&settings, &flag);
@@ -268,6 +325,93 @@ mod tests {
         for (flag, _) in settings_flags() {
             assert_eq!(get(&again, &flag), get(&settings, &flag), "{flag}");
         }
+        // The cluster settings are in a [cluster] table, the password masked.
+        let table: toml::Table = printed.parse().unwrap();
+        let cluster = table["cluster"].as_table().unwrap();
+        assert_eq!(
+            cluster["redis"].as_str(),
+            Some("redis://chat:***@10.0.0.9:6379/1")
+        );
+        assert_eq!(cluster["retention"].as_str(), Some("36h"));
+        assert_eq!(cluster["partitions"].as_integer(), Some(64));
+        assert!(!table.contains_key("cluster-redis"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn cluster_settings_come_from_a_table_or_flat_keys_but_not_both() {
+        let mut settings = Settings::default();
+        apply_toml(
+            &mut settings,
+            "shards = 2\n[cluster]\nredis = \"redis://10.0.0.9:6379\"\npartitions = 16\n\
+             retention = \"2d\"\nnode-ttl = 3000\ntimeout = 500\nmin-replicas = 1\n",
+        )
+        .unwrap();
+        let cluster = settings.cluster.clone().unwrap();
+        assert_eq!(cluster.redis_url, "redis://10.0.0.9:6379");
+        assert_eq!(cluster.partitions, 16);
+        assert_eq!(cluster.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(cluster.node_ttl, Duration::from_millis(3000));
+        assert_eq!(cluster.timeout, Duration::from_millis(500));
+        assert_eq!(cluster.min_replicas, 1);
+        assert_eq!(settings.server.shards, 2);
+
+        let mut flat = Settings::default();
+        apply_toml(
+            &mut flat,
+            "cluster-redis = \"redis://10.0.0.9:6379\"\ncluster-partitions = 16\n",
+        )
+        .unwrap();
+        assert_eq!(flat.cluster.unwrap().partitions, 16);
+
+        let err = apply_toml(
+            &mut Settings::default(),
+            "cluster-partitions = 8\n[cluster]\npartitions = 16\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("partitions") && err.contains("twice"), "{err}");
+        let err = apply_toml(&mut Settings::default(), "[cluster]\npartition = 16\n").unwrap_err();
+        assert!(err.contains("cluster.partition"), "{err}");
+        let err = apply_toml(&mut Settings::default(), "[cluster]\nnode-ttl = 10\n").unwrap_err();
+        assert!(
+            err.contains("cluster.node-ttl") && err.contains("READREALM_CLUSTER_NODE_TTL"),
+            "{err}"
+        );
+        let err = apply_toml(
+            &mut Settings::default(),
+            "[cluster]\nredis = \"redis://u:s3cret-pw@0.0.0.0:1\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("cluster.redis") && !err.contains("s3cret"),
+            "{err}"
+        );
+        // Without a URL the file's knobs are kept but the node is not a cluster member.
+        let mut knobs = Settings::default();
+        apply_toml(&mut knobs, "[cluster]\npartitions = 16\n").unwrap();
+        assert_eq!(knobs.cluster, None);
+        assert_eq!(get(&knobs, "--cluster-partitions").as_deref(), Some("16"));
+        assert_eq!(get(&knobs, "--cluster-redis"), None);
+    }
+
+    #[test]
+    fn the_file_gives_the_knobs_and_the_environment_the_url() {
+        let dir = std::env::temp_dir().join(format!("readrealm-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chat.toml");
+        std::fs::write(&path, "[cluster]\npartitions = 32\ntimeout = 700\n").unwrap();
+        let args: Vec<String> = vec![
+            "--config".into(),
+            path.display().to_string(),
+            "--cluster-redis".into(),
+            "redis://10.0.0.9:6379".into(),
+            "--cluster-timeout=900".into(),
+        ];
+        let cluster = from_args(&args).unwrap().cluster.unwrap();
+        assert_eq!(cluster.redis_url, "redis://10.0.0.9:6379");
+        assert_eq!(cluster.partitions, 32, "the file's");
+        assert_eq!(cluster.timeout, Duration::from_millis(900), "the flag's");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

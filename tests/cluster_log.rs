@@ -2,7 +2,10 @@
 //! (tests/support/redis.rs): one gapless numbering per room whoever appends, one order for
 //! every reader, presence in the same order, the partition count checked, trimmed positions
 //! refused, Redis stopped or killed answered within the timeouts, and nothing appended lost
-//! across a Redis restart from its AOF. `micro_bench` prints append and read rates.
+//! across a Redis restart from its AOF; rosters kept by joins and leaves and read with the id
+//! they are true at (also after a trim emptied the stream), a dead node's readers reaped once,
+//! every partition's last id, rooms' counters seeded, appends waiting for replicas.
+//! `micro_bench` prints append and read rates.
 
 #[path = "support/redis.rs"]
 mod redis_server;
@@ -11,8 +14,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use readrealm_chat::book::BookId;
+use readrealm_chat::cluster::partition::log_key;
 use readrealm_chat::cluster::{
-    partition_of, Append, Appended, ClusterError, Entry, Link, LogEntry, Settings, StreamId,
+    partition_of, Append, Appended, ClusterError, Entry, Link, LogEntry, RosterEntry, Settings,
+    Snapshot, StreamId,
 };
 use redis_server::RedisServer;
 
@@ -24,6 +29,7 @@ fn settings(redis: &RedisServer, partitions: u32) -> Settings {
         partitions,
         connect_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
+        min_replicas: 0,
     }
 }
 
@@ -35,6 +41,43 @@ fn message(book: u64, body: &str) -> Append {
     Append::Message {
         book: BookId(book),
         body: body.as_bytes().to_vec(),
+        origin: String::new(),
+    }
+}
+
+fn join(book: u64, user: &str, username: &str, conn: &str) -> Append {
+    Append::Join {
+        book: BookId(book),
+        user: user.into(),
+        username: username.into(),
+        conn: conn.into(),
+        origin: format!("o-{conn}"),
+    }
+}
+
+fn leave(book: u64, user: &str, conn: &str) -> Append {
+    Append::Leave {
+        book: BookId(book),
+        user: user.into(),
+        conn: conn.into(),
+        origin: String::new(),
+    }
+}
+
+/// `n` distinct books of partition `p`, from 1 up.
+fn books_of(p: u32, n: usize) -> Vec<u64> {
+    (1..)
+        .filter(|b| partition_of(BookId(*b), PARTITIONS) == p)
+        .take(n)
+        .collect()
+}
+
+fn member(book: u64, conn: &str, user: &str, username: &str) -> RosterEntry {
+    RosterEntry {
+        book: BookId(book),
+        conn: conn.into(),
+        user: user.into(),
+        username: username.into(),
     }
 }
 
@@ -111,9 +154,9 @@ fn two_nodes_appending_to_one_room_get_one_gapless_numbering_and_one_order() {
     let room: Vec<(u64, String, StreamId)> = first
         .iter()
         .filter_map(|e| match &e.entry {
-            Entry::Message { book: b, seq, body } if b.get() == book => {
-                Some((*seq, String::from_utf8(body.clone()).unwrap(), e.id))
-            }
+            Entry::Message {
+                book: b, seq, body, ..
+            } if b.get() == book => Some((*seq, String::from_utf8(body.clone()).unwrap(), e.id)),
             _ => None,
         })
         .collect();
@@ -153,17 +196,14 @@ fn presence_and_messages_of_a_room_are_in_one_order_for_every_reader() {
         let mut ids = Vec::new();
         for i in 0..200 {
             let entry = if i % 2 == 0 {
-                Append::Join {
-                    book,
-                    user: format!("u{i}"),
-                    conn: format!("n1/{i}"),
-                }
+                join(
+                    book.get(),
+                    &format!("u{i}"),
+                    &format!("U {i}"),
+                    &format!("n1/{i}"),
+                )
             } else {
-                Append::Leave {
-                    book,
-                    user: format!("u{}", i - 1),
-                    conn: format!("n1/{}", i - 1),
-                }
+                leave(book.get(), &format!("u{}", i - 1), &format!("n1/{}", i - 1))
             };
             let answer = joiner.append(&[entry]).unwrap();
             assert_eq!(answer[0].seq, None);
@@ -454,4 +494,297 @@ fn tail_waits_for_the_next_entry_and_returns_empty_when_none_came() {
         Vec::new()
     );
     assert!(started.elapsed() >= Duration::from_millis(1400));
+}
+
+#[test]
+fn joins_and_leaves_keep_the_roster_and_a_snapshot_is_true_through_its_id() {
+    let redis = RedisServer::start();
+    let mut link = link(&redis);
+    let p = 3;
+    let [a, b] = books_of(p, 2)[..] else {
+        unreachable!()
+    };
+    let quiet = (p + 1) % PARTITIONS;
+    // A partition that never had an entry: nobody, through 0-0.
+    assert_eq!(
+        link.snapshot(p).unwrap(),
+        Snapshot {
+            through: StreamId::ZERO,
+            members: Vec::new()
+        }
+    );
+
+    let batch = vec![
+        // One reader with two tabs, one with a newline in the user id, a space in the name.
+        join(a, "u1", "Ann", "n1/1"),
+        join(a, "u1", "Ann", "n1/2"),
+        join(a, "u\n2", "Bo Bo", "n2/7"),
+        join(b, "u1", "Ann", "n1/1"),
+        // One tab closes; the reader stays by the other.
+        leave(a, "u1", "n1/1"),
+        // A leave of a connection never joined: appended, the roster unchanged.
+        leave(a, "u9", "n3/9"),
+    ];
+    let answers = link.append(&batch).unwrap();
+    let snapshot = link.snapshot(p).unwrap();
+    assert_eq!(snapshot.through, answers.last().unwrap().id);
+    assert_eq!(
+        snapshot.members,
+        vec![
+            member(a, "n1/2", "u1", "Ann"),
+            member(a, "n2/7", "u\n2", "Bo Bo"),
+            member(b, "n1/1", "u1", "Ann"),
+        ]
+    );
+    // The log holds every entry as given, the unknown leave included.
+    let log = read_all(&mut link, p, 100);
+    assert_eq!(log.len(), batch.len());
+    assert_eq!(
+        log[2].entry,
+        Entry::Join {
+            book: BookId(a),
+            user: "u\n2".into(),
+            username: "Bo Bo".into(),
+            conn: "n2/7".into(),
+            origin: "o-n2/7".into(),
+        }
+    );
+    assert_eq!(
+        log[5].entry,
+        Entry::Leave {
+            book: BookId(a),
+            user: "u9".into(),
+            conn: "n3/9".into(),
+            origin: String::new(),
+        }
+    );
+
+    // A message moves `through` too (the roster is true at any later id until presence).
+    let posted = link
+        .append(&[Append::Message {
+            book: BookId(b),
+            body: vec![0, 255, 10],
+            origin: "n1/1#4".into(),
+        }])
+        .unwrap();
+    let snapshot = link.snapshot(p).unwrap();
+    assert_eq!(snapshot.through, posted[0].id);
+    assert_eq!(snapshot.members.len(), 3);
+    let log = read_all(&mut link, p, 100);
+    assert_eq!(
+        log.last().unwrap().entry,
+        Entry::Message {
+            book: BookId(b),
+            seq: 1,
+            body: vec![0, 255, 10],
+            origin: "n1/1#4".into(),
+        }
+    );
+    // The last tabs close: nobody left.
+    link.append(&[
+        leave(a, "u1", "n1/2"),
+        leave(a, "u\n2", "n2/7"),
+        leave(b, "u1", "n1/1"),
+    ])
+    .unwrap();
+    assert_eq!(link.snapshot(p).unwrap().members, Vec::new());
+    assert_eq!(link.snapshot(quiet).unwrap().through, StreamId::ZERO);
+}
+
+#[test]
+fn through_and_last_ids_stay_right_after_a_trim_emptied_the_stream() {
+    let redis = RedisServer::start();
+    let mut link = link(&redis);
+    assert_eq!(link.last_ids().unwrap(), vec![StreamId::ZERO; 8]);
+    let p = 5;
+    let book = books_of(p, 1)[0];
+    let other = books_of(6, 1)[0];
+    let answers = link
+        .append(&[
+            join(book, "u1", "Ann", "n1/1"),
+            message(other, "elsewhere"),
+            message(book, "hello"),
+        ])
+        .unwrap();
+    let last = answers[2].id;
+    let mut expected = vec![StreamId::ZERO; 8];
+    expected[5] = last;
+    expected[6] = answers[1].id;
+    assert_eq!(link.last_ids().unwrap(), expected);
+
+    // Trim everything: the stream is empty, its last id is still the one generated.
+    std::thread::sleep(Duration::from_millis(3));
+    let now = link.redis_time_ms().unwrap();
+    assert_eq!(link.trim(now, Duration::ZERO).unwrap(), 3);
+    assert!(matches!(
+        link.read(&[(p, StreamId::ZERO)], 10),
+        Err(ClusterError::BehindRetention { trimmed_through, .. }) if trimmed_through == last
+    ));
+    let snapshot = link.snapshot(p).unwrap();
+    assert_eq!(snapshot.through, last);
+    assert_eq!(snapshot.members, vec![member(book, "n1/1", "u1", "Ann")]);
+    assert_eq!(link.last_ids().unwrap(), expected);
+    // A node loading this snapshot reads on from `through`: not behind, nothing new.
+    assert_eq!(link.read(&[(p, snapshot.through)], 10).unwrap(), Vec::new());
+}
+
+#[test]
+fn a_reap_leaves_each_of_a_nodes_connections_once_and_only_that_nodes() {
+    let redis = RedisServer::start();
+    let mut link = link(&redis);
+    // n1's readers in rooms of three partitions (two rooms of 0, one of 4, one of 7); n10's
+    // and n2's must be left alone.
+    let rooms = [books_of(0, 2), books_of(4, 1), books_of(7, 1)].concat();
+    let mut joins = vec![
+        join(rooms[0], "u1", "Ann", "n1/1"),
+        join(rooms[0], "u2", "Bo", "n1/2"),
+        join(rooms[1], "u1", "Ann", "n1/1"),
+        join(rooms[2], "u3", "Cy", "n1/3"),
+        join(rooms[3], "u4", "Di", "n1/gone"),
+        join(rooms[0], "u5", "Ed", "n10/1"),
+        join(rooms[2], "u6", "Flo", "n2/1"),
+    ];
+    // n1/gone already left: no second leave for it.
+    joins.push(leave(rooms[3], "u4", "n1/gone"));
+    link.append(&joins).unwrap();
+    link.heartbeat("n1", Duration::from_millis(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(link.expired_nodes().unwrap(), vec!["n1".to_string()]);
+    let before = link.last_ids().unwrap();
+
+    // Two survivors reap n1 at once: its leaves are appended once in all.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut link = self::link(&redis);
+            std::thread::spawn(move || link.reap("n1").unwrap())
+        })
+        .collect();
+    let reaped: u64 = racers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert_eq!(reaped, 4);
+    let mut leaves = Vec::new();
+    for (p, from) in before.iter().enumerate() {
+        for e in link.read(&[(p as u32, *from)], 100).unwrap() {
+            match e.entry {
+                Entry::Leave {
+                    book,
+                    user,
+                    conn,
+                    origin,
+                } => leaves.push((book.get(), user, conn, origin)),
+                other => panic!("a reap appended {other:?}"),
+            }
+        }
+    }
+    leaves.sort();
+    let mut expected = vec![
+        (
+            rooms[0],
+            "u1".to_string(),
+            "n1/1".to_string(),
+            String::new(),
+        ),
+        (rooms[0], "u2".into(), "n1/2".into(), String::new()),
+        (rooms[1], "u1".into(), "n1/1".into(), String::new()),
+        (rooms[2], "u3".into(), "n1/3".into(), String::new()),
+    ];
+    expected.sort();
+    assert_eq!(leaves, expected);
+    // Only the other nodes' readers remain; n1 is no longer named.
+    assert_eq!(
+        link.snapshot(0).unwrap().members,
+        vec![member(rooms[0], "n10/1", "u5", "Ed")]
+    );
+    assert_eq!(
+        link.snapshot(4).unwrap().members,
+        vec![member(rooms[2], "n2/1", "u6", "Flo")]
+    );
+    assert_eq!(link.snapshot(7).unwrap().members, Vec::new());
+    assert_eq!(link.expired_nodes().unwrap(), Vec::<String>::new());
+
+    // A second reap appends nothing.
+    let after = link.last_ids().unwrap();
+    assert_eq!(link.reap("n1").unwrap(), 0);
+    assert_eq!(link.last_ids().unwrap(), after);
+    // A reader of n1 that joins again (n1 came back) is reaped again next time.
+    link.append(&[join(rooms[1], "u1", "Ann", "n1/5")]).unwrap();
+    assert_eq!(link.reap("n1").unwrap(), 1);
+}
+
+#[test]
+fn seeding_raises_a_rooms_counter_and_never_lowers_it() {
+    let redis = RedisServer::start();
+    let mut link = link(&redis);
+    let seq_of = |link: &mut Link, book: u64| link.append(&[message(book, "m")]).unwrap()[0].seq;
+    // A room with no counter yet takes the seed.
+    link.seed_seq(BookId(10), 41).unwrap();
+    assert_eq!(seq_of(&mut link, 10), Some(42));
+    // Lower seeds change nothing: 9 is above "42" as text, not as a number.
+    link.seed_seq(BookId(10), 9).unwrap();
+    link.seed_seq(BookId(10), 42).unwrap();
+    assert_eq!(seq_of(&mut link, 10), Some(43));
+    // A higher one raises it.
+    link.seed_seq(BookId(10), 100).unwrap();
+    assert_eq!(seq_of(&mut link, 10), Some(101));
+    // Other rooms keep their own counters.
+    assert_eq!(seq_of(&mut link, 11), Some(1));
+    assert!(matches!(
+        link.seed_seq(BookId(12), u64::MAX),
+        Err(ClusterError::Redis(_))
+    ));
+    assert_eq!(seq_of(&mut link, 12), Some(1));
+}
+
+#[test]
+fn appends_wait_for_replicas_and_say_so_when_too_few_acknowledge() {
+    let redis = RedisServer::start();
+    let io_timeout = Duration::from_millis(300);
+    let waiting = |replicas: u32| {
+        Link::connect(Settings {
+            io_timeout,
+            min_replicas: replicas,
+            ..settings(&redis, PARTITIONS)
+        })
+        .unwrap()
+    };
+    let book = 21;
+    let p = partition_of(BookId(book), PARTITIONS);
+
+    // No replica at all: the append is refused within the timeout, but it is in the log.
+    let mut one = waiting(1);
+    let started = Instant::now();
+    let refused = one.append(&[message(book, "unreplicated")]);
+    let waited = started.elapsed();
+    match &refused {
+        Err(e @ ClusterError::Replicas { wanted: 1, got: 0 }) => {
+            assert!(e.to_string().contains("not on enough replicas"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
+        "refused after {waited:?}"
+    );
+    assert_eq!(read_all(&mut link(&redis), p, 10).len(), 1);
+
+    // With a replica: acknowledged, and the replica holds the entry when the append returns.
+    let mut replica = redis.start_replica();
+    let answers = one.append(&[message(book, "replicated")]).unwrap();
+    assert_eq!(answers[0].seq, Some(2));
+    assert_eq!(
+        replica.command(&["XLEN", &log_key(p)]).as_deref(),
+        Some("2")
+    );
+    // Two wanted, one there.
+    assert!(matches!(
+        waiting(2).append(&[message(book, "half")]),
+        Err(ClusterError::Replicas { wanted: 2, got: 1 })
+    ));
+
+    // The replica dies: refused again, on the same link.
+    replica.kill();
+    assert!(matches!(
+        one.append(&[message(book, "orphan")]),
+        Err(ClusterError::Replicas { wanted: 1, got: 0 })
+    ));
+    assert_eq!(read_all(&mut link(&redis), p, 10).len(), 4);
 }

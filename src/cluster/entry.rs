@@ -2,9 +2,11 @@
 //! from what Redis answers and checked.
 //!
 //! Owns the entry's fields in the stream: `kind` (`msg`, `join`, `leave`), `book` (the book id
-//! in decimal), then for `msg` `seq` (the room's sequence, decimal) and `body` (the message's
-//! stored value, opaque bytes: `store::codec`), for `join`/`leave` `user` and `conn`. Never
-//! guesses at an entry it cannot decode: that is `ClusterError::Malformed`.
+//! in decimal), then for `msg` `seq` (the room's sequence, decimal) and `body` (opaque bytes),
+//! for `join` `user`, `username` and `conn`, for `leave` `user` and `conn`; and for every kind
+//! an optional `origin` (opaque node-local text, absent when empty). Never guesses at an entry
+//! it cannot decode (a required field missing, not UTF-8 where text is required, a field it
+//! does not know): that is `ClusterError::Malformed`.
 
 use crate::book::BookId;
 use redis::Value;
@@ -40,26 +42,31 @@ impl std::fmt::Display for StreamId {
     }
 }
 
-/// What happened in a room.
+/// What happened in a room. `origin` is the opaque node-local text given with the
+/// [`Append`](super::Append) (`""` for none); a reap's leaves have none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    /// A message: the room's sequence (1, 2, … with no gap) and its stored value's bytes.
+    /// A message: the room's sequence (1, 2, … with no gap) and its opaque body bytes.
     Message {
         book: BookId,
         seq: u64,
         body: Vec<u8>,
+        origin: String,
     },
-    /// A reader joined the room from connection `conn` (a node-scoped connection name).
+    /// A reader joined the room from connection `conn` (`"<node>/<rest>"`).
     Join {
         book: BookId,
         user: String,
+        username: String,
         conn: String,
+        origin: String,
     },
-    /// A reader left the room (or its connection ended).
+    /// A reader left the room (or its connection ended, or its node was reaped).
     Leave {
         book: BookId,
         user: String,
         conn: String,
+        origin: String,
     },
 }
 
@@ -113,7 +120,9 @@ pub(super) fn decode(partition: u32, value: Value) -> Result<LogEntry, ClusterEr
     let mut seq = None;
     let mut body = None;
     let mut user = None;
+    let mut username = None;
     let mut conn = None;
+    let mut origin = None;
     for pair in fields.chunks(2) {
         let [Value::BulkString(name), Value::BulkString(value)] = pair else {
             return Err(malformed("a field is not a pair of strings"));
@@ -124,7 +133,9 @@ pub(super) fn decode(partition: u32, value: Value) -> Result<LogEntry, ClusterEr
             b"seq" => seq = Some(value.as_slice()),
             b"body" => body = Some(value.clone()),
             b"user" => user = Some(value.as_slice()),
+            b"username" => username = Some(value.as_slice()),
             b"conn" => conn = Some(value.as_slice()),
+            b"origin" => origin = Some(value.as_slice()),
             _ => return Err(malformed("an unknown field")),
         }
     }
@@ -141,21 +152,29 @@ pub(super) fn decode(partition: u32, value: Value) -> Result<LogEntry, ClusterEr
             .ok_or_else(|| malformed(&format!("{id}: no {what}")))
     };
     let book = BookId(number(book, "book")?);
+    let origin = match origin {
+        None => String::new(),
+        some => string(some, "UTF-8 origin")?,
+    };
     let entry = match kind {
         Some(b"msg") => Entry::Message {
             book,
             seq: number(seq, "seq")?,
             body: body.ok_or_else(|| malformed(&format!("{id}: no body")))?,
+            origin,
         },
         Some(b"join") => Entry::Join {
             book,
             user: string(user, "user")?,
+            username: string(username, "username")?,
             conn: string(conn, "conn")?,
+            origin,
         },
         Some(b"leave") => Entry::Leave {
             book,
             user: string(user, "user")?,
             conn: string(conn, "conn")?,
+            origin,
         },
         _ => return Err(malformed(&format!("{id}: no known kind"))),
     };
@@ -218,8 +237,33 @@ mod tests {
                 entry: Entry::Message {
                     book: BookId(9),
                     seq: 2,
-                    body: b"x".to_vec()
+                    body: b"x".to_vec(),
+                    origin: String::new(),
                 }
+            }
+        );
+        let join = entry(vec![
+            bulk("kind"),
+            bulk("join"),
+            bulk("book"),
+            bulk("9"),
+            bulk("user"),
+            bulk("u\n1"),
+            bulk("username"),
+            bulk("Ann"),
+            bulk("conn"),
+            bulk("n1/4"),
+            bulk("origin"),
+            bulk("o"),
+        ]);
+        assert_eq!(
+            decode(3, join).unwrap().entry,
+            Entry::Join {
+                book: BookId(9),
+                user: "u\n1".into(),
+                username: "Ann".into(),
+                conn: "n1/4".into(),
+                origin: "o".into(),
             }
         );
         for fields in [
@@ -236,6 +280,39 @@ mod tests {
                 bulk("c"),
             ],
             vec![bulk("kind"), bulk("join"), bulk("book")],
+            // A join without its username.
+            vec![
+                bulk("kind"),
+                bulk("join"),
+                bulk("book"),
+                bulk("9"),
+                bulk("user"),
+                bulk("u"),
+                bulk("conn"),
+                bulk("c"),
+            ],
+            // A leave without its conn.
+            vec![
+                bulk("kind"),
+                bulk("leave"),
+                bulk("book"),
+                bulk("9"),
+                bulk("user"),
+                bulk("u"),
+            ],
+            // An origin that is not text.
+            vec![
+                bulk("kind"),
+                bulk("leave"),
+                bulk("book"),
+                bulk("9"),
+                bulk("user"),
+                bulk("u"),
+                bulk("conn"),
+                bulk("c"),
+                bulk("origin"),
+                Value::BulkString(vec![0xff]),
+            ],
             vec![bulk("other"), bulk("1")],
         ] {
             assert!(matches!(

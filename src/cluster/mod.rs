@@ -5,9 +5,11 @@
 //! next call after a failure, the partition count checked at each connect) and the typed
 //! errors. The jobs are in submodules: [`partition`] (book → partition, key names),
 //! [`entry`] (stream ids and log entries, decoded and checked), [`append`] (one Lua script per
-//! partition, every partition of a turn in one pipeline), [`tail`] (reading partitions from
-//! positions), [`retention`] (trimming by time; "behind retention" detection is in `tail`),
-//! [`liveness`] (node heartbeats). Never touches the local store or the shards, never blocks
+//! partition, every partition of a turn in one pipeline, rosters kept with the entries,
+//! `WAIT` for replicas; seeding a room's counter), [`tail`] (reading partitions from
+//! positions; their last ids), [`roster`] (a partition's roster with the position it is true
+//! at), [`reap`] (a dead node's readers' leaves), [`retention`] (trimming by time; "behind
+//! retention" detection is in `tail`), [`liveness`] (node heartbeats). Never touches the local store or the shards, never blocks
 //! longer than its settings say, and never retries a write on its own (a retried append could
 //! number a message twice: the caller decides).
 
@@ -15,7 +17,9 @@ pub mod append;
 pub mod entry;
 pub mod liveness;
 pub mod partition;
+pub mod reap;
 pub mod retention;
+pub mod roster;
 pub mod tail;
 
 mod scripts;
@@ -27,6 +31,7 @@ use redis::{Client, Connection, RedisError};
 pub use append::{Append, Appended};
 pub use entry::{Entry, LogEntry, StreamId};
 pub use partition::partition_of;
+pub use roster::{RosterEntry, Snapshot};
 
 /// How to reach Redis and what the cluster must agree on.
 #[derive(Debug, Clone)]
@@ -39,6 +44,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Bound on each read and write of a call (a blocking read adds its block time).
     pub io_timeout: Duration,
+    /// Replicas that must acknowledge an append (`WAIT`, bounded by `io_timeout`) before it
+    /// succeeds; 0 waits for none (`--cluster-min-replicas`, issue 13).
+    pub min_replicas: u32,
 }
 
 /// A cluster-layer failure. The caller answers `unavailable` for a post on any of them.
@@ -61,6 +69,10 @@ pub enum ClusterError {
     },
     /// Redis answered something this layer did not write (a foreign or corrupt entry).
     Malformed(String),
+    /// `WAIT` saw only `got` of the `wanted` replicas acknowledge an append within the I/O
+    /// timeout: the entries may be in the log (and will be applied) but are not on enough
+    /// replicas to survive losing the primary.
+    Replicas { wanted: u32, got: u32 },
     /// Any other error answered by Redis or the client (bad URL, authentication, …).
     Redis(String),
 }
@@ -86,6 +98,11 @@ impl std::fmt::Display for ClusterError {
                  `readrealm-chat backup`"
             ),
             ClusterError::Malformed(e) => write!(f, "cluster log: unexpected data in Redis: {e}"),
+            ClusterError::Replicas { wanted, got } => write!(
+                f,
+                "cluster log: only {got} of {wanted} replicas acknowledged in time; the entries \
+                 may be in the log but not on enough replicas"
+            ),
             ClusterError::Redis(e) => write!(f, "cluster log: Redis: {e}"),
         }
     }
@@ -150,6 +167,25 @@ impl Link {
             self.connection = None;
         }
         result
+    }
+
+    /// As [`Link::with`], with the connection's read timeout set to `timeout` for this call
+    /// (a command that waits in Redis, as `WAIT`, needs its wait more), restored to
+    /// `io_timeout` after it if the connection is still open.
+    pub(crate) fn with_read_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        call: impl FnOnce(&mut Connection) -> Result<T, ClusterError>,
+    ) -> Result<T, ClusterError> {
+        let result = self.with(|connection| {
+            connection.set_read_timeout(Some(timeout))?;
+            call(connection)
+        });
+        let io_timeout = self.settings.io_timeout;
+        let restored = self.set_read_timeout(io_timeout);
+        let value = result?;
+        restored?;
+        Ok(value)
     }
 
     /// Set the read timeout of the open connection (a blocking read needs its block time

@@ -4,10 +4,14 @@
 //! Owns the mapping book → partition (a stable hash: every node, of every version, must agree,
 //! so it may never change without re-partitioning the log) and the key layout:
 //! `rr:{p<N>}:log` (the partition's stream), `rr:{p<N>}:seq` (hash: book id → last sequence),
-//! `rr:{p<N>}:trimmed` (the newest entry trimmed away), all hash-tagged `{p<N>}` so a sharded Redis Cluster keeps one partition's keys in one
-//! slot (a Lua script may only touch keys of one slot); `rr:meta` (hash: `partitions` → the
-//! count the cluster was created with); `rr:node:<id>` (a node's liveness key) and `rr:nodes`
-//! (the set of node ids seen). Never talks to Redis.
+//! `rr:{p<N>}:trimmed` (the newest entry trimmed away), `rr:{p<N>}:last` (the newest stream id
+//! generated), `rr:{p<N>}:roster` (hash: `"<book> <conn>"` → `"<user>\n<username>"`, the
+//! readers present), `rr:{p<N>}:conns:<node>` (set: the roster fields of one node's
+//! connections), all hash-tagged `{p<N>}` so a sharded Redis Cluster keeps one partition's keys
+//! in one slot (a Lua script may only touch keys of one slot); `rr:meta` (hash: `partitions` →
+//! the count the cluster was created with); `rr:node:<id>` (a node's liveness key) and
+//! `rr:nodes` (the set of node ids seen). Also the node of a connection name. Never talks to
+//! Redis.
 
 use crate::book::BookId;
 
@@ -42,6 +46,36 @@ pub fn trimmed_key(p: u32) -> String {
     format!("rr:{{p{p}}}:trimmed")
 }
 
+/// The newest stream id generated in partition `p` (absent if none ever): `rr:{p<p>}:last`.
+/// Set by every script that adds to the stream, in the same atomic step; trimming leaves it,
+/// so it stays right when trimming empties the stream.
+pub fn last_key(p: u32) -> String {
+    format!("rr:{{p{p}}}:last")
+}
+
+/// The readers present in partition `p`'s rooms: `rr:{p<p>}:roster`, a hash whose fields are
+/// [`roster_field`]s and whose values are `"<user>\n<username>"`.
+pub fn roster_key(p: u32) -> String {
+    format!("rr:{{p{p}}}:roster")
+}
+
+/// The roster fields of node `node`'s connections in partition `p`:
+/// `rr:{p<p>}:conns:<node>` (a set), what a reap of that node walks.
+pub fn conns_key(p: u32, node: &str) -> String {
+    format!("rr:{{p{p}}}:conns:{node}")
+}
+
+/// A roster hash field: `"<book> <conn>"` (the book id in decimal, one space, the connection).
+pub fn roster_field(book: BookId, conn: &str) -> String {
+    format!("{} {conn}", book.get())
+}
+
+/// The node of connection name `conn` (`"<node>/<rest>"`): the text before the first `/`, or
+/// the whole name if it has none.
+pub fn node_of(conn: &str) -> &str {
+    conn.split_once('/').map_or(conn, |(node, _)| node)
+}
+
 /// The liveness key of node `node_id`: `rr:node:<id>`.
 pub fn node_key(node_id: &str) -> String {
     format!("rr:node:{node_id}")
@@ -67,6 +101,18 @@ mod tests {
         assert_eq!(log_key(7), "rr:{p7}:log");
         assert_eq!(seq_key(7), "rr:{p7}:seq");
         assert_eq!(trimmed_key(7), "rr:{p7}:trimmed");
+        assert_eq!(last_key(7), "rr:{p7}:last");
+        assert_eq!(roster_key(7), "rr:{p7}:roster");
+        assert_eq!(conns_key(7, "n2"), "rr:{p7}:conns:n2");
+        assert_eq!(roster_field(BookId(12), "n2/a b"), "12 n2/a b");
         assert_eq!(node_key("a1"), "rr:node:a1");
+    }
+
+    #[test]
+    fn a_connection_names_its_node_before_the_first_slash() {
+        assert_eq!(node_of("n1/42"), "n1");
+        assert_eq!(node_of("n1/a/b"), "n1");
+        assert_eq!(node_of("/x"), "");
+        assert_eq!(node_of("alone"), "alone");
     }
 }

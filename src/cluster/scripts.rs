@@ -11,35 +11,147 @@ use redis::{Connection, ErrorKind, RedisError, Script, ScriptInvocation, ServerE
 
 use super::ClusterError;
 
-/// Append a batch of one partition's entries. KEYS: the stream, the seq hash. ARGV: four per
-/// entry: kind (`msg`, `join`, `leave`), book id, then for `msg` the stored value bytes and an
-/// empty string, for `join`/`leave` the user id and the connection. Returns, per entry, the
-/// room's new sequence (0 for presence) then the stream id. Entries of a batch are appended in
-/// the given order with no other writer in between (a script runs alone).
+/// Append a batch of one partition's entries, keeping the roster. KEYS: the stream, the seq
+/// hash, the roster hash, the last-id key, then the `conns:<node>` sets the batch's presence
+/// entries name. ARGV, per entry: `msg book body origin` | `join book user username conn
+/// origin k` | `leave book user conn origin k`, where `k` is the index in KEYS of the entry's
+/// node's `conns` set. A message takes the room's next sequence (`HINCRBY`); a join sets
+/// `roster["<book> <conn>"] = "<user>\n<username>"` and adds the field to its node's set; a
+/// leave removes both (whether or not they were there); each entry is then XADDed (`origin`
+/// only when not empty) and the last id is recorded. Returns, per entry, the room's new
+/// sequence (0 for presence) then the stream id. The arguments are checked before anything is
+/// written; the batch runs alone (no other writer in between).
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local out = {}
-if #ARGV % 4 ~= 0 then
-  return redis.error_reply('ERR rr append: ARGV must hold 4 values per entry')
+local log, seqs, roster, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local widths = {msg = 4, join = 7, leave = 6}
+local i = 1
+while i <= #ARGV do
+  local width = widths[ARGV[i]]
+  if not width then
+    return redis.error_reply('ERR rr append: unknown kind ' .. tostring(ARGV[i]))
+  end
+  if i + width - 1 > #ARGV then
+    return redis.error_reply('ERR rr append: an entry is cut short')
+  end
+  if width > 4 and not KEYS[tonumber(ARGV[i + width - 1]) or 0] then
+    return redis.error_reply('ERR rr append: no conns key for an entry')
+  end
+  i = i + width
 end
-for i = 1, #ARGV, 4 do
+local function add(fields, origin)
+  if origin ~= '' then
+    fields[#fields + 1] = 'origin'
+    fields[#fields + 1] = origin
+  end
+  return redis.call('XADD', log, '*', unpack(fields))
+end
+local out = {}
+local id = nil
+i = 1
+while i <= #ARGV do
   local kind, book = ARGV[i], ARGV[i + 1]
-  local seq, id = 0, nil
+  local seq = 0
   if kind == 'msg' then
-    seq = redis.call('HINCRBY', KEYS[2], book, 1)
-    id = redis.call('XADD', KEYS[1], '*', 'kind', 'msg', 'book', book, 'seq', seq,
-                    'body', ARGV[i + 2])
-  elseif kind == 'join' or kind == 'leave' then
-    id = redis.call('XADD', KEYS[1], '*', 'kind', kind, 'book', book, 'user', ARGV[i + 2],
-                    'conn', ARGV[i + 3])
+    seq = redis.call('HINCRBY', seqs, book, 1)
+    id = add({'kind', 'msg', 'book', book, 'seq', seq, 'body', ARGV[i + 2]}, ARGV[i + 3])
+    i = i + 4
+  elseif kind == 'join' then
+    local user, username, conn = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    local field = book .. ' ' .. conn
+    redis.call('HSET', roster, field, user .. '\n' .. username)
+    redis.call('SADD', KEYS[tonumber(ARGV[i + 6])], field)
+    id = add({'kind', 'join', 'book', book, 'user', user, 'username', username, 'conn', conn},
+             ARGV[i + 5])
+    i = i + 7
   else
-    return redis.error_reply('ERR rr append: unknown kind ' .. kind)
+    local user, conn = ARGV[i + 2], ARGV[i + 3]
+    local field = book .. ' ' .. conn
+    redis.call('HDEL', roster, field)
+    redis.call('SREM', KEYS[tonumber(ARGV[i + 5])], field)
+    id = add({'kind', 'leave', 'book', book, 'user', user, 'conn', conn}, ARGV[i + 4])
+    i = i + 6
   end
   out[#out + 1] = seq
   out[#out + 1] = id
 end
+if id then
+  redis.call('SET', last, id)
+end
 return out
+"#,
+    )
+});
+
+/// Reap a dead node's readers from one partition. KEYS: the stream, the roster hash, the
+/// node's `conns` set, the last-id key. For every field of the set (sorted, so every run
+/// appends in one order) that the roster holds: remove it from the roster and XADD a leave
+/// (`book`, `user`, `conn`, no origin); then delete the set and record the last id. Returns
+/// how many leaves were appended (0 on a second run: the set is gone). A field or roster value
+/// this layer did not write is refused before anything is written.
+pub(super) static REAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local log, roster, conns, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local fields = redis.call('SMEMBERS', conns)
+table.sort(fields)
+local leaves = {}
+for _, field in ipairs(fields) do
+  local value = redis.call('HGET', roster, field)
+  if value then
+    local book, conn = string.match(field, '^(%d+) (.*)$')
+    local user = string.match(value, '^(.*)\n')
+    if not book or not user then
+      return redis.error_reply('ERR rr reap: not a roster entry: ' .. field)
+    end
+    leaves[#leaves + 1] = {field, book, user, conn}
+  end
+end
+local id = nil
+for _, leave in ipairs(leaves) do
+  redis.call('HDEL', roster, leave[1])
+  id = redis.call('XADD', log, '*', 'kind', 'leave', 'book', leave[2], 'user', leave[3],
+                  'conn', leave[4])
+end
+redis.call('DEL', conns)
+if id then
+  redis.call('SET', last, id)
+end
+return #leaves
+"#,
+    )
+});
+
+/// A partition's roster with the log position it is true at. KEYS: the last-id key, the
+/// roster hash. Returns `{last id or '0-0', HGETALL roster}`, read at one instant.
+pub(super) static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+return {redis.call('GET', KEYS[1]) or '0-0', redis.call('HGETALL', KEYS[2])}
+"#,
+    )
+});
+
+/// Raise a room's counter to a sequence, never lower it. KEYS: the seq hash. ARGV: the book
+/// id, the sequence (canonical decimal). Compares as decimal digit strings (exact for any
+/// 64-bit value, which Lua's doubles are not). Returns 1 if raised, else 0.
+pub(super) static SEED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+local want = ARGV[2]
+if held and not string.match(held, '^%d+$') then
+  return redis.error_reply('ERR rr seed: the counter holds ' .. held)
+end
+if held then
+  held = string.gsub(held, '^0+(%d)', '%1')
+end
+if not held or #want > #held or (#want == #held and want > held) then
+  redis.call('HSET', KEYS[1], ARGV[1], want)
+  return 1
+end
+return 0
 "#,
     )
 });
@@ -83,6 +195,12 @@ pub(super) fn load_all(connection: &mut Connection) -> Result<(), ClusterError> 
         .ignore()
         .load_script(&TRIM)
         .ignore()
+        .load_script(&REAP)
+        .ignore()
+        .load_script(&SNAPSHOT)
+        .ignore()
+        .load_script(&SEED)
+        .ignore()
         .exec(connection)?;
     Ok(())
 }
@@ -95,23 +213,50 @@ pub(super) fn run(
     connection: &mut Connection,
     calls: &[ScriptInvocation<'_>],
 ) -> Result<Vec<Value>, ClusterError> {
+    Ok(run_then_wait(connection, calls, None)?.0)
+}
+
+/// As [`run`], then, with `wait = Some((replicas, timeout_ms))`, `WAIT replicas timeout_ms` at
+/// the end of the same pipeline (again after any call re-run for NOSCRIPT, so it covers every
+/// write): the second value is how many replicas acknowledged them (`None` without a wait).
+/// The caller's read timeout must outlast `timeout_ms`.
+pub(super) fn run_then_wait(
+    connection: &mut Connection,
+    calls: &[ScriptInvocation<'_>],
+    wait: Option<(u32, u64)>,
+) -> Result<(Vec<Value>, Option<i64>), ClusterError> {
+    let wait_cmd = wait.map(|(replicas, timeout_ms)| {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout_ms.max(1));
+        cmd
+    });
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for call in calls {
         pipe.invoke_script(call);
     }
-    let answers: Vec<Value> = pipe.query(connection)?;
-    if answers.len() != calls.len() {
+    if let Some(cmd) = &wait_cmd {
+        pipe.add_command(cmd.clone());
+    }
+    let mut answers: Vec<Value> = pipe.query(connection)?;
+    let expected = calls.len() + usize::from(wait_cmd.is_some());
+    if answers.len() != expected {
         return Err(ClusterError::Malformed(format!(
-            "{} answers to {} scripts",
+            "{} answers to {expected} commands",
             answers.len(),
-            calls.len()
         )));
     }
+    let mut acknowledged = if wait_cmd.is_some() {
+        answers.pop().map(replicas_answer).transpose()?
+    } else {
+        None
+    };
+    let mut rerun = false;
     let mut out = Vec::with_capacity(calls.len());
     for (call, answer) in calls.iter().zip(answers) {
         let answer = match answer {
             Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript) => {
+                rerun = true;
                 call.invoke::<Value>(connection).map_err(script_error)?
             }
             Value::ServerError(e) => return Err(ClusterError::Script(e.to_string())),
@@ -119,7 +264,19 @@ pub(super) fn run(
         };
         out.push(answer);
     }
-    Ok(out)
+    if let (true, Some(cmd)) = (rerun, &wait_cmd) {
+        acknowledged = Some(replicas_answer(cmd.query::<Value>(connection)?)?);
+    }
+    Ok((out, acknowledged))
+}
+
+/// WAIT's answer: the number of replicas that acknowledged.
+fn replicas_answer(answer: Value) -> Result<i64, ClusterError> {
+    match answer {
+        Value::Int(n) => Ok(n),
+        Value::ServerError(e) => Err(ClusterError::Redis(format!("WAIT: {e}"))),
+        other => Err(ClusterError::Malformed(format!("WAIT answered {other:?}"))),
+    }
 }
 
 fn script_error(e: RedisError) -> ClusterError {

@@ -5,15 +5,16 @@
 //! the position, COUNT-bounded, with the partition's trimmed-through id (`retention`) read at
 //! the same instant, so a trim that removed entries past the position is never missed nor raced) and
 //! the wait for new entries (`XREAD BLOCK`, whose answer is dropped: the entries are then read
-//! by the script, so every entry goes through the one checked path). Never advances a
-//! position itself: the caller stores it with what it applied.
+//! by the script, so every entry goes through the one checked path); and every partition's
+//! last generated id (`rr:{p}:last`), for lag. Never advances a position itself: the caller
+//! stores it with what it applied.
 
 use std::time::Duration;
 
 use redis::Value;
 
 use super::entry::{decode, stream_id, LogEntry, StreamId};
-use super::partition::{log_key, trimmed_key};
+use super::partition::{last_key, log_key, trimmed_key};
 use super::scripts;
 use super::{ClusterError, Link};
 
@@ -100,5 +101,22 @@ impl Link {
                 self.read(positions, count)
             }
         }
+    }
+
+    /// Every partition's last generated stream id (index = partition; `0-0` for one that never
+    /// had an entry), in one pipeline: with a node's applied positions, its lag.
+    pub fn last_ids(&mut self) -> Result<Vec<StreamId>, ClusterError> {
+        let mut pipe = redis::pipe();
+        for p in 0..self.partitions() {
+            pipe.cmd("GET").arg(last_key(p));
+        }
+        let held: Vec<Option<String>> = self.with(|connection| Ok(pipe.query(connection)?))?;
+        held.into_iter()
+            .map(|last| match last {
+                None => Ok(StreamId::ZERO),
+                Some(text) => StreamId::parse(&text)
+                    .ok_or_else(|| ClusterError::Malformed(format!("last id {text:?}"))),
+            })
+            .collect()
     }
 }

@@ -2,7 +2,9 @@
 //! durability settings (`--appendonly yes --appendfsync always --save ""`) in its own
 //! temporary directory, waited for until it answers PING, killed (SIGKILL) and its directory
 //! removed at drop. `kill`/`restart` let a test take it down and bring it back on the same
-//! port from the same AOF. Include with `#[path = "support/redis.rs"] mod redis_server;`.
+//! port from the same AOF; `start_replica` starts another one as its replica (`--replicaof`)
+//! and waits until the primary counts it online; `command` sends one command over a bare
+//! socket (no client library). Include with `#[path = "support/redis.rs"] mod redis_server;`.
 
 #![allow(dead_code)]
 
@@ -18,12 +20,76 @@ static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
+    /// Arguments beyond the common ones (`--replicaof host port` for a replica).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Start one; panics (the test fails) if `redis-server` is missing or never answers.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// Start a replica of this server and wait (up to 10 s) until this server lists it as
+    /// online (its initial sync done), so a `WAIT` counts it.
+    pub fn start_replica(&self) -> RedisServer {
+        let replica = RedisServer::start_with(vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            self.port.to_string(),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let online = format!("port={},state=online", replica.port);
+        while Instant::now() < deadline {
+            if self
+                .command(&["INFO", "replication"])
+                .is_some_and(|info| info.contains(&online))
+            {
+                return replica;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the replica on port {} never came online", replica.port);
+    }
+
+    /// Send one command (`args`) and return its answer as text: a bulk or simple string as
+    /// is, an integer in decimal; `None` for an error, a nil, an array or no answer in 2 s.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            let (head, rest) = text.split_once("\r\n")?;
+            match head.as_bytes().first()? {
+                b'+' | b':' => return Some(head[1..].to_string()),
+                b'$' => {
+                    let len: i64 = head[1..].parse().ok()?;
+                    if len < 0 {
+                        return None;
+                    }
+                    if rest.len() >= len as usize + 2 {
+                        return Some(rest[..len as usize].to_string());
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "rr-redis-{}-{}",
             std::process::id(),
@@ -38,6 +104,7 @@ impl RedisServer {
         let mut server = RedisServer {
             port,
             dir,
+            extra,
             child: None,
         };
         server.spawn();
@@ -82,6 +149,9 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--daemonize", "no", "--logfile", "redis.log"])
+            // A replica's first sync starts at once, not after the default 5 s wait for more.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
