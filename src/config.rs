@@ -546,8 +546,8 @@ pub struct Flags {
         long,
         env = "READREALM_CLUSTER_REDIS",
         value_name = "URL",
-        help = "cluster mode: redis://[user:password@]host:port[/db] (or rediss://) of the Redis \
-                holding the cluster's log; empty: one process, no Redis [default: none]"
+        help = "cluster mode: redis://[user:password@]host:port[/db] of the Redis holding the \
+                cluster's log; empty: one process, no Redis [default: none]"
     )]
     pub cluster_redis: Option<String>,
     #[arg(
@@ -1252,7 +1252,8 @@ pub const MASKED_PASSWORD: &str = "***";
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
     /// --cluster-redis: redis://[user:pass@]host:port[/db] or rediss://... (checked by
-    /// [`parse_redis_url`]; the password is the secret: show [`Self::redis_url_masked`]).
+    /// [`parse_redis_url`], which refuses rediss:// while the `redis` crate is built without
+    /// TLS; the password is the secret: show [`Self::redis_url_masked`]).
     pub redis_url: String,
     /// --cluster-partitions (default 64, 1..=4096): every node must use the same; checked at start.
     pub partitions: u32,

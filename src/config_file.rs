@@ -1,8 +1,9 @@
 //! The optional TOML settings file, the layering of defaults, file, environment and flags, and
 //! the effective settings printed back as TOML (`--print-config`).
 //!
-//! The file's keys are the flag names without `--` (`ping-interval = 25000`); each goes
-//! through [`Settings::set`], so a bad value is refused with the same message naming the
+//! The file's keys are the flag names without `--` (`ping-interval = 25000`), the cluster
+//! ones also in a `[cluster]` table without their `cluster-` prefix ([`CLUSTER_TABLE`]); each
+//! goes through [`Settings::set`], so a bad value is refused with the same message naming the
 //! setting as a bad flag. Precedence, lowest first: defaults, the file, `READREALM_*`
 //! environment variables, flags. The file is named by `--config FILE` or `READREALM_CONFIG`;
 //! [`load_settings`] puts the layers together.

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use readrealm_chat::chat::auth::TokenVerifier;
+use readrealm_chat::chat::cluster_node;
 use readrealm_chat::chat::recovery::Recovery;
 use readrealm_chat::chat::ChatApp;
-use readrealm_chat::metrics::Metrics;
-use readrealm_chat::server::Ops;
+use readrealm_chat::metrics::{Metrics, Section};
+use readrealm_chat::server::{start_injectable, Ops};
 use readrealm_chat::site::Site;
 use readrealm_chat::store::Store;
 use readrealm_chat::{config_file, logging};
@@ -88,18 +89,37 @@ fn main() -> ExitCode {
     // Connection state recovery: the readers kept at the last graceful shutdown come back
     // with their windows (taken out of the store, so a crash from here on recovers nobody
     // twice).
+    let mut kept_loaded = 0;
     let recovery = (!settings.server.recovery_window.is_zero()).then(|| {
         let recovery = Arc::new(Recovery::new(settings.server.recovery_window));
         match store.take_kept_sessions() {
             Ok(Some(saved)) => {
-                let kept = recovery.load(&saved, std::time::Instant::now());
-                log_info!("recovery_loaded", kept = kept);
+                kept_loaded = recovery.load(&saved, std::time::Instant::now());
+                log_info!("recovery_loaded", kept = kept_loaded);
             }
             Ok(None) => {}
             Err(e) => log_error!("recovery_load_failed", cause = e),
         }
         recovery
     });
+    // Cluster mode: reach Redis and catch up with the log before accepting clients.
+    let cluster = match &settings.cluster {
+        Some(cluster) => {
+            match cluster_node::prepare(cluster, &settings.data_dir, &store, kept_loaded == 0) {
+                Ok(prepared) => {
+                    metrics.add_section(Arc::clone(&prepared.status) as Arc<dyn Section>);
+                    app = app.with_cluster(Arc::clone(&prepared.chat));
+                    Some(prepared)
+                }
+                Err(e) => {
+                    log_error!("cluster_start_failed", cause = e);
+                    eprintln!("readrealm-chat: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     if let Some(recovery) = &recovery {
         app = app.with_recovery(Arc::clone(recovery));
     }
@@ -115,8 +135,8 @@ fn main() -> ExitCode {
     }
     let site = Site::load(settings.ops.client_js_path().as_deref());
     let ops = Ops::serving(metrics, Some(site));
-    let server = match readrealm_chat::server::start_with(settings.server.clone(), app, ops) {
-        Ok(server) => server,
+    let (server, injector) = match start_injectable(settings.server.clone(), app, ops) {
+        Ok(started) => started,
         Err(e) => {
             log_error!("listen_failed", listen = settings.server.listen, cause = e);
             return ExitCode::FAILURE;
@@ -129,6 +149,16 @@ fn main() -> ExitCode {
         data_dir = settings.data_dir.display(),
         version = env!("CARGO_PKG_VERSION")
     );
+    let cluster = match cluster.map(|c| c.start(Arc::clone(&store), injector)) {
+        None => None,
+        Some(Ok(running)) => Some(running),
+        Some(Err(e)) => {
+            log_error!("cluster_start_failed", cause = e);
+            server.shutdown();
+            let _ = server.join();
+            return ExitCode::FAILURE;
+        }
+    };
     println!("listening on {}", server.local_addr());
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
@@ -136,6 +166,15 @@ fn main() -> ExitCode {
     log_info!("shutting_down");
     server.shutdown();
     let joined = server.join();
+    if let Some(cluster) = cluster {
+        // Readers kept for recovery: the others must not see them leave while this node is
+        // away for less than the window.
+        let keep_for = recovery
+            .as_ref()
+            .filter(|r| r.kept_count() > 0)
+            .map(|_| settings.server.recovery_window);
+        cluster.stop(keep_for);
+    }
     // The shutdown dropped every connection as recoverable: keep them for the next start.
     if let Some(recovery) = &recovery {
         let kept = recovery.kept_count();

@@ -718,10 +718,11 @@ fn seeding_raises_a_rooms_counter_and_never_lowers_it() {
     // A room with no counter yet takes the seed.
     link.seed_seq(BookId(10), 41).unwrap();
     assert_eq!(seq_of(&mut link, 10), Some(42));
-    // Lower seeds change nothing: 9 is above "42" as text, not as a number.
+    // A lower seed changes nothing (9 is above "42" as text, not as a number), nor an equal.
     link.seed_seq(BookId(10), 9).unwrap();
-    link.seed_seq(BookId(10), 42).unwrap();
     assert_eq!(seq_of(&mut link, 10), Some(43));
+    link.seed_seq(BookId(10), 43).unwrap();
+    assert_eq!(seq_of(&mut link, 10), Some(44));
     // A higher one raises it.
     link.seed_seq(BookId(10), 100).unwrap();
     assert_eq!(seq_of(&mut link, 10), Some(101));

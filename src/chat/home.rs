@@ -180,6 +180,8 @@ pub struct HomeShard {
     /// Whether this shard put the readers a restart kept back into its rosters
     /// (`recovery::Recovery::restore_places`, at its first turn).
     pub restored: bool,
+    /// Cluster mode: what waits for the log here (`cluster`).
+    pub log: super::cluster::LogState,
 }
 
 impl HomeShard {
@@ -254,24 +256,36 @@ impl ChatApp {
     /// A join reached its room's home: read the history, enter the roster, tell the others
     /// if the reader entered, answer the joiner (see the module doc for the order).
     pub(super) fn join_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, join: JoinAtHome) {
+        if let Some(cluster) = &self.cluster {
+            self.log_join(cluster, shard, join);
+            return;
+        }
+        let key = (join.conn.shard, join.conn.session);
+        let rosters = &mut shard.state.rosters;
+        if let Presence::Entered(name) =
+            rosters.join(join.book_id, key, &join.user_id, &join.username)
+        {
+            // The joiner is not in the room yet on its shard: the answer comes after.
+            let event = vec![presence(&name, now_millis())];
+            shard.broadcast("/", book_room(join.book_id), "userJoined", event, None);
+        }
+        self.answer_join(shard, join);
+    }
+
+    /// Answer a join with the room as it is now at its home: the history, the members (the
+    /// joiner first) and the count.
+    pub(super) fn answer_join(&self, shard: &mut ShardOf<'_, ChatApp>, join: JoinAtHome) {
         let JoinAtHome {
             book_id,
             user_id,
-            username,
             conn,
             ack_id,
             token,
             first,
             binds,
+            ..
         } = join;
         let result = self.room_history(book_id).map(|history| {
-            let key = (conn.shard, conn.session);
-            let rosters = &mut shard.state.rosters;
-            if let Presence::Entered(name) = rosters.join(book_id, key, &user_id, &username) {
-                // The joiner is not in the room yet on its shard: the answer comes after.
-                let event = vec![presence(&name, now_millis())];
-                shard.broadcast("/", book_room(book_id), "userJoined", event, None);
-            }
             let (members, member_count) = shard.state.rosters.answer(book_id, Some(&user_id));
             RoomAtJoin {
                 history,
@@ -295,6 +309,10 @@ impl ChatApp {
 
     /// A connection left a room: out of the roster; `userLeft` if it was its reader's last.
     pub(super) fn leave_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, leave: LeaveAtHome) {
+        if let Some(cluster) = &self.cluster {
+            self.log_leave(cluster, shard, leave);
+            return;
+        }
         let key = (leave.conn.shard, leave.conn.session);
         if let Presence::Left(name) = shard
             .state
@@ -315,6 +333,10 @@ impl ChatApp {
     /// room's stream: every message broadcast before it is in the store and so in the
     /// replay, every one after reaches the reader as a broadcast.
     pub(super) fn recover_at_home(&self, shard: &mut ShardOf<'_, ChatApp>, back: RecoverAtHome) {
+        if let Some(cluster) = &self.cluster {
+            // Its old place is given up through the log (`cluster::log_rebind`).
+            self.log_rebind(cluster, shard, &back);
+        }
         let RecoverAtHome {
             book_id,
             after,
@@ -323,12 +345,14 @@ impl ChatApp {
             user_id,
             username,
         } = back;
-        let old = old.map(|old| (old.shard, old.session));
-        let key = (conn.shard, conn.session);
-        shard
-            .state
-            .rosters
-            .rebind(book_id, old, key, &user_id, &username);
+        if self.cluster.is_none() {
+            let old = old.map(|old| (old.shard, old.session));
+            let key = (conn.shard, conn.session);
+            shard
+                .state
+                .rosters
+                .rebind(book_id, old, key, &user_id, &username);
+        }
         let read = self
             .store
             .after(book_id, after, super::recovery::MAX_REPLAY * 2);

@@ -8,6 +8,8 @@
 //! keeps one order per room across shards.
 
 pub mod auth;
+pub mod cluster;
+pub mod cluster_node;
 pub mod errors;
 pub mod history;
 pub mod home;
@@ -31,7 +33,7 @@ use crate::socketio::handler::SocketRef;
 use crate::socketio::handler::{event_array_json, ShardOf, SocketOf};
 use crate::socketio::recovery::{recoverable, Offset};
 use crate::socketio::{Event, Handler, Refusal};
-use crate::store::Store;
+use crate::store::{self, Store};
 use auth::{TokenIdentity, TokenVerifier};
 use errors::{ChatError, ErrorCode};
 use history::{HistoryCache, RoomHistory};
@@ -69,6 +71,8 @@ pub struct ChatApp {
     auth: Option<Arc<TokenVerifier>>,
     /// Connection state recovery, when its window is not zero (`recovery`).
     recovery: Option<Arc<Recovery>>,
+    /// Cluster mode: this node, its rooms' messages and presence going through the log.
+    cluster: Option<Arc<cluster::ClusterChat>>,
 }
 
 impl ChatApp {
@@ -80,7 +84,15 @@ impl ChatApp {
             history: HistoryCache::default(),
             auth: None,
             recovery: None,
+            cluster: None,
         }
+    }
+
+    /// Cluster mode (docs/OPERATIONS.md, "Cluster"): messages and presence go through the
+    /// cluster's log (`cluster`), whose applier hands them back to the home shards.
+    pub fn with_cluster(mut self, cluster: Arc<cluster::ClusterChat>) -> ChatApp {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Recover dropped connections (docs/API.md, "Reconnecting without losing messages"):
@@ -207,6 +219,16 @@ pub enum ChatForward {
     /// answers it (`Resumed`, through [`Handler::on_socket_forward`]).
     Resume(SocketRef),
     Resumed,
+    /// Cluster mode: entries of the log applied to the store, for their rooms' home shard,
+    /// in log order (`cluster`).
+    Applied(Vec<cluster::Applied>),
+    /// Cluster mode: the appender could not append the entries of these origin tokens.
+    LogFailed {
+        tokens: Vec<u64>,
+        cause: String,
+    },
+    /// Cluster mode: the rosters Redis held at start, `(book, place, userId, username)`.
+    Rosters(Vec<(BookId, presence::ConnKey, String, String)>),
 }
 
 impl Handler for ChatApp {
@@ -324,12 +346,20 @@ impl Handler for ChatApp {
     }
 
     fn next_wake(&self, shard: &HomeShard) -> Option<Instant> {
-        let recovery = self.recovery.as_ref()?;
-        if !shard.restored {
+        let log = shard.log.next_wake();
+        let Some(recovery) = self.recovery.as_ref() else {
+            return log;
+        };
+        let recovery = if !shard.restored {
             // The first turn puts the readers a restart kept back into the rosters.
-            return Some(recovery.started());
+            Some(recovery.started())
+        } else {
+            recovery.next_due()
+        };
+        match (log, recovery) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        recovery.next_due()
     }
 
     fn on_forward(&self, shard: &mut ShardOf<'_, Self>, message: ChatForward) {
@@ -342,12 +372,23 @@ impl Handler for ChatApp {
                 shard.forward_to_socket(old, ChatForward::DropForTakeover);
             }
             ChatForward::Resume(waiting) => shard.forward_to_socket(waiting, ChatForward::Resumed),
+            ChatForward::Applied(entries) => self.log_applied(shard, entries),
+            ChatForward::LogFailed { tokens, cause } => self.log_failed(shard, tokens, &cause),
+            ChatForward::Rosters(members) => {
+                for (book, place, user_id, username) in members {
+                    shard.state.rosters.join(book, place, &user_id, &username);
+                }
+            }
             // Answers go to sockets (`on_socket_forward`), never to a shard.
             ChatForward::Joined(_)
             | ChatForward::Recovered(_)
             | ChatForward::DropForTakeover
             | ChatForward::Resumed => {}
             ChatForward::Post(post) => {
+                if let Some(cluster) = &self.cluster {
+                    self.log_post(cluster, shard, post);
+                    return;
+                }
                 let index = shard.index;
                 let store = &self.store;
                 if let Err((post, error)) = shard.state.number(index, post, |book| store.tail(book))
@@ -362,6 +403,10 @@ impl Handler for ChatApp {
 
     fn on_turn_end(&self, shard: &mut ShardOf<'_, Self>) {
         if let Some(recovery) = &self.recovery {
+            if !shard.state.restored && self.cluster.is_some() {
+                // Cluster mode: the rosters came from Redis, kept readers' places in them.
+                shard.state.restored = true;
+            }
             if !shard.state.restored {
                 // The readers a restart kept are still in their rooms: back in the rosters.
                 shard.state.restored = true;
@@ -383,6 +428,10 @@ impl Handler for ChatApp {
                 }
             }
         }
+        if let Some(cluster) = &self.cluster {
+            self.log_turn_end(cluster, shard);
+            return;
+        }
         if shard.state.pending.is_empty() {
             return;
         }
@@ -396,29 +445,14 @@ impl Handler for ChatApp {
         );
         match written {
             Ok(()) => {
-                // Each message is encoded once: the same text goes into the room's history,
-                // the `newMessage` broadcast and the sender's ack.
-                let texts: Vec<EncodedMessage> =
-                    pending.iter().map(|p| encode_message(&p.message)).collect();
-                // Published before the broadcasts, so a join never misses a message (`history`).
-                let stored: Vec<_> = pending.iter().map(|p| &p.message).zip(&texts).collect();
-                let store = &self.store;
-                self.history
-                    .record_batch(&stored, |book| store.newest(book, HISTORY_LEN));
-                drop(stored);
-                for (item, text) in pending.into_iter().zip(texts) {
-                    let (book_id, seq) = (item.message.book_id, item.message.seq);
-                    // With recovery on, the offset is the last argument: the same bytes for
-                    // every recipient, so the event is still encoded once.
-                    let data = match self.recovery {
-                        Some(_) => new_message_json(&text, book_id, seq),
-                        None => event_array_json("newMessage", &[&text]),
-                    };
-                    shard.broadcast_json("/", book_room(book_id), data, Some(seq));
-                    if let Some(ack) = item.ack_id {
-                        shard.ack_to_json(item.reply_to, ack, message_ack_json(&text));
-                    }
-                }
+                let stored = pending
+                    .into_iter()
+                    .map(|p| {
+                        let ack = p.ack_id.map(|ack| (p.reply_to, ack));
+                        (p.message, ack)
+                    })
+                    .collect();
+                self.publish(shard, stored);
             }
             Err(error) => {
                 shard.state.forget_tails(&pending);
@@ -431,6 +465,43 @@ impl Handler for ChatApp {
                 for item in pending {
                     reply_error(shard, item.reply_to, item.ack_id, &error);
                 }
+            }
+        }
+    }
+}
+
+impl ChatApp {
+    /// Stored messages of rooms homed here, in each room's order, go out: into the history
+    /// cache, then one `newMessage` broadcast each, then the sender's ack (`(socket, ack id)`)
+    /// when it asked for one.
+    fn publish(
+        &self,
+        shard: &mut ShardOf<'_, ChatApp>,
+        stored: Vec<(store::StoredMessage, Option<(SocketRef, u64)>)>,
+    ) {
+        if stored.is_empty() {
+            return;
+        }
+        // Each message is encoded once: the same text goes into the room's history, the
+        // `newMessage` broadcast and the sender's ack.
+        let texts: Vec<EncodedMessage> = stored.iter().map(|(m, _)| encode_message(m)).collect();
+        // Published before the broadcasts, so a join never misses a message (`history`).
+        let batch: Vec<_> = stored.iter().map(|(m, _)| m).zip(&texts).collect();
+        let store = &self.store;
+        self.history
+            .record_batch(&batch, |book| store.newest(book, HISTORY_LEN));
+        drop(batch);
+        for ((message, ack), text) in stored.into_iter().zip(texts) {
+            let (book_id, seq) = (message.book_id, message.seq);
+            // With recovery on, the offset is the last argument: the same bytes for every
+            // recipient, so the event is still encoded once.
+            let data = match self.recovery {
+                Some(_) => new_message_json(&text, book_id, seq),
+                None => event_array_json("newMessage", &[&text]),
+            };
+            shard.broadcast_json("/", book_room(book_id), data, Some(seq));
+            if let Some((reply_to, ack)) = ack {
+                shard.ack_to_json(reply_to, ack, message_ack_json(&text));
             }
         }
     }

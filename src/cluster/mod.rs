@@ -16,6 +16,7 @@
 pub mod append;
 pub mod entry;
 pub mod liveness;
+pub mod node;
 pub mod partition;
 pub mod reap;
 pub mod retention;
@@ -143,6 +144,18 @@ impl Link {
         };
         link.connection()?;
         Ok(link)
+    }
+
+    /// A link to `settings.url` that connects at its first call (a node whose Redis is down
+    /// at start still starts its threads; they reconnect by themselves). Fails only on a URL
+    /// the client cannot use.
+    pub fn lazy(settings: Settings) -> Result<Link, ClusterError> {
+        let client = Client::open(settings.url.as_str())?;
+        Ok(Link {
+            client,
+            settings,
+            connection: None,
+        })
     }
 
     /// The settings the link was made with.

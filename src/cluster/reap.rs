@@ -17,7 +17,9 @@ impl Link {
     /// whoever else reaps the same node), then forget the node (`SREM rr:nodes`, as
     /// [`Link::forget_node`]) — only once every partition's script has succeeded, so a failed
     /// reap leaves the node listed as expired, to be reaped again. Returns how many leaves
-    /// were appended (0 on a second reap).
+    /// were appended (0 on a second reap). Two round trips: the scripts' pipeline, then the
+    /// `SREM`. On an error some partitions' leaves may be appended already; reaping again
+    /// appends only the rest.
     pub fn reap(&mut self, node: &str) -> Result<u64, ClusterError> {
         let calls: Vec<_> = (0..self.partitions())
             .map(|p| {

@@ -20,7 +20,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::engineio::session::CloseReason;
@@ -237,11 +237,28 @@ impl ShardMetrics {
 /// Picks one counter out of a shard's block.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
 
+/// A part of `/health` and `/metrics` that the application adds (cluster mode's link).
+pub trait Section: Send + Sync {
+    /// The key and the value it adds to the `/health` object.
+    fn health(&self) -> (&'static str, serde_json::Value);
+    /// Its families, appended to the `/metrics` text (exposition format, with HELP/TYPE).
+    fn metrics(&self, out: &mut String);
+}
+
 /// The server's numbers: one block per shard, and when the server started.
-#[derive(Debug)]
 pub struct Metrics {
     started: Instant,
     shards: Box<[ShardMetrics]>,
+    section: OnceLock<Arc<dyn Section>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("started", &self.started)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -251,7 +268,13 @@ impl Metrics {
         Arc::new(Metrics {
             started: Instant::now(),
             shards: (0..shards).map(|_| ShardMetrics::default()).collect(),
+            section: OnceLock::new(),
         })
+    }
+
+    /// Add `section` to `/health` and `/metrics` (once; a second is ignored).
+    pub fn add_section(&self, section: Arc<dyn Section>) {
+        let _ = self.section.set(section);
     }
 
     pub fn shard_count(&self) -> usize {
@@ -286,14 +309,18 @@ impl Metrics {
 
     /// The `/health` body.
     pub fn health_json(&self) -> String {
-        serde_json::json!({
+        let mut health = serde_json::json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime": self.uptime().as_secs(),
             "connections": self.connections(),
             "shards": self.shard_count(),
-        })
-        .to_string()
+        });
+        if let (Some(section), Some(object)) = (self.section.get(), health.as_object_mut()) {
+            let (key, value) = section.health();
+            object.insert(key.to_owned(), value);
+        }
+        health.to_string()
     }
 
     /// The `/metrics` body; `queue_depths[i]` is shard i's bus inbox length now.
@@ -517,6 +544,9 @@ impl Metrics {
         for (i, shard) in self.shards.iter().enumerate() {
             let n = shard.tcp_connections.load(Relaxed);
             let _ = writeln!(out, "readrealm_shard_tcp_connections{{shard=\"{i}\"}} {n}");
+        }
+        if let Some(section) = self.section.get() {
+            section.metrics(&mut out);
         }
         out
     }

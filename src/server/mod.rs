@@ -26,7 +26,10 @@ use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
 
+use crossbeam_channel::TrySendError;
+
 use crate::config::ServerConfig;
+use crate::endpoint::PeerMessage;
 use crate::engineio::sid::MAX_SHARDS;
 use crate::socketio::Handler;
 use admission::Admission;
@@ -79,12 +82,64 @@ pub fn start<H: Handler>(config: ServerConfig, handler: H) -> io::Result<ServerH
     start_with(config, handler, ops)
 }
 
+/// Hands application messages to the shards from the application's own threads (cluster
+/// mode's log applier): each reaches [`Handler::on_forward`] of its shard, in the order given.
+pub struct Injector<F> {
+    peers: Peers<F>,
+}
+
+impl<F> Injector<F> {
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Queue `message` for `shard` and wake it. The caller is not a shard, so a full inbox is
+    /// waited out (back-pressure: every message arrives, in order); `Err` gives the message
+    /// back if the shard has ended (the server is shutting down).
+    pub fn forward(&self, shard: usize, message: F) -> Result<(), F> {
+        let Some(mailbox) = self.peers.mailboxes.get(shard) else {
+            return Err(message);
+        };
+        let mut message = BusMessage::Peer(PeerMessage::Forward(message));
+        loop {
+            match mailbox.sender.try_send(message) {
+                Ok(()) => {
+                    self.peers.wake(shard);
+                    return Ok(());
+                }
+                Err(TrySendError::Full(back)) => {
+                    message = back;
+                    self.peers.wake(shard);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                Err(TrySendError::Disconnected(back)) => {
+                    return match back {
+                        BusMessage::Peer(PeerMessage::Forward(f)) => Err(f),
+                        // Only a Forward was sent.
+                        _ => Ok(()),
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// [`start`], with the operational routes and counters `ops` says (see [`Ops`]).
 pub fn start_with<H: Handler>(
     config: ServerConfig,
     handler: H,
     ops: Ops,
 ) -> io::Result<ServerHandle> {
+    start_injectable(config, handler, ops).map(|(server, _)| server)
+}
+
+/// [`start_with`], also giving an [`Injector`] for the application's own threads.
+pub fn start_injectable<H: Handler>(
+    config: ServerConfig,
+    handler: H,
+    ops: Ops,
+) -> io::Result<(ServerHandle, Injector<H::Forward>)> {
     let shards = config.shards.clamp(1, MAX_SHARDS);
     let listeners = listener::bind_shared(config.listen, shards)?;
     let local_addr = listeners
@@ -130,11 +185,15 @@ pub fn start_with<H: Handler>(
             .spawn(move || shard.run())?;
         threads.push(thread);
     }
-    Ok(ServerHandle {
+    let injector = Injector {
+        peers: peers.clone(),
+    };
+    let server = ServerHandle {
         local_addr,
         stop: Box::new(move || stop_all(&peers)),
         threads,
-    })
+    };
+    Ok((server, injector))
 }
 
 /// Ask every shard to shut down. A full bus is retried for a second, then the wake alone is

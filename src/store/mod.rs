@@ -83,6 +83,15 @@ pub const META_CF: &str = "meta";
 /// The `meta` key of the sessions kept for connection state recovery across a restart.
 const KEPT_SESSIONS_KEY: &[u8] = b"recovery/kept-sessions";
 
+/// The `meta` keys of cluster mode: each partition's applied position.
+const APPLIED_PREFIX: &[u8] = b"cluster/applied/";
+
+fn applied_key(partition: u32) -> Vec<u8> {
+    let mut key = APPLIED_PREFIX.to_vec();
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
 pub struct Store {
     db: DB,
     sync_writes: bool,
@@ -301,6 +310,76 @@ impl Store {
         iter.status()?;
         messages.reverse();
         Ok((messages, more))
+    }
+
+    /// Cluster mode (`crate::cluster`): write messages applied from the cluster's log and,
+    /// in the same batch, each partition's applied position `(partition, (ms, n))`, so a
+    /// restart resumes exactly after what the store holds. Idempotent: a message is keyed by
+    /// its book and sequence, so applying it again writes the same bytes.
+    pub fn apply_log<'a>(
+        &self,
+        messages: impl IntoIterator<Item = &'a StoredMessage>,
+        positions: &[(u32, (u64, u64))],
+    ) -> Result<(), StoreError> {
+        let ids = self.cf(IDS_CF)?;
+        let meta = self.cf(META_CF)?;
+        let mut batch = WriteBatch::default();
+        let mut value = Vec::with_capacity(256);
+        for message in messages {
+            value.clear();
+            codec::encode(&message.value, &mut value);
+            let book = message.book_id.get();
+            batch.put(key::encode(book, message.seq), &value);
+            batch.put_cf(
+                ids,
+                key::id_key(book, &message.value.id.0),
+                message.seq.to_be_bytes(),
+            );
+        }
+        for (partition, (ms, n)) in positions {
+            let mut position = [0u8; 16];
+            position[..8].copy_from_slice(&ms.to_be_bytes());
+            position[8..].copy_from_slice(&n.to_be_bytes());
+            batch.put_cf(meta, applied_key(*partition), position);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync_writes);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Cluster mode: each partition's applied position `(ms, n)` (`(0, 0)` for one never
+    /// applied), index = partition.
+    pub fn applied_positions(&self, partitions: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+        let meta = self.cf(META_CF)?;
+        let mut out = Vec::with_capacity(partitions as usize);
+        for partition in 0..partitions {
+            let position = match self.db.get_cf(meta, applied_key(partition))? {
+                None => (0, 0),
+                Some(bytes) => {
+                    let (ms, n) = bytes
+                        .split_at_checked(8)
+                        .and_then(|(ms, n)| Some((ms.try_into().ok()?, n.try_into().ok()?)))
+                        .ok_or_else(|| {
+                            StoreError(format!("applied position of partition {partition}: bad"))
+                        })?;
+                    (u64::from_be_bytes(ms), u64::from_be_bytes(n))
+                }
+            };
+            out.push(position);
+        }
+        Ok(out)
+    }
+
+    /// Cluster mode: whether any partition was ever applied here (a data directory of a
+    /// cluster node, rather than of a single process).
+    pub fn has_applied(&self) -> Result<bool, StoreError> {
+        let meta = self.cf(META_CF)?;
+        let mut iter = self.db.raw_iterator_cf(meta);
+        iter.seek(APPLIED_PREFIX);
+        let found = iter.valid() && iter.key().is_some_and(|k| k.starts_with(APPLIED_PREFIX));
+        iter.status()?;
+        Ok(found)
     }
 
     /// Keep `blob` (the sessions kept for connection state recovery at a graceful shutdown)

@@ -1,0 +1,704 @@
+//! The chat in cluster mode (`--cluster-redis`): a room's home shard sends its messages and
+//! presence to the cluster's log instead of numbering them itself, and acts on them when the
+//! node's applier hands them back, in log order.
+//!
+//! - A `chatMessage`, a first join and a leave become log entries ([`Append`]) at the home;
+//!   the turn's entries go to the node's appender as one batch ([`crate::cluster::node`]),
+//!   each with an origin (`<node>:<token>`) naming what waits for it here.
+//! - Every node applies the whole log: [`LogSink`] stores each read in the node's RocksDB
+//!   (messages and the partitions' positions in one write) and then hands the entries to the
+//!   rooms' home shards ([`ChatForward::Applied`]), which do what a single process does at
+//!   its turn end: publish the history, broadcast `newMessage`/`userJoined`/`userLeft`
+//!   encoded once, and answer the waiting sender or joiner of this node — so the log's order
+//!   is every member's order on every node, and the sender's ack follows its `newMessage`.
+//! - A `_id` and `createdAt` are made from the entry's stream id (Redis's clock and the
+//!   partition's order), so every node derives the same ones, growing with the room's
+//!   sequence.
+//! - When Redis cannot be reached, a post is answered `unavailable` (never `ok`: its entry
+//!   may still land and is then delivered to everyone, but its sender is not acked twice); a
+//!   join is answered from the local store at once, and the presence entries that could not
+//!   be appended are appended again, in order, until Redis is back.
+//!
+//! Owns the home's log bookkeeping ([`LogState`]) and the conversion between log entries and
+//! the chat's types. Never talks to Redis (the node's threads do) and never blocks a shard.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::home::{home_shard, JoinAtHome, LeaveAtHome, Post, RecoverAtHome};
+use super::presence::{ConnKey, Presence};
+use super::validate::MessageRequest;
+use super::{ChatApp, ChatForward};
+use crate::book::BookId;
+use crate::cluster::node::{Apply, Batch};
+use crate::cluster::{Append, Appended, ClusterError, Entry, LogEntry, StreamId};
+use crate::message_id::MessageId;
+use crate::server::Injector;
+use crate::socketio::handler::{SessionRef, ShardOf, SocketRef};
+use crate::store::{codec, Store, StoredMessage, StoredValue};
+
+/// How often presence entries that could not be appended are tried again.
+const BACKLOG_RETRY: Duration = Duration::from_millis(500);
+
+/// The `_id` byte that names the cluster's log as its maker (a single process writes its
+/// shard's index there, always below 0xFF).
+const CLUSTER_ID_BYTE: u8 = 0xFF;
+
+/// This node, as the chat sees it.
+pub struct ClusterChat {
+    /// The node's id (`cluster::node::node_id`).
+    pub node: String,
+    /// This run of the node (random at each start), so a connection of an earlier run never
+    /// shares a name with one of this run.
+    run: u32,
+    /// The high bits of this node's roster keys ([`slot_of`]).
+    slot: usize,
+    appender: Sender<Batch<Reply>>,
+    /// How long a post waits for its entry to be applied before it is answered `unavailable`.
+    pub wait: Duration,
+}
+
+/// What the appender hands back with a batch's outcome.
+pub struct Reply {
+    pub shard: usize,
+    /// Each entry's origin token on that shard.
+    pub tokens: Vec<u64>,
+}
+
+impl ClusterChat {
+    /// The chat's view of node `node`; its batches go to `appender`; a post is answered
+    /// `unavailable` if not applied within `wait`.
+    pub fn new(node: String, appender: Sender<Batch<Reply>>, wait: Duration) -> ClusterChat {
+        let mut seed = [0u8; 4];
+        // Without OS randomness the time tells runs apart.
+        let run = match getrandom::fill(&mut seed) {
+            Ok(()) => u32::from_le_bytes(seed),
+            Err(_) => crate::time::now_millis() as u32,
+        };
+        let slot = slot_of(&node, run);
+        ClusterChat {
+            node,
+            run,
+            slot,
+            appender,
+            wait,
+        }
+    }
+
+    /// A connection of this node in the log: `<node>/<run>.<shard>.<slot key>.<generation>`.
+    pub fn conn_name(&self, conn: &SocketRef) -> String {
+        format!(
+            "{}/{}.{}.{}.{}",
+            self.node, self.run, conn.shard, conn.session.key, conn.session.generation
+        )
+    }
+
+    /// A connection of this node as a roster key (the same every node derives from its name).
+    pub fn place(&self, conn: &SocketRef) -> ConnKey {
+        (self.slot | conn.shard, conn.session)
+    }
+
+    /// A connection named in the log: its roster key, and the socket when it is this node's.
+    fn parse_conn(&self, name: &str) -> Option<(ConnKey, Option<SocketRef>)> {
+        let (node, rest) = name.split_once('/')?;
+        let mut parts = rest.split('.');
+        let run: u32 = parts.next()?.parse().ok()?;
+        let shard: usize = parts.next()?.parse().ok()?;
+        let key: usize = parts.next()?.parse().ok()?;
+        let generation: u64 = parts.next()?.parse().ok()?;
+        if parts.next().is_some() || shard > 0xFFFF {
+            return None;
+        }
+        let session = SessionRef::new(key, generation);
+        let local = (node == self.node && run == self.run).then(|| SocketRef {
+            shard,
+            session,
+            nsp: "/".to_owned(),
+        });
+        Some(((slot_of(node, run) | shard, session), local))
+    }
+
+    /// An origin of this node: the token; another node's (or none): None.
+    fn own_token(&self, origin: &str) -> Option<u64> {
+        let (node, token) = origin.split_once(':')?;
+        (node == self.node).then(|| token.parse().ok()).flatten()
+    }
+}
+
+/// The high bits of a node run's roster keys: a hash of its id and run above the 16 bits of
+/// a shard index, so the connections of different nodes and runs do not share a key.
+fn slot_of(node: &str, run: u32) -> usize {
+    // FNV-1a, 32 bits: stable across builds and nodes.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in node.bytes().chain(run.to_le_bytes()) {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash as usize) << 16
+}
+
+/// A room's entry as its home shard applies it.
+#[derive(Debug)]
+pub enum Applied {
+    /// A stored message; `origin` is this node's token when its sender is waiting here.
+    Message {
+        message: StoredMessage,
+        origin: Option<u64>,
+    },
+    Join {
+        book: BookId,
+        key: ConnKey,
+        local: Option<SocketRef>,
+        user: String,
+        username: String,
+        origin: Option<u64>,
+    },
+    Leave {
+        book: BookId,
+        key: ConnKey,
+        local: Option<SocketRef>,
+        user: String,
+    },
+}
+
+/// A home shard's log bookkeeping.
+#[derive(Default)]
+pub struct LogState {
+    /// This turn's entries for the log, with their origin tokens.
+    outgoing: Vec<Append>,
+    tokens: Vec<u64>,
+    next_token: u64,
+    /// Posts waiting for their entry to be applied.
+    posts: HashMap<u64, (SocketRef, Option<u64>)>,
+    /// When each waiting post is answered `unavailable`, in order.
+    deadlines: VecDeque<(Instant, u64)>,
+    /// First joins waiting for their entry to be applied.
+    joins: HashMap<u64, JoinAtHome>,
+    /// Presence entries in flight, kept to be appended again if the append fails.
+    presence: HashMap<u64, Append>,
+    /// Presence entries that could not be appended, in order, and when to try again.
+    backlog: Vec<Append>,
+    retry_at: Option<Instant>,
+}
+
+impl LogState {
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// When the home must be woken for the log: a post's deadline or the backlog's retry.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let deadline = self.deadlines.front().map(|(at, _)| *at);
+        match (deadline, self.retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl ChatApp {
+    /// Cluster mode: a post reached its room's home; it becomes a log entry.
+    pub(super) fn log_post(
+        &self,
+        cluster: &ClusterChat,
+        shard: &mut ShardOf<'_, ChatApp>,
+        post: Post,
+    ) {
+        let Post {
+            request,
+            reply_to,
+            ack_id,
+        } = post;
+        let MessageRequest {
+            book_id,
+            user_id,
+            username,
+            content,
+        } = request;
+        // The body is the stored value without its `_id` and time, which the log gives.
+        let mut body = Vec::with_capacity(64 + content.len());
+        codec::encode(
+            &StoredValue {
+                created_ms: 0,
+                id: MessageId::default(),
+                user_id,
+                username,
+                content,
+            },
+            &mut body,
+        );
+        let log = &mut shard.state.log;
+        let token = log.token();
+        log.posts.insert(token, (reply_to, ack_id));
+        log.deadlines.push_back((shard.now + cluster.wait, token));
+        log.outgoing.push(Append::Message {
+            book: book_id,
+            body,
+            origin: format!("{}:{token}", cluster.node),
+        });
+        log.tokens.push(token);
+    }
+
+    /// Cluster mode: a join reached its room's home. A first join becomes a log entry and is
+    /// answered when it is applied; a repeated one is answered now (it changes no roster).
+    pub(super) fn log_join(
+        &self,
+        cluster: &ClusterChat,
+        shard: &mut ShardOf<'_, ChatApp>,
+        join: JoinAtHome,
+    ) {
+        if !join.first {
+            self.answer_join(shard, join);
+            return;
+        }
+        let conn = cluster.conn_name(&join.conn);
+        let log = &mut shard.state.log;
+        let token = log.token();
+        let entry = Append::Join {
+            book: join.book_id,
+            user: join.user_id.clone(),
+            username: join.username.clone(),
+            conn,
+            origin: format!("{}:{token}", cluster.node),
+        };
+        if !log.backlog.is_empty() {
+            // Redis is away: the joiner is answered from this node's store now, and the
+            // others learn of it when the backlog is appended.
+            log.backlog.push(entry);
+            self.answer_join(shard, join);
+            return;
+        }
+        log.joins.insert(token, join);
+        log.presence.insert(token, entry.clone());
+        log.outgoing.push(entry);
+        log.tokens.push(token);
+    }
+
+    /// Cluster mode: a presence entry (a leave, a recovered connection's new place) for the
+    /// log, behind any backlog.
+    fn log_presence(&self, shard: &mut ShardOf<'_, ChatApp>, entry: Append) {
+        let log = &mut shard.state.log;
+        if !log.backlog.is_empty() {
+            log.backlog.push(entry);
+            return;
+        }
+        let token = log.token();
+        log.presence.insert(token, entry.clone());
+        log.outgoing.push(entry);
+        log.tokens.push(token);
+    }
+
+    /// Cluster mode: a leave reached its room's home.
+    pub(super) fn log_leave(
+        &self,
+        cluster: &ClusterChat,
+        shard: &mut ShardOf<'_, ChatApp>,
+        leave: LeaveAtHome,
+    ) {
+        let entry = Append::Leave {
+            book: leave.book_id,
+            user: leave.user_id,
+            conn: cluster.conn_name(&leave.conn),
+            origin: String::new(),
+        };
+        self.log_presence(shard, entry);
+    }
+
+    /// Cluster mode: a recovered connection takes its old place: its new connection joins
+    /// and its old one leaves, in that order, so nobody is told (the reader never had no
+    /// connection in the room).
+    pub(super) fn log_rebind(
+        &self,
+        cluster: &ClusterChat,
+        shard: &mut ShardOf<'_, ChatApp>,
+        back: &RecoverAtHome,
+    ) {
+        let join = Append::Join {
+            book: back.book_id,
+            user: back.user_id.clone(),
+            username: back.username.clone(),
+            conn: cluster.conn_name(&back.conn),
+            origin: String::new(),
+        };
+        self.log_presence(shard, join);
+        if let Some(old) = &back.old {
+            let leave = Append::Leave {
+                book: back.book_id,
+                user: back.user_id.clone(),
+                conn: cluster.conn_name(old),
+                origin: String::new(),
+            };
+            self.log_presence(shard, leave);
+        }
+    }
+
+    /// Cluster mode, at the home's turn end: answer the posts whose wait is over, try the
+    /// backlog again when due, and send the turn's entries to the appender as one batch.
+    pub(super) fn log_turn_end(&self, cluster: &ClusterChat, shard: &mut ShardOf<'_, ChatApp>) {
+        let now = shard.now;
+        while let Some(&(at, token)) = shard.state.log.deadlines.front() {
+            if at > now {
+                break;
+            }
+            shard.state.log.deadlines.pop_front();
+            if let Some((reply_to, ack_id)) = shard.state.log.posts.remove(&token) {
+                let error = super::errors::ChatError::new(
+                    super::errors::ErrorCode::Unavailable,
+                    "the cluster's log did not confirm the message in time",
+                );
+                self.count_error(shard.index, "chatMessage", &error);
+                super::reply_error(shard, reply_to, ack_id, &error);
+            }
+        }
+        let log = &mut shard.state.log;
+        if !log.backlog.is_empty() && log.retry_at.is_none_or(|at| at <= now) {
+            log.retry_at = None;
+            for entry in std::mem::take(&mut log.backlog) {
+                let token = log.token();
+                log.presence.insert(token, entry.clone());
+                log.outgoing.push(entry);
+                log.tokens.push(token);
+            }
+        }
+        if log.outgoing.is_empty() {
+            return;
+        }
+        let batch = Batch {
+            entries: std::mem::take(&mut log.outgoing),
+            reply: Reply {
+                shard: shard.index,
+                tokens: std::mem::take(&mut log.tokens),
+            },
+        };
+        if let Err(refused) = cluster.appender.send(batch) {
+            // The appender has ended (shutting down): nothing will be appended.
+            let tokens = refused.into_inner().reply.tokens;
+            self.log_failed(shard, tokens, "the node is shutting down");
+        }
+    }
+
+    /// Cluster mode: the appender could not append these entries (they may still have
+    /// landed): posts are answered `unavailable`, joins from the local store, presence goes
+    /// to the backlog.
+    pub(super) fn log_failed(
+        &self,
+        shard: &mut ShardOf<'_, ChatApp>,
+        tokens: Vec<u64>,
+        cause: &str,
+    ) {
+        let error = super::errors::ChatError::new(
+            super::errors::ErrorCode::Unavailable,
+            format!("the cluster's log is unavailable: {cause}"),
+        );
+        let mut counted = false;
+        for token in tokens {
+            let log = &mut shard.state.log;
+            if let Some((reply_to, ack_id)) = log.posts.remove(&token) {
+                if !counted {
+                    self.count_error(shard.index, "chatMessage", &error);
+                    counted = true;
+                } else {
+                    self.metrics.shard(shard.index).error(error.code.as_str());
+                }
+                super::reply_error(shard, reply_to, ack_id, &error);
+                continue;
+            }
+            if let Some(entry) = log.presence.remove(&token) {
+                log.backlog.push(entry);
+                log.retry_at = Some(shard.now + BACKLOG_RETRY);
+            }
+            if let Some(join) = shard.state.log.joins.remove(&token) {
+                self.answer_join(shard, join);
+            }
+        }
+    }
+
+    /// Cluster mode: entries of rooms homed here, applied to the store, in log order.
+    pub(super) fn log_applied(&self, shard: &mut ShardOf<'_, ChatApp>, entries: Vec<Applied>) {
+        let mut run: Vec<(StoredMessage, Option<(SocketRef, u64)>)> = Vec::new();
+        for entry in entries {
+            match entry {
+                Applied::Message { message, origin } => {
+                    let waiting = origin.and_then(|t| shard.state.log.posts.remove(&t));
+                    let ack = waiting.and_then(|(socket, ack)| ack.map(|a| (socket, a)));
+                    run.push((message, ack));
+                }
+                Applied::Join {
+                    book,
+                    key,
+                    local,
+                    user,
+                    username,
+                    origin,
+                } => {
+                    self.publish(shard, std::mem::take(&mut run));
+                    if let Some(token) = origin {
+                        shard.state.log.presence.remove(&token);
+                    }
+                    if let Presence::Entered(name) =
+                        shard.state.rosters.join(book, key, &user, &username)
+                    {
+                        let event =
+                            vec![super::message::presence(&name, crate::time::now_millis())];
+                        let room = super::message::book_room(book);
+                        match local {
+                            Some(me) => shard.broadcast_except("/", room, "userJoined", event, me),
+                            None => shard.broadcast("/", room, "userJoined", event, None),
+                        }
+                    }
+                    if let Some(join) = origin.and_then(|t| shard.state.log.joins.remove(&t)) {
+                        self.answer_join(shard, join);
+                    }
+                }
+                Applied::Leave {
+                    book,
+                    key,
+                    local,
+                    user,
+                } => {
+                    self.publish(shard, std::mem::take(&mut run));
+                    if let Presence::Left(name) = shard.state.rosters.leave(book, key, &user) {
+                        let event =
+                            vec![super::message::presence(&name, crate::time::now_millis())];
+                        let room = super::message::book_room(book);
+                        match local {
+                            Some(me) => shard.broadcast_except("/", room, "userLeft", event, me),
+                            None => shard.broadcast("/", room, "userLeft", event, None),
+                        }
+                    }
+                }
+            }
+        }
+        self.publish(shard, run);
+    }
+}
+
+/// The applier's [`Apply`] for the chat: store each read, then hand each room's entries to
+/// its home shard, in order. Before the server starts (catching up), it only stores.
+pub struct LogSink {
+    store: Arc<Store>,
+    cluster: Arc<ClusterChat>,
+    injector: Option<Arc<Injector<ChatForward>>>,
+    /// Per partition: presence through here is in the rosters loaded at start (skipped).
+    through: Vec<StreamId>,
+    applied: u64,
+}
+
+impl LogSink {
+    /// A sink for catching up before the shards run: it stores, and delivers nothing.
+    pub fn storing_only(store: Arc<Store>, cluster: Arc<ClusterChat>) -> LogSink {
+        LogSink {
+            store,
+            cluster,
+            injector: None,
+            through: Vec::new(),
+            applied: 0,
+        }
+    }
+
+    /// A sink that stores and then delivers to the home shards; presence entries through
+    /// `through[partition]` are already in the rosters the shards were given.
+    pub fn delivering(
+        store: Arc<Store>,
+        cluster: Arc<ClusterChat>,
+        injector: Arc<Injector<ChatForward>>,
+        through: Vec<StreamId>,
+    ) -> LogSink {
+        LogSink {
+            store,
+            cluster,
+            injector: Some(injector),
+            through,
+            applied: 0,
+        }
+    }
+
+    /// Entries applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+}
+
+impl Apply for LogSink {
+    fn apply(
+        &mut self,
+        entries: Vec<LogEntry>,
+        positions: &[(u32, StreamId)],
+    ) -> Result<(), String> {
+        let mut applied = Vec::with_capacity(entries.len());
+        self.applied += entries.len() as u64;
+        for entry in entries {
+            let presence = !matches!(entry.entry, Entry::Message { .. });
+            let seen = self
+                .through
+                .get(entry.partition as usize)
+                .is_some_and(|&t| entry.id <= t);
+            if presence && seen {
+                continue;
+            }
+            match self.decode(entry) {
+                Ok(Some(item)) => applied.push(item),
+                Ok(None) => {}
+                Err(e) => crate::log_error!("cluster_entry_skipped", cause = e),
+            }
+        }
+        let messages = applied.iter().filter_map(|a| match a {
+            Applied::Message { message, .. } => Some(message),
+            _ => None,
+        });
+        let positions: Vec<(u32, (u64, u64))> = positions
+            .iter()
+            .map(|(p, id)| (*p, (id.ms, id.n)))
+            .collect();
+        self.store
+            .apply_log(messages, &positions)
+            .map_err(|e| e.to_string())?;
+        let Some(injector) = &self.injector else {
+            return Ok(());
+        };
+        let shards = injector.shards();
+        let mut per_home: Vec<Vec<Applied>> = (0..shards).map(|_| Vec::new()).collect();
+        for item in applied {
+            let book = match &item {
+                Applied::Message { message, .. } => message.book_id,
+                Applied::Join { book, .. } | Applied::Leave { book, .. } => *book,
+            };
+            if let Some(list) = per_home.get_mut(home_shard(book, shards)) {
+                list.push(item);
+            }
+        }
+        for (home, list) in per_home.into_iter().enumerate() {
+            if !list.is_empty() {
+                // A shard that has ended is shutting down: nothing more to deliver there.
+                let _ = injector.forward(home, ChatForward::Applied(list));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogSink {
+    /// A log entry as the chat applies it; `Err` for one it cannot read (skipped, logged).
+    fn decode(&self, entry: LogEntry) -> Result<Option<Applied>, String> {
+        let LogEntry {
+            partition,
+            id,
+            entry,
+            ..
+        } = entry;
+        Ok(Some(match entry {
+            Entry::Message {
+                book,
+                seq,
+                body,
+                origin,
+            } => {
+                let mut value = codec::decode(&body)
+                    .ok_or_else(|| format!("message {id} of partition {partition}: bad body"))?;
+                value.created_ms = id.ms;
+                value.id = log_message_id(partition, id);
+                Applied::Message {
+                    message: StoredMessage {
+                        book_id: book,
+                        seq,
+                        value,
+                    },
+                    origin: self.cluster.own_token(&origin),
+                }
+            }
+            Entry::Join {
+                book,
+                user,
+                username,
+                conn,
+                origin,
+            } => {
+                let (key, local) = self
+                    .cluster
+                    .parse_conn(&conn)
+                    .ok_or_else(|| format!("join {id}: bad connection name"))?;
+                Applied::Join {
+                    book,
+                    key,
+                    local,
+                    user,
+                    username,
+                    origin: self.cluster.own_token(&origin),
+                }
+            }
+            Entry::Leave {
+                book, user, conn, ..
+            } => {
+                let (key, local) = self
+                    .cluster
+                    .parse_conn(&conn)
+                    .ok_or_else(|| format!("leave {id}: bad connection name"))?;
+                Applied::Leave {
+                    book,
+                    key,
+                    local,
+                    user,
+                }
+            }
+        }))
+    }
+}
+
+/// A message's `_id` from its place in the log: 6 bytes of the stream id's milliseconds,
+/// [`CLUSTER_ID_BYTE`], 2 bytes of partition, 3 bytes of the stream id's counter. Every node
+/// makes the same, and within a room (one partition, whose ids only grow) they grow with
+/// the sequence.
+pub fn log_message_id(partition: u32, id: StreamId) -> MessageId {
+    let mut out = [0u8; 12];
+    out[..6].copy_from_slice(&id.ms.to_be_bytes()[2..]);
+    out[6] = CLUSTER_ID_BYTE;
+    out[7..9].copy_from_slice(&(partition as u16).to_be_bytes());
+    out[9..].copy_from_slice(&(id.n.min(0x00FF_FFFF) as u32).to_be_bytes()[1..]);
+    MessageId(out)
+}
+
+/// The appender's answer for one batch: failures go back to the batch's home shard.
+pub fn answer_batch(
+    injector: &Injector<ChatForward>,
+    reply: Reply,
+    result: Result<Vec<Appended>, ClusterError>,
+) {
+    if let Err(error) = result {
+        let _ = injector.forward(
+            reply.shard,
+            ChatForward::LogFailed {
+                tokens: reply.tokens,
+                cause: error.to_string(),
+            },
+        );
+    }
+}
+
+/// Rosters loaded at start from Redis, for the home shard of each room.
+pub fn roster_forwards(
+    cluster: &ClusterChat,
+    members: Vec<crate::cluster::RosterEntry>,
+    shards: usize,
+) -> Vec<(usize, ChatForward)> {
+    let mut per_home: Vec<Vec<(BookId, ConnKey, String, String)>> =
+        (0..shards).map(|_| Vec::new()).collect();
+    for member in members {
+        let Some((key, _)) = cluster.parse_conn(&member.conn) else {
+            crate::log_warn!("cluster_roster_entry_skipped", conn = member.conn);
+            continue;
+        };
+        if let Some(list) = per_home.get_mut(home_shard(member.book, shards)) {
+            list.push((member.book, key, member.user, member.username));
+        }
+    }
+    per_home
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(home, list)| (home, ChatForward::Rosters(list)))
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Starting and stopping a cluster node (`--cluster-redis`): before the server accepts
+//! clients, the node reaches Redis, catches up from its applied positions and loads the
+//! rooms' rosters; once the shards run, it starts the appender, the applier and the keeper
+//! (`cluster::node`) wired to them.
+//!
+//! Owns the order of those steps and nothing else: what an entry does is `chat::cluster`'s,
+//! how Redis is used is `cluster`'s. Never lets a node serve clients while it is behind the
+//! log's retention (it refuses to start, telling the operator to seed it from a backup).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::cluster::{answer_batch, roster_forwards, ClusterChat, LogSink, Reply};
+use super::ChatForward;
+use crate::cluster::node::{self, Batch, Status};
+use crate::cluster::{Link, RosterEntry, Settings, StreamId};
+use crate::config::ClusterSettings;
+use crate::server::Injector;
+use crate::store::Store;
+
+/// A node that has caught up and is ready for its shards to start.
+pub struct Prepared {
+    pub chat: Arc<ClusterChat>,
+    pub status: Arc<Status>,
+    link: Settings,
+    positions: Vec<StreamId>,
+    /// Per partition, the position through which the loaded rosters hold presence.
+    through: Vec<StreamId>,
+    members: Vec<RosterEntry>,
+    inbox: Receiver<Batch<Reply>>,
+    ttl: Duration,
+    retention: Duration,
+}
+
+/// The node's running threads.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    keeper_wake: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    link: Settings,
+    node: String,
+}
+
+/// Reach Redis, check the partition count, catch the store up with the log and load the
+/// rosters. `crashed`: the node's previous run kept no sessions (it did not stop
+/// gracefully), so the places its readers had are given up now. Errors are for the
+/// operator (the node does not start).
+pub fn prepare(
+    settings: &ClusterSettings,
+    data_dir: &std::path::Path,
+    store: &Arc<Store>,
+    crashed: bool,
+) -> Result<Prepared, String> {
+    let node_id = node::node_id(data_dir)
+        .map_err(|e| format!("cluster: the node id file in {}: {e}", data_dir.display()))?;
+    let link_settings = Settings {
+        url: settings.redis_url.clone(),
+        partitions: settings.partitions,
+        connect_timeout: settings.timeout,
+        io_timeout: settings.timeout,
+        min_replicas: settings.min_replicas,
+    };
+    let mut link = Link::connect(link_settings.clone()).map_err(|e| e.to_string())?;
+    if crashed {
+        // Readers of this node's previous run are gone: they leave their rooms now, once.
+        let leaves = link.reap(&node_id).map_err(|e| e.to_string())?;
+        if leaves > 0 {
+            crate::log_info!("cluster_node_reaped", node = node_id, leaves = leaves);
+        }
+    }
+    let positions: Vec<StreamId> = store
+        .applied_positions(settings.partitions)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(ms, n)| StreamId { ms, n })
+        .collect();
+    let (appender, inbox) = crossbeam_channel::unbounded();
+    let chat = Arc::new(ClusterChat::new(
+        node_id.clone(),
+        appender,
+        settings.timeout * 2,
+    ));
+    let started = std::time::Instant::now();
+    let mut sink = LogSink::storing_only(Arc::clone(store), Arc::clone(&chat));
+    let positions = node::catch_up(&mut link, positions, &mut sink).map_err(|e| e.to_string())?;
+    let mut through = Vec::with_capacity(positions.len());
+    let mut members = Vec::new();
+    for partition in 0..settings.partitions {
+        let snapshot = link.snapshot(partition).map_err(|e| e.to_string())?;
+        through.push(snapshot.through);
+        members.extend(snapshot.members);
+    }
+    crate::log_info!(
+        "cluster_caught_up",
+        node = node_id,
+        applied = sink.applied(),
+        readers = members.len(),
+        ms = started.elapsed().as_millis()
+    );
+    let status = Arc::new(Status::new(node_id, &positions));
+    Ok(Prepared {
+        chat,
+        status,
+        link: link_settings,
+        positions,
+        through,
+        members,
+        inbox,
+        ttl: settings.node_ttl,
+        retention: settings.retention,
+    })
+}
+
+impl Prepared {
+    /// The shards run: give them the rosters, then start the node's threads.
+    pub fn start(
+        self,
+        store: Arc<Store>,
+        injector: Injector<ChatForward>,
+    ) -> std::io::Result<Running> {
+        let shards = injector.shards();
+        for (home, rosters) in roster_forwards(&self.chat, self.members, shards) {
+            let _ = injector.forward(home, rosters);
+        }
+        let injector = Arc::new(injector);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let answers = Arc::clone(&injector);
+        threads.push(node::spawn_appender(
+            self.link.clone(),
+            self.inbox,
+            Arc::clone(&self.status),
+            move |reply, result| answer_batch(&answers, reply, result),
+        )?);
+        let sink = LogSink::delivering(store, Arc::clone(&self.chat), injector, self.through);
+        threads.push(node::spawn_applier(
+            self.link.clone(),
+            self.positions,
+            Arc::clone(&self.status),
+            sink,
+            Arc::clone(&stop),
+            |error| {
+                crate::log_error!("cluster_behind_retention", cause = error);
+                eprintln!("readrealm-chat: {error}");
+                std::process::exit(1);
+            },
+        )?);
+        let (keeper_wake, wake) = crossbeam_channel::bounded(1);
+        threads.push(node::spawn_keeper(
+            self.link.clone(),
+            Arc::clone(&self.status),
+            self.ttl,
+            self.retention,
+            Arc::clone(&stop),
+            wake,
+        )?);
+        Ok(Running {
+            stop,
+            keeper_wake: Some(keeper_wake),
+            threads,
+            link: self.link,
+            node: self.chat.node.clone(),
+        })
+    }
+}
+
+impl Running {
+    /// Stop the applier and the keeper (the shards have stopped). With `keep_for` (the
+    /// recovery window, after a graceful shutdown that kept its readers), the node's liveness
+    /// key is set to last that long, so the others do not see its readers leave while it
+    /// restarts.
+    pub fn stop(mut self, keep_for: Option<Duration>) {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.keeper_wake.take());
+        for thread in self.threads.drain(..) {
+            // The appender ends when its last sender (the chat's) is dropped; not waited for.
+            if thread.thread().name() != Some("cluster-append") {
+                let _ = thread.join();
+            }
+        }
+        if let Some(window) = keep_for {
+            match Link::connect(self.link.clone()).and_then(|mut l| l.heartbeat(&self.node, window))
+            {
+                Ok(()) => crate::log_info!(
+                    "cluster_node_kept",
+                    node = self.node,
+                    ms = window.as_millis()
+                ),
+                Err(e) => crate::log_warn!("cluster_node_keep_failed", cause = e),
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! A cluster node's own threads, between the shards and Redis: the appender, the applier and
+//! the keeper.
+//!
+//! - The **appender** takes what the home shards send at the end of their turns
+//!   ([`Batch`]), drains everything queued, and appends it all in one round trip
+//!   ([`Link::append`]); each batch's answer goes back through the caller's `answer`.
+//! - The **applier** reads the whole log from this node's applied positions, in order, and
+//!   hands each read to the caller's [`Apply`] (which stores it, positions in the same write,
+//!   and then delivers it to the shards). A failed apply is read and applied again: applying
+//!   is idempotent.
+//! - The **keeper** refreshes this node's liveness key, appends the departures of the readers
+//!   of nodes whose key expired (idempotent in Redis, so racing survivors need no lock), and
+//!   trims the log to the retention.
+//!
+//! Owns these threads and the [`Status`] they report (`/health`, `/metrics`). Never runs on a
+//! shard thread and never makes a shard wait on Redis; never retries an append (an append
+//! whose outcome is unknown is answered as failed by the caller, and is applied if it landed).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::{Append, Appended, ClusterError, Link, LogEntry, Settings, StreamId};
+
+/// Most log entries read from Redis per partition and call.
+pub const READ_COUNT: usize = 1000;
+/// Longest a blocking read of the log waits for new entries before reading again.
+const TAIL_BLOCK: Duration = Duration::from_millis(200);
+/// Most batches (home shard turns) drained into one append round trip.
+const MAX_BATCHES: usize = 256;
+/// Pause after a failed call to Redis before the next (the applier and the keeper).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// How often the keeper looks for expired nodes.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How often, at most, the keeper trims the log to the retention (a quarter of the
+/// retention when that is shorter).
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// One home shard's turn of entries for the log, and whatever its answer needs (`R`).
+pub struct Batch<R> {
+    pub entries: Vec<Append>,
+    pub reply: R,
+}
+
+/// What the applier does with each read: store it (with `positions`, each partition's newest
+/// entry of the read, in the same write) and then deliver it. An error is logged and the same
+/// read is applied again after a pause.
+pub trait Apply: Send + 'static {
+    fn apply(
+        &mut self,
+        entries: Vec<LogEntry>,
+        positions: &[(u32, StreamId)],
+    ) -> Result<(), String>;
+}
+
+/// The cluster link's state, for `/health` and `/metrics`; shared by the threads.
+#[derive(Debug)]
+pub struct Status {
+    /// This node's id (its data directory's).
+    pub node: String,
+    up: AtomicBool,
+    appended: AtomicU64,
+    applied: AtomicU64,
+    append_failures: AtomicU64,
+    reaped: AtomicU64,
+    /// Per partition: the applied position and the newest id Redis holds (from the keeper).
+    positions: Mutex<Vec<(StreamId, StreamId)>>,
+}
+
+impl Status {
+    pub fn new(node: String, applied: &[StreamId]) -> Status {
+        Status {
+            node,
+            up: AtomicBool::new(false),
+            appended: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            append_failures: AtomicU64::new(0),
+            reaped: AtomicU64::new(0),
+            positions: Mutex::new(applied.iter().map(|&p| (p, p)).collect()),
+        }
+    }
+
+    /// Whether the last call to Redis, by any of the threads, succeeded.
+    pub fn link_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                crate::log_info!("cluster_link_up", node = self.node);
+            } else {
+                crate::log_warn!("cluster_link_down", node = self.node);
+            }
+        }
+    }
+
+    /// Entries appended by this node, entries applied, appends failed (each answered
+    /// `unavailable`), departures appended for dead nodes.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.appended.load(Ordering::Relaxed),
+            self.applied.load(Ordering::Relaxed),
+            self.append_failures.load(Ordering::Relaxed),
+            self.reaped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Per partition: whether this node has applied everything Redis held at the keeper's
+    /// last look (`lagging` = the partition's newest id is past the applied position).
+    pub fn lag(&self) -> Vec<(StreamId, StreamId)> {
+        self.positions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn record_applied(&self, positions: &[(u32, StreamId)], entries: u64) {
+        self.applied.fetch_add(entries, Ordering::Relaxed);
+        if let Ok(mut all) = self.positions.lock() {
+            for &(p, id) in positions {
+                if let Some(slot) = all.get_mut(p as usize) {
+                    slot.0 = id;
+                    slot.1 = slot.1.max(id);
+                }
+            }
+        }
+    }
+
+    fn record_newest(&self, newest: &[StreamId]) {
+        if let Ok(mut all) = self.positions.lock() {
+            for (slot, &id) in all.iter_mut().zip(newest) {
+                slot.1 = slot.1.max(id);
+            }
+        }
+    }
+}
+
+/// Start the appender: each drained set of batches is appended in one round trip and each
+/// batch answered with its entries' places (in its order) or the error.
+pub fn spawn_appender<R: Send + 'static>(
+    settings: Settings,
+    inbox: Receiver<Batch<R>>,
+    status: Arc<Status>,
+    mut answer: impl FnMut(R, Result<Vec<Appended>, ClusterError>) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cluster-append".into())
+        .spawn(move || {
+            let mut link = match Link::lazy(settings) {
+                Ok(link) => link,
+                Err(e) => {
+                    crate::log_error!("cluster_append_failed", cause = e);
+                    return;
+                }
+            };
+            while let Ok(first) = inbox.recv() {
+                let mut batches = vec![first];
+                while batches.len() < MAX_BATCHES {
+                    match inbox.try_recv() {
+                        Ok(batch) => batches.push(batch),
+                        Err(_) => break,
+                    }
+                }
+                let mut entries = Vec::new();
+                let mut replies = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    replies.push((batch.reply, batch.entries.len()));
+                    entries.extend(batch.entries);
+                }
+                let result = link.append(&entries);
+                status.set_up(!matches!(result, Err(ClusterError::Connection(_))));
+                match result {
+                    Ok(places) => {
+                        status
+                            .appended
+                            .fetch_add(places.len() as u64, Ordering::Relaxed);
+                        let mut places = places.into_iter();
+                        for (reply, n) in replies {
+                            answer(reply, Ok(places.by_ref().take(n).collect()));
+                        }
+                    }
+                    Err(e) => {
+                        status
+                            .append_failures
+                            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                        crate::log_warn!(
+                            "cluster_append_failed",
+                            entries = entries.len(),
+                            cause = e
+                        );
+                        for (reply, _) in replies {
+                            answer(reply, Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        })
+}
+
+/// Read every partition from `positions` until nothing is left, applying each read; for a
+/// node's start, before it accepts clients. Returns the positions reached.
+pub fn catch_up(
+    link: &mut Link,
+    mut positions: Vec<StreamId>,
+    apply: &mut impl Apply,
+) -> Result<Vec<StreamId>, ClusterError> {
+    loop {
+        let from: Vec<(u32, StreamId)> = positions
+            .iter()
+            .enumerate()
+            .map(|(p, &id)| (p as u32, id))
+            .collect();
+        let entries = link.read(&from, READ_COUNT)?;
+        if entries.is_empty() {
+            return Ok(positions);
+        }
+        let reached = newest_per_partition(&entries);
+        apply
+            .apply(entries, &reached)
+            .map_err(ClusterError::Redis)?;
+        for (p, id) in reached {
+            if let Some(slot) = positions.get_mut(p as usize) {
+                *slot = id;
+            }
+        }
+    }
+}
+
+/// Each partition's newest entry in `entries`.
+fn newest_per_partition(entries: &[LogEntry]) -> Vec<(u32, StreamId)> {
+    let mut out: Vec<(u32, StreamId)> = Vec::new();
+    for entry in entries {
+        match out.iter_mut().find(|(p, _)| *p == entry.partition) {
+            Some(slot) => slot.1 = slot.1.max(entry.id),
+            None => out.push((entry.partition, entry.id)),
+        }
+    }
+    out
+}
+
+/// Start the applier from `positions` (index = partition). `behind` is called once if the
+/// log was trimmed past a position (this node cannot go on: it must be seeded again); the
+/// thread then ends.
+pub fn spawn_applier(
+    settings: Settings,
+    mut positions: Vec<StreamId>,
+    status: Arc<Status>,
+    mut apply: impl Apply,
+    stop: Arc<AtomicBool>,
+    behind: impl FnOnce(ClusterError) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cluster-apply".into())
+        .spawn(move || {
+            let mut link = match Link::lazy(settings) {
+                Ok(link) => link,
+                Err(e) => {
+                    crate::log_error!("cluster_apply_failed", cause = e);
+                    return;
+                }
+            };
+            let mut failing_since: Option<Instant> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let from: Vec<(u32, StreamId)> = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &id)| (p as u32, id))
+                    .collect();
+                let entries = match link.tail(&from, READ_COUNT, TAIL_BLOCK) {
+                    Ok(entries) => {
+                        status.set_up(true);
+                        failing_since = None;
+                        entries
+                    }
+                    Err(e @ ClusterError::BehindRetention { .. }) => {
+                        behind(e);
+                        return;
+                    }
+                    Err(e) => {
+                        status.set_up(false);
+                        if failing_since.is_none() {
+                            failing_since = Some(Instant::now());
+                            crate::log_warn!("cluster_read_failed", cause = e);
+                        }
+                        std::thread::sleep(RETRY_PAUSE);
+                        continue;
+                    }
+                };
+                if entries.is_empty() {
+                    continue;
+                }
+                let reached = newest_per_partition(&entries);
+                let count = entries.len() as u64;
+                // Applied again until it succeeds: nothing of the log is ever skipped.
+                let mut entries = Some(entries);
+                while let Some(batch) = entries.take() {
+                    match apply.apply(batch.clone(), &reached) {
+                        Ok(()) => {}
+                        Err(e) => {
+                            crate::log_error!("cluster_apply_failed", cause = e);
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            std::thread::sleep(RETRY_PAUSE);
+                            entries = Some(batch);
+                        }
+                    }
+                }
+                status.record_applied(&reached, count);
+                for (p, id) in reached {
+                    if let Some(slot) = positions.get_mut(p as usize) {
+                        *slot = id;
+                    }
+                }
+            }
+        })
+}
+
+/// Start the keeper for node `node`: its liveness key every `ttl / 3`, expired nodes' readers
+/// reaped every second, the log trimmed to `retention` every minute (or quarter retention),
+/// Redis's newest ids read
+/// for the lag. Ends when `stop` is set (checked at least every `ttl / 3`).
+pub fn spawn_keeper(
+    settings: Settings,
+    status: Arc<Status>,
+    ttl: Duration,
+    retention: Duration,
+    stop: Arc<AtomicBool>,
+    wake: Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cluster-keep".into())
+        .spawn(move || {
+            let mut link = match Link::lazy(settings) {
+                Ok(link) => link,
+                Err(e) => {
+                    crate::log_error!("cluster_keeper_failed", cause = e);
+                    return;
+                }
+            };
+            let beat = (ttl / 3).max(Duration::from_millis(100));
+            let mut next_reap = Instant::now();
+            let mut next_trim = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let result = keep(
+                    &mut link,
+                    &status,
+                    ttl,
+                    retention,
+                    &mut next_reap,
+                    &mut next_trim,
+                );
+                status.set_up(result.is_ok());
+                if let Err(e) = result {
+                    crate::log_debug!("cluster_keeper_call_failed", cause = e);
+                }
+                match wake.recv_timeout(beat) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+}
+
+fn keep(
+    link: &mut Link,
+    status: &Status,
+    ttl: Duration,
+    retention: Duration,
+    next_reap: &mut Instant,
+    next_trim: &mut Instant,
+) -> Result<(), ClusterError> {
+    link.heartbeat(&status.node, ttl)?;
+    let now = Instant::now();
+    if now >= *next_reap {
+        *next_reap = now + REAP_EVERY;
+        for node in link.expired_nodes()? {
+            if node == status.node {
+                continue;
+            }
+            let leaves = link.reap(&node)?;
+            status.reaped.fetch_add(leaves, Ordering::Relaxed);
+            crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
+        }
+        status.record_newest(&link.last_ids()?);
+    }
+    if now >= *next_trim {
+        *next_trim = now + TRIM_EVERY.min(retention / 4);
+        let now_ms = link.redis_time_ms()?;
+        let trimmed = link.trim(now_ms, retention)?;
+        if trimmed > 0 {
+            crate::log_info!("cluster_log_trimmed", entries = trimmed);
+        }
+    }
+    Ok(())
+}
+
+/// The file in the data directory that names its node (not in the store itself, so a data
+/// directory seeded from another node's backup gets a name of its own).
+pub const NODE_ID_FILE: &str = "CLUSTER_NODE_ID";
+
+/// This data directory's node id: made (16 random hex digits) at its first cluster start and
+/// kept in [`NODE_ID_FILE`], so a restarted node is the same node to the others.
+pub fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() && !text.contains('/') => {
+            return Ok(text.trim().to_owned())
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let id = format!("{:016x}", u64::from_le_bytes(seed));
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
+}
+
+/// `/health` gains `"cluster": {"node", "link": "up"|"down", "max_lag_ms",
+/// "lagging_partitions"}`; `/metrics` the `readrealm_cluster_*` families (docs/OPERATIONS.md).
+/// A partition's lag is the time between its newest entry in Redis (at the keeper's last
+/// look, every second) and the newest this node applied: 0 when caught up.
+impl crate::metrics::Section for Status {
+    fn health(&self) -> (&'static str, serde_json::Value) {
+        let lags: Vec<u64> = self
+            .lag()
+            .iter()
+            .map(|(a, n)| n.ms.saturating_sub(a.ms).max(u64::from(n > a)))
+            .collect();
+        (
+            "cluster",
+            serde_json::json!({
+                "node": self.node,
+                "link": if self.link_up() { "up" } else { "down" },
+                "max_lag_ms": lags.iter().copied().max().unwrap_or(0),
+                "lagging_partitions": lags.iter().filter(|&&l| l > 0).count(),
+            }),
+        )
+    }
+
+    fn metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let (appended, applied, failed, reaped) = self.counts();
+        let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        family(
+            "readrealm_cluster_link_up",
+            "gauge",
+            "1 when the node's last call to Redis succeeded, else 0.",
+            u64::from(self.link_up()),
+        );
+        family(
+            "readrealm_cluster_appended_total",
+            "counter",
+            "Log entries this node appended (messages and presence).",
+            appended,
+        );
+        family(
+            "readrealm_cluster_applied_total",
+            "counter",
+            "Log entries this node applied to its store, from every node.",
+            applied,
+        );
+        family(
+            "readrealm_cluster_append_failed_total",
+            "counter",
+            "Log entries whose append failed (posts answered unavailable).",
+            failed,
+        );
+        family(
+            "readrealm_cluster_reaped_total",
+            "counter",
+            "Departures this node appended for the readers of dead nodes.",
+            reaped,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP readrealm_cluster_lag_seconds Per partition: how far this node's applied \
+             position is behind the newest entry in Redis.\n\
+             # TYPE readrealm_cluster_lag_seconds gauge"
+        );
+        for (p, (applied, newest)) in self.lag().iter().enumerate() {
+            let lag = newest.ms.saturating_sub(applied.ms) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "readrealm_cluster_lag_seconds{{partition=\"{p}\"}} {lag}"
+            );
+        }
+    }
+}
