@@ -440,6 +440,11 @@ describe("cluster: a node killed (SIGKILL) while writers on the other two post",
         seenLeaving: s.observers.map((o) => leftCount(o.socket, m.user.username)),
       }));
       t.diagnostic(`movers after reconnecting: ${JSON.stringify(outcomes)}`);
+      for (const [i, node] of cluster.nodes.slice(0, 2).entries()) {
+        const metrics = await (await fetch(`${node.url}/metrics`)).text();
+        const lines = metrics.split("\n").filter((l) => l.startsWith("readrealm_recoveries_total"));
+        t.diagnostic(`survivor node ${i}: ${lines.join(", ")}`);
+      }
       for (const m of s.movers) {
         const where = `${m.socket.config.key} reader moved to node ${m.survivor}`;
         assert.equal(m.socket.recovered, true, `${where}: socket.recovered`);
