@@ -58,8 +58,9 @@ function ping(port, ms = 500) {
 /**
  * Starts `redis-server` on a free loopback port with `--appendonly yes --appendfsync always
  * --save ''` in a fresh temporary directory (log in `redis.log` there), and resolves once it
- * answers PING (10 s at most). Returns `{ port, url, dir, pid, log(), kill9(), restart(), stop() }`:
- * `kill9` is a crash (SIGKILL, nothing flushed beyond what `appendfsync always` already did);
+ * answers PING (10 s at most). Returns `{ port, url, dir, pid, log(), kill9(), pause(), resume(),
+ * restart(), stop() }`: `kill9` is a crash (SIGKILL, nothing flushed beyond what `appendfsync
+ * always` already did); `pause`/`resume` are SIGSTOP/SIGCONT;
  * `restart` starts it again on the same port from the same directory (its AOF); `stop` kills it
  * and removes the directory.
  */
@@ -114,6 +115,10 @@ export async function startRedis() {
     await withTimeout(redis.exit, 5000, "redis-server to exit after SIGKILL");
     redis.proc = null;
   };
+  /** SIGSTOP: Redis holds its connections open and answers nothing (a hung server). */
+  redis.pause = () => redis.proc?.kill("SIGSTOP");
+  /** SIGCONT after `pause`: it goes on with whatever its clients sent meanwhile. */
+  redis.resume = () => redis.proc?.kill("SIGCONT");
   redis.restart = async () => {
     await redis.kill9();
     await spawnIt();

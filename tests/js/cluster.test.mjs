@@ -497,123 +497,206 @@ describe("cluster: a node killed (SIGKILL) while writers on the other two post",
     }));
 });
 
-describe("cluster: Redis killed (SIGKILL) and restarted from its AOF", SUITE, () => {
+describe("cluster: Redis down", SUITE, () => {
+  // Short liveness keys: an outage longer than them must not make the nodes see each other's
+  // readers leave when Redis is back.
+  const NODE_TTL = 1500;
+  const OUTAGE_MS = 3 * NODE_TTL;
+  /** The bound asserted on an `unavailable` answer (2 × the default --cluster-timeout, 1 s, and slack). */
+  const BOUND_MS = 5000;
   let cluster;
   let fresh;
   before(async () => {
-    cluster = await startCluster(3, FLAGS);
+    cluster = await startCluster(3, { ...FLAGS, clusterNodeTtl: NODE_TTL });
   });
   after(async () => {
+    for (const c of r.clients ?? []) c.closeAll();
     await fresh?.stop();
     await cluster?.stop();
   });
 
-  test("no post is acknowledged while Redis is down (unavailable within 5 s); history is served; after Redis restarts every message acknowledged before is in the log and posting works again, no node restarted", { timeout: 90_000 }, (t) =>
+  /** Posts `content` from `m` and resolves with `{ ack, took }`, waiting up to BOUND_MS + 5 s. */
+  async function timedPost(m, book, content) {
+    const sent = Date.now();
+    try {
+      const ack = await m.socket.timeout(BOUND_MS + 5000).emitWithAck("chatMessage", { bookId: book, ...m.user, content });
+      return { ack, took: Date.now() - sent };
+    } catch (e) {
+      assert.fail(`node ${m.node} (${m.socket.config.key}): no answer to "${content}" within ${BOUND_MS + 5000} ms (${e.message})`);
+    }
+  }
+
+  /** Three members of a new room, one per node, each transport once; they have posted `n` rounds. */
+  async function room(clients, n, tag) {
+    const book = newBook();
+    const members = [];
+    for (const [i] of cluster.nodes.entries()) members.push({ node: i, socket: await clients[i].connect(CONFIGS[i]), user: newUser(`${tag}${i}`) });
+    for (const m of members) await mustJoin(m.socket, book, m.user);
+    await members[0].socket.rec.waitCount("userJoined", 2);
+    const sent = [];
+    for (let r = 0; r < n; r++) for (const [i, m] of members.entries()) sent.push(await mustPost(m.socket, book, m.user, `before-${i}-${r}`));
+    for (const m of members) await m.socket.rec.waitCount("newMessage", sent.length);
+    return { book, members, sent: [...sent].sort(byIdAsc) };
+  }
+
+  /** What the first test saw, for the ones after it. */
+  const r = {};
+
+  test("killed (SIGKILL): no post is acknowledged while it is down (each answered unavailable within 5 s); loadHistory and joins are served; /health says the link is down", T, (t) =>
     withLogs(() => cluster, async () => {
-      const book = newBook();
+      r.clients = cluster.nodes.map((node) => new ChatClients(node.url));
+      const { book, members, sent: beforeOrder } = await room(r.clients, 3, "m");
+      Object.assign(r, { book, members, beforeOrder });
+
+      await cluster.redis.kill9();
+      r.downAt = Date.now();
+      // Posts on every node at once, right after the kill and again once the outage has
+      // lasted past the nodes' liveness keys: each answered unavailable within the bound.
+      const times = [];
+      for (const round of [0, 1]) {
+        if (round === 1) await sleep(Math.max(0, r.downAt + OUTAGE_MS - Date.now()));
+        await Promise.all(
+          members.map(async (m, i) => {
+            const { ack, took } = await timedPost(m, book, `while-down-${round}-${i}`);
+            times.push(took);
+            assertError(assert, ack, "unavailable", null, `node ${i} round ${round}`);
+            assert.ok(took <= BOUND_MS, `node ${i} round ${round}: unavailable after ${took} ms (bound ${BOUND_MS} ms)`);
+          }),
+        );
+      }
+      t.diagnostic(`posts while Redis is down answered unavailable in ${times.join(", ")} ms`);
+
+      // History goes on: loadHistory, and a new join on every node.
+      for (const m of members) {
+        assert.deepEqual(ids(await fullHistory(m.socket, book)), ids(beforeOrder), `node ${m.node}: loadHistory while Redis is down`);
+      }
+      for (const [i] of cluster.nodes.entries()) {
+        const late = await r.clients[i].connect(CONFIGS[(i + 1) % 3]);
+        const { previous } = await mustJoin(late, book, newUser(`join-while-down-${i}`));
+        assert.deepEqual(ids(previous), ids(beforeOrder).reverse(), `node ${i}: a join while Redis is down gets the history`);
+        late.disconnect();
+      }
+      for (const [i, node] of cluster.nodes.entries()) {
+        assert.equal((await health(node)).cluster?.link, "down", `node ${i} /health while Redis is down`);
+      }
+    }));
+
+  test("restarted from its AOF on the same port: posting works again on every node with none restarted; nothing refused is delivered; every message acknowledged before is in the log (a fresh node catches up from it)", T, (t) =>
+    withLogs(() => cluster, async () => {
+      assert.ok(r.downAt, "the outage above happened");
+      const { book, members, beforeOrder } = r;
+      await cluster.redis.restart();
+      const upAt = Date.now();
+      t.diagnostic(`Redis was down for ${upAt - r.downAt} ms`);
+      // Posting works again on every node, with no node restarted: bounded wait.
+      const after = [];
+      await Promise.all(
+        members.map(async (m, i) => {
+          for (let attempt = 0; ; attempt++) {
+            const content = `after-${i}-${attempt}`;
+            const { ack } = await timedPost(m, book, content);
+            if (ack?.ok) {
+              assertMessage(assert, ack.message, { bookId: book, content });
+              after.push(ack.message);
+              return;
+            }
+            assertError(assert, ack, "unavailable", null, `node ${i} after Redis came back, attempt ${attempt}`);
+            assert.ok(Date.now() - upAt < 20_000, `node ${i}: still unavailable ${Date.now() - upAt} ms after Redis came back`);
+            await sleep(200);
+          }
+        }),
+      );
+      r.upAt = upAt;
+      t.diagnostic(`every node posted again ${Date.now() - upAt} ms after Redis restarted`);
+      for (const [i, node] of cluster.nodes.entries()) assert.equal(node.exited, false, `node ${i} still runs (not restarted)`);
+      const all = [...beforeOrder, ...[...after].sort(byIdAsc)];
+      assert.ok(after.every((m) => m._id > beforeOrder.at(-1)._id), "messages after the outage sort after those before");
+      for (const m of members) {
+        await m.socket.rec.waitCount("newMessage", all.length);
+        await sleep(GRACE_MS);
+        assert.deepEqual(ids(m.socket.rec.of("newMessage")), ids(all), `node ${m.node}: nothing refused was delivered; the messages after the outage arrived`);
+      }
+      for (const [i, node] of cluster.nodes.entries()) assert.equal((await health(node)).cluster?.link, "up", `node ${i} /health after Redis came back`);
+
+      // The log itself kept everything acknowledged before the kill: a node on a fresh data
+      // directory catches up from Redis alone.
+      const dir = await makeDataDir();
+      cluster.dirs.push(dir);
+      fresh = await startNode(cluster.redis, dir, { ...FLAGS, clusterNodeTtl: NODE_TTL });
+      const c4 = new ChatClients(fresh.url);
+      r.clients.push(c4);
+      const reader = await c4.connect(CONFIGS[1]);
+      await mustJoin(reader, book, newUser("fresh-node"));
+      const history = await fullHistory(reader, book);
+      assert.deepEqual(ids(history), ids(all), "a fresh node's history from the log: every message acknowledged before and after the outage, none refused");
+      assert.ok(!history.some((m) => m.content.startsWith("while-down-")), "no refused post is in the log");
+    }));
+
+  test("after an outage longer than --cluster-node-ttl, readers still connected are not seen leaving and stay in every node's roomMembers", T, (t) =>
+    withLogs(() => cluster, async () => {
+      assert.ok(r.upAt, "Redis came back above");
+      const { book, members } = r;
+      // Past a few reaping rounds (every second) with Redis back.
+      await sleep(Math.max(0, r.upAt + 3000 - Date.now()));
+      const seen = [];
+      for (const m of members) {
+        const listed = (await mustAskMembers(m.socket, book)).members.map((x) => x.username);
+        seen.push({ node: m.node, userJoined: m.socket.rec.of("userJoined").map((e) => e.username), userLeft: m.socket.rec.of("userLeft").map((e) => e.username), roomMembers: listed });
+      }
+      t.diagnostic(`after the outage: ${JSON.stringify(seen)}`);
+      for (const [k, m] of members.entries()) {
+        for (const other of members) {
+          assert.equal(leftCount(m.socket, other.user.username), 0, `node ${m.node}: ${other.user.username} (still connected) was not seen leaving`);
+          assert.ok(seen[k].roomMembers.includes(other.user.username), `node ${m.node}: roomMembers still lists ${other.user.username}: ${JSON.stringify(seen[k].roomMembers)}`);
+        }
+      }
+    }));
+
+  // Redis hung (SIGSTOP), not gone: the node's calls time out instead of being refused. A post
+  // answered `unavailable` means "nothing was stored or broadcast" (docs/API.md, Errors).
+  test("not answering (SIGSTOP): a post answers unavailable within 5 s; after SIGCONT that post is in no history and was never delivered; posting works again", { timeout: 60_000 }, (t) =>
+    withLogs(() => cluster, async () => {
       const clients = cluster.nodes.map((node) => new ChatClients(node.url));
       try {
-        const members = [];
-        for (const [i] of cluster.nodes.entries()) {
-          members.push({ node: i, socket: await clients[i].connect(CONFIGS[i]), user: newUser(`m${i}`) });
+        const { book, members, sent } = await room(clients, 1, "s");
+        cluster.redis.pause();
+        let resumed = false;
+        try {
+          const answers = await Promise.all(members.map((m, i) => timedPost(m, book, `while-stopped-${i}`)));
+          t.diagnostic(`posts while Redis is stopped answered in ${answers.map((a) => a.took).join(", ")} ms: ${JSON.stringify(answers.map((a) => a.ack?.error?.code ?? a.ack?.ok))}`);
+          for (const [i, { ack, took }] of answers.entries()) {
+            assertError(assert, ack, "unavailable", null, `node ${i}`);
+            assert.ok(took <= BOUND_MS, `node ${i}: unavailable after ${took} ms (bound ${BOUND_MS} ms)`);
+          }
+          cluster.redis.resume();
+          resumed = true;
+        } finally {
+          if (!resumed) cluster.redis.resume();
         }
-        for (const m of members) await mustJoin(m.socket, book, m.user);
-        await members[0].socket.rec.waitCount("userJoined", 2);
-        const before = [];
-        for (let n = 0; n < 3; n++) for (const [i, m] of members.entries()) before.push(await mustPost(m.socket, book, m.user, `before-${i}-${n}`));
-        const beforeOrder = [...before].sort(byIdAsc);
-        for (const m of members) await m.socket.rec.waitCount("newMessage", before.length);
-
-        await cluster.redis.kill9();
-        const downAt = Date.now();
-        // Two rounds of posts on every node: each answered unavailable, within the bound.
-        const BOUND_MS = 5000;
-        const times = [];
-        for (let round = 0; round < 2; round++) {
-          await Promise.all(
-            members.map(async (m, i) => {
-              const content = `while-down-${round}-${i}`;
-              const sent = Date.now();
-              let ack;
-              try {
-                ack = await m.socket.timeout(BOUND_MS + 5000).emitWithAck("chatMessage", { bookId: book, ...m.user, content });
-              } catch (e) {
-                assert.fail(`node ${i} (${m.socket.config.key}): no answer to a post within ${BOUND_MS + 5000} ms while Redis is down (${e.message})`);
-              }
-              const took = Date.now() - sent;
-              times.push(took);
-              assertError(assert, ack, "unavailable", null, `node ${i} round ${round}`);
-              assert.ok(took <= BOUND_MS, `node ${i} round ${round}: unavailable after ${took} ms (bound ${BOUND_MS} ms)`);
-            }),
-          );
-        }
-        t.diagnostic(`posts while Redis is down answered unavailable in ${times.join(", ")} ms`);
-
-        // History goes on: loadHistory, and a new join on every node.
-        for (const m of members) {
-          assert.deepEqual(ids(await fullHistory(m.socket, book)), ids(beforeOrder), `node ${m.node}: loadHistory while Redis is down`);
-        }
-        for (const [i] of cluster.nodes.entries()) {
-          const late = await clients[i].connect(CONFIGS[(i + 1) % 3]);
-          const { previous } = await mustJoin(late, book, newUser(`join-while-down-${i}`));
-          assert.deepEqual(ids(previous), ids(beforeOrder).reverse(), `node ${i}: a join while Redis is down gets the history`);
-          late.disconnect();
-        }
-        for (const [i, node] of cluster.nodes.entries()) {
-          let h;
-          const deadline = Date.now() + 5000;
-          do {
-            h = await health(node);
-            if (h.cluster?.link === "down") break;
-            await sleep(100);
-          } while (Date.now() < deadline);
-          assert.equal(h.cluster?.link, "down", `node ${i} /health while Redis is down: ${JSON.stringify(h.cluster)}`);
-        }
-        t.diagnostic(`Redis was down for ${Date.now() - downAt} ms`);
-
-        await cluster.redis.restart();
         const upAt = Date.now();
-        // Posting works again on every node, with no node restarted: bounded wait.
         const after = [];
         await Promise.all(
           members.map(async (m, i) => {
             for (let attempt = 0; ; attempt++) {
-              const content = `after-${i}-${attempt}`;
-              const ack = await m.socket.timeout(BOUND_MS + 5000).emitWithAck("chatMessage", { bookId: book, ...m.user, content });
-              if (ack?.ok) {
-                assertMessage(assert, ack.message, { bookId: book, content });
-                after.push(ack.message);
-                return;
-              }
-              assertError(assert, ack, "unavailable", null, `node ${i} after Redis came back, attempt ${attempt}`);
-              assert.ok(Date.now() - upAt < 20_000, `node ${i}: still unavailable ${Date.now() - upAt} ms after Redis came back`);
+              const { ack } = await timedPost(m, book, `resumed-${i}-${attempt}`);
+              if (ack?.ok) return after.push(ack.message);
+              assertError(assert, ack, "unavailable", null, `node ${i} after SIGCONT, attempt ${attempt}`);
+              assert.ok(Date.now() - upAt < 20_000, `node ${i}: still unavailable ${Date.now() - upAt} ms after SIGCONT`);
               await sleep(200);
             }
           }),
         );
-        t.diagnostic(`every node posted again ${Date.now() - upAt} ms after Redis restarted`);
-        for (const [i, node] of cluster.nodes.entries()) assert.equal(node.exited, false, `node ${i} still runs (not restarted)`);
-        const all = [...beforeOrder, ...[...after].sort(byIdAsc)];
-        assert.ok(after.every((m) => m._id > beforeOrder.at(-1)._id), "messages after the outage sort after those before");
+        const expected = [...sent, ...[...after].sort(byIdAsc)];
+        for (const m of members) await m.socket.rec.waitCount("newMessage", expected.length);
+        await sleep(1000);
         for (const m of members) {
-          await m.socket.rec.waitCount("newMessage", all.length);
-          await sleep(GRACE_MS);
-          assert.deepEqual(ids(m.socket.rec.of("newMessage")), ids(all), `node ${m.node}: nothing refused was delivered; the messages after the outage arrived`);
+          const got = m.socket.rec.of("newMessage");
+          const refused = got.filter((x) => x.content.startsWith("while-stopped-")).map((x) => x.content);
+          assert.deepEqual(refused, [], `node ${m.node}: no post answered unavailable was delivered`);
+          const history = await fullHistory(m.socket, book);
+          assert.deepEqual(history.filter((x) => x.content.startsWith("while-stopped-")).map((x) => x.content), [], `node ${m.node}: no post answered unavailable is in the history`);
+          assert.deepEqual(ids(got), ids(expected), `node ${m.node}: the acknowledged messages, each once, in order`);
         }
-
-        // The log itself kept everything acknowledged before the kill: a node on a fresh data
-        // directory catches up from Redis alone.
-        const dir = await makeDataDir();
-        cluster.dirs.push(dir);
-        fresh = await startNode(cluster.redis, dir, FLAGS);
-        const c4 = new ChatClients(fresh.url);
-        clients.push(c4);
-        const reader = await c4.connect(CONFIGS[1]);
-        await mustJoin(reader, book, newUser("fresh-node"));
-        const history = await fullHistory(reader, book);
-        assert.deepEqual(ids(history), ids(all), "a fresh node's history from the log: every message acknowledged before and after the outage, none refused");
-        assert.ok(!history.some((m) => m.content.startsWith("while-down-")), "no refused post is in the log");
-        for (const [i, node] of cluster.nodes.entries()) assert.equal((await health(node)).cluster?.link, "up", `node ${i} /health after Redis came back`);
       } finally {
         for (const c of clients) c.closeAll();
       }
