@@ -430,15 +430,20 @@ describe("cluster: a node killed (SIGKILL) while writers on the other two post",
         await waitUntil(() => m.socket.connected, 10_000, `${m.socket.config.key} mover reconnected`);
       }
       await sleep(GRACE_MS);
-      const outcomes = s.movers.map((m) => ({
-        transport: m.socket.config.key,
-        survivor: m.survivor,
-        recovered: m.socket.recovered,
-        sameId: m.socket.id === m.id,
-        newMessages: m.socket.rec.count("newMessage"),
-        acknowledged: s.order.length,
-        seenLeaving: s.observers.map((o) => leftCount(o.socket, m.user.username)),
-      }));
+      const outcomes = [];
+      for (const m of s.movers) {
+        outcomes.push({
+          transport: m.socket.config.key,
+          survivor: m.survivor,
+          recovered: m.socket.recovered,
+          sameId: m.socket.id === m.id,
+          newMessages: m.socket.rec.count("newMessage"),
+          acknowledged: s.order.length,
+          seenLeaving: s.observers.map((o) => leftCount(o.socket, m.user.username)),
+          // Not recovered: what a post without joining again gets (a recovered one posts below).
+          postWithoutJoin: m.socket.recovered ? undefined : (await post(m.socket, { bookId: s.book, ...m.user, content: "not recovered?" })).error?.code,
+        });
+      }
       t.diagnostic(`movers after reconnecting: ${JSON.stringify(outcomes)}`);
       for (const [i, node] of cluster.nodes.slice(0, 2).entries()) {
         const metrics = await (await fetch(`${node.url}/metrics`)).text();
