@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::cluster_sessions::SessionJob;
 use super::home::{home_shard, JoinAtHome, LeaveAtHome, Post, RecoverAtHome};
 use super::presence::{ConnKey, Presence};
 use super::validate::MessageRequest;
@@ -35,6 +36,7 @@ use super::{ChatApp, ChatForward};
 use crate::book::BookId;
 use crate::cluster::node::{Apply, Batch};
 use crate::cluster::{Append, Appended, ClusterError, Entry, LogEntry, StreamId};
+use crate::engineio::sid::RandomId;
 use crate::message_id::MessageId;
 use crate::server::Injector;
 use crate::socketio::handler::{SessionRef, ShardOf, SocketRef};
@@ -57,6 +59,7 @@ pub struct ClusterChat {
     /// The high bits of this node's roster keys ([`slot_of`]).
     slot: usize,
     appender: Sender<Batch<Reply>>,
+    sessions: Sender<SessionJob>,
     /// How long a post waits for its entry to be applied before it is answered `unavailable`.
     pub wait: Duration,
 }
@@ -71,7 +74,12 @@ pub struct Reply {
 impl ClusterChat {
     /// The chat's view of node `node`; its batches go to `appender`; a post is answered
     /// `unavailable` if not applied within `wait`.
-    pub fn new(node: String, appender: Sender<Batch<Reply>>, wait: Duration) -> ClusterChat {
+    pub fn new(
+        node: String,
+        appender: Sender<Batch<Reply>>,
+        sessions: Sender<SessionJob>,
+        wait: Duration,
+    ) -> ClusterChat {
         let mut seed = [0u8; 4];
         // Without OS randomness the time tells runs apart.
         let run = match getrandom::fill(&mut seed) {
@@ -84,8 +92,30 @@ impl ClusterChat {
             run,
             slot,
             appender,
+            sessions,
             wait,
         }
+    }
+
+    /// Copy a kept reader to Redis for `ttl` (queued; never blocks).
+    pub fn keep_session(&self, pid: RandomId, bytes: Vec<u8>, ttl: Duration) {
+        let pid = pid.as_str().to_owned();
+        let _ = self.sessions.send(SessionJob::Keep { pid, bytes, ttl });
+    }
+
+    /// Forget the copy of a reader recovered on this node (queued).
+    pub fn forget_session(&self, pid: RandomId) {
+        let pid = pid.as_str().to_owned();
+        let _ = self.sessions.send(SessionJob::Forget { pid });
+    }
+
+    /// Claim the reader kept under `pid` for `socket` (answered as `ChatForward::Claimed`);
+    /// false if the claim cannot be queued (shutting down).
+    pub fn claim_session(&self, pid: RandomId, socket: SocketRef) -> bool {
+        let pid = pid.as_str().to_owned();
+        self.sessions
+            .send(SessionJob::Claim { pid, socket })
+            .is_ok()
     }
 
     /// A connection of this node in the log: `<node>/<run>.<shard>.<slot key>.<generation>`.
@@ -302,7 +332,9 @@ impl ChatApp {
         let entry = Append::Leave {
             book: leave.book_id,
             user: leave.user_id,
-            conn: cluster.conn_name(&leave.conn),
+            conn: leave
+                .log_conn
+                .unwrap_or_else(|| cluster.conn_name(&leave.conn)),
             origin: String::new(),
         };
         self.log_presence(shard, entry);
@@ -325,11 +357,16 @@ impl ChatApp {
             origin: String::new(),
         };
         self.log_presence(shard, join);
-        if let Some(old) = &back.old {
+        let old = match (&back.old_log_conn, &back.old) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(old)) => Some(cluster.conn_name(old)),
+            (None, None) => None,
+        };
+        if let Some(old) = old {
             let leave = Append::Leave {
                 book: back.book_id,
                 user: back.user_id.clone(),
-                conn: cluster.conn_name(old),
+                conn: old,
                 origin: String::new(),
             };
             self.log_presence(shard, leave);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::cluster::{answer_batch, roster_forwards, ClusterChat, LogSink, Reply};
+use super::cluster_sessions::{self, SessionJob};
 use super::ChatForward;
 use crate::cluster::node::{self, Batch, Status};
 use crate::cluster::{Link, RosterEntry, Settings, StreamId};
@@ -32,6 +33,7 @@ pub struct Prepared {
     through: Vec<StreamId>,
     members: Vec<RosterEntry>,
     inbox: Receiver<Batch<Reply>>,
+    sessions: Receiver<SessionJob>,
     ttl: Duration,
     retention: Duration,
 }
@@ -79,9 +81,11 @@ pub fn prepare(
         .map(|(ms, n)| StreamId { ms, n })
         .collect();
     let (appender, inbox) = crossbeam_channel::unbounded();
+    let (session_jobs, sessions) = crossbeam_channel::unbounded();
     let chat = Arc::new(ClusterChat::new(
         node_id.clone(),
         appender,
+        session_jobs,
         settings.timeout * 2,
     ));
     let started = std::time::Instant::now();
@@ -110,6 +114,7 @@ pub fn prepare(
         through,
         members,
         inbox,
+        sessions,
         ttl: settings.node_ttl,
         retention: settings.retention,
     })
@@ -135,6 +140,12 @@ impl Prepared {
             self.inbox,
             Arc::clone(&self.status),
             move |reply, result| answer_batch(&answers, reply, result),
+        )?);
+        threads.push(cluster_sessions::spawn(
+            self.link.clone(),
+            self.sessions,
+            Arc::clone(&injector),
+            Arc::clone(&stop),
         )?);
         let sink = LogSink::delivering(store, Arc::clone(&self.chat), injector, self.through);
         threads.push(node::spawn_applier(

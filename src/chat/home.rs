@@ -106,6 +106,9 @@ pub struct LeaveAtHome {
     pub conn: SocketRef,
     /// The connection's reader (its bound userId).
     pub user_id: String,
+    /// Cluster mode: the connection's name in the log when it is not `conn` of this run (a
+    /// kept reader's, `recovery::Kept::log_conn`).
+    pub log_conn: Option<String>,
 }
 
 /// `roomMembers`, on its way to the home, answered through the ack of `reply_to`.
@@ -126,6 +129,8 @@ pub struct RecoverAtHome {
     /// Its dropped connection's place in the roster (after a restart, the place the kept
     /// reader was given; None when it had none).
     pub old: Option<SocketRef>,
+    /// Cluster mode: its dropped connection's name in the log (`recovery::Kept::log_conn`).
+    pub old_log_conn: Option<String>,
     pub conn: SocketRef,
     pub user_id: String,
     pub username: String,
@@ -341,6 +346,7 @@ impl ChatApp {
             book_id,
             after,
             old,
+            old_log_conn: _,
             conn,
             user_id,
             username,

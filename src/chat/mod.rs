@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod cluster_node;
+pub mod cluster_sessions;
 pub mod errors;
 pub mod history;
 pub mod home;
@@ -157,6 +158,9 @@ pub struct Reader {
     /// A CONNECT waiting for its pid's old connection to be dropped (`reconnect::resume`):
     /// the pid and the offset it came with.
     resume: Option<Box<(RandomId, Option<Option<Offset>>)>>,
+    /// Cluster mode: a CONNECT waiting for Redis's answer to its claim (`reconnect::claimed`):
+    /// the pid, the offset, and the reader this node kept under that pid, if any.
+    claim: Option<Box<reconnect::PendingClaim>>,
 }
 
 /// The books one connection is in, in join order, each with the token of the join that
@@ -229,6 +233,14 @@ pub enum ChatForward {
     },
     /// Cluster mode: the rosters Redis held at start, `(book, place, userId, username)`.
     Rosters(Vec<(BookId, presence::ConnKey, String, String)>),
+    /// Cluster mode: Redis's answer to a reconnection's claim of a kept reader (its bytes,
+    /// None if none), for the reconnecting socket's shard (`cluster_sessions`).
+    Claimed {
+        socket: SocketRef,
+        result: Result<Option<Vec<u8>>, String>,
+    },
+    /// The same answer, for the socket itself (through [`Handler::on_socket_forward`]).
+    ClaimAnswer(Result<Option<Vec<u8>>, String>),
 }
 
 impl Handler for ChatApp {
@@ -305,6 +317,11 @@ impl Handler for ChatApp {
     }
 
     fn on_disconnect(&self, socket: &mut SocketOf<'_, Self>, reason: &str) {
+        // A reconnection that ended while its claim was with Redis: the reader this node
+        // kept under its pid leaves its rooms (nobody will recover it here).
+        if let Some(pending) = socket.state.claim.take() {
+            reconnect::abandon_claim(socket, *pending);
+        }
         // A reconnection of this client may be waiting for this connection to end.
         let me = (socket.origin.shard, socket.origin.session);
         let waiting = self
@@ -341,6 +358,7 @@ impl Handler for ChatApp {
             ChatForward::Recovered(room) => self.recovered(socket, *room),
             ChatForward::DropForTakeover => socket.drop_transport(),
             ChatForward::Resumed => self.resume(socket),
+            ChatForward::ClaimAnswer(result) => self.claimed(socket, result),
             _ => {}
         }
     }
@@ -374,6 +392,9 @@ impl Handler for ChatApp {
             ChatForward::Resume(waiting) => shard.forward_to_socket(waiting, ChatForward::Resumed),
             ChatForward::Applied(entries) => self.log_applied(shard, entries),
             ChatForward::LogFailed { tokens, cause } => self.log_failed(shard, tokens, &cause),
+            ChatForward::Claimed { socket, result } => {
+                shard.forward_to_socket(socket, ChatForward::ClaimAnswer(result));
+            }
             ChatForward::Rosters(members) => {
                 for (book, place, user_id, username) in members {
                     shard.state.rosters.join(book, place, &user_id, &username);
@@ -383,6 +404,7 @@ impl Handler for ChatApp {
             ChatForward::Joined(_)
             | ChatForward::Recovered(_)
             | ChatForward::DropForTakeover
+            | ChatForward::ClaimAnswer(_)
             | ChatForward::Resumed => {}
             ChatForward::Post(post) => {
                 if let Some(cluster) = &self.cluster {
@@ -746,6 +768,7 @@ fn leave_at_home(socket: &mut SocketOf<'_, ChatApp>, book_id: BookId) {
             book_id,
             conn,
             user_id,
+            log_conn: None,
         }),
     );
 }

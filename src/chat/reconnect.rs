@@ -11,12 +11,32 @@
 use serde_json::Value;
 
 use super::home::{home_shard, LeaveAtHome, RecoverAtHome, RecoveredRoom};
-use super::recovery::{kept_books, new_pid, Claim, Fresh, Kept, Recovery, MAX_REPLAY};
+use super::recovery::{
+    kept_books, kept_from_bytes, kept_to_bytes, new_pid, Claim, Fresh, Kept, Recovery, MAX_REPLAY,
+};
 use super::{leave_at_home, ChatApp, ChatForward};
 use crate::book::BookId;
 use crate::engineio::sid::RandomId;
 use crate::socketio::handler::{SocketOf, SocketRef};
 use crate::socketio::recovery::{Delivered, Offset};
+
+/// A reconnection ended before Redis answered its claim: the reader this node kept under its
+/// pid leaves its rooms.
+pub(super) fn abandon_claim(socket: &mut SocketOf<'_, ChatApp>, pending: PendingClaim) {
+    if let Some(kept) = &pending.local {
+        for (home, leave) in kept_leaves(kept, socket.origin.shard_count) {
+            socket.forward(home, leave);
+        }
+    }
+}
+
+/// A CONNECT waiting for Redis's answer to its claim (cluster mode).
+pub(super) struct PendingClaim {
+    pid: RandomId,
+    offset: Option<Option<Offset>>,
+    /// The reader this node kept under the pid, if any.
+    local: Option<Kept>,
+}
 
 impl ChatApp {
     /// A CONNECT while recovery is on: recover the reader kept under its `pid` if the rules
@@ -43,22 +63,86 @@ impl ChatApp {
             return;
         };
         let me = (socket.origin.shard, socket.origin.session);
-        let outcome = match recovery.claim(pid, me, socket.now) {
-            Claim::Kept(kept) => self.recover_kept(socket, pid, &kept, offset),
-            Claim::Live((shard, session)) => {
-                // Its client is here, so that connection is dead: drop it (kept, as any
-                // drop), then answer (`resume`).
-                socket.state.resume = Some(Box::new((pid, offset)));
+        let claim = recovery.claim(pid, me, socket.now);
+        if let Some(cluster) = &self.cluster {
+            // Cluster mode: Redis's copy decides (the reader may have been recovered on
+            // another node since it was kept here, or kept on another node); a connection
+            // still open on this node is taken over as in one process.
+            let local = match claim {
+                Claim::Kept(kept) => Some(kept),
+                Claim::Unknown => None,
+                Claim::Live(live) => return self.take_over(socket, pid, offset, live),
+            };
+            if cluster.claim_session(pid, socket.me()) {
+                socket.state.claim = Some(Box::new(PendingClaim { pid, offset, local }));
                 socket.defer_connect();
-                let old = SocketRef {
-                    shard,
-                    session,
-                    nsp: "/".to_owned(),
-                };
-                socket.forward(shard, ChatForward::TakeOver(old));
                 return;
             }
+            let outcome = match local {
+                Some(kept) => self.recover_kept(socket, pid, &kept, offset),
+                None => Err(Fresh::UnknownPid),
+            };
+            self.answer_recovery(socket, recovery, true, outcome);
+            return;
+        }
+        let outcome = match claim {
+            Claim::Kept(kept) => self.recover_kept(socket, pid, &kept, offset),
+            Claim::Live(live) => return self.take_over(socket, pid, offset, live),
             Claim::Unknown => Err(Fresh::UnknownPid),
+        };
+        self.answer_recovery(socket, recovery, true, outcome);
+    }
+
+    /// The pid's connection `live` is still open: its client is here, so that connection is
+    /// dead: drop it (kept, as any drop), then answer (`resume`).
+    fn take_over(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        pid: RandomId,
+        offset: Option<Option<Offset>>,
+        (shard, session): super::recovery::ConnKey,
+    ) {
+        socket.state.resume = Some(Box::new((pid, offset)));
+        socket.defer_connect();
+        let old = SocketRef {
+            shard,
+            session,
+            nsp: "/".to_owned(),
+        };
+        socket.forward(shard, ChatForward::TakeOver(old));
+    }
+
+    /// Cluster mode: Redis answered a reconnection's claim. Its copy is recovered; with none
+    /// (recovered elsewhere, or its window ended) the reconnection is fresh, and a reader this
+    /// node still kept under the pid leaves its rooms (a leave of a place already given up
+    /// changes nothing). If Redis could not be asked, this node's own copy is used.
+    pub(super) fn claimed(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        result: Result<Option<Vec<u8>>, String>,
+    ) {
+        let (Some(recovery), Some(pending)) = (&self.recovery, socket.state.claim.take()) else {
+            return;
+        };
+        let PendingClaim { pid, offset, local } = *pending;
+        let kept = match result {
+            Ok(Some(bytes)) => kept_from_bytes(&bytes, socket.now).map(|(_, kept)| kept),
+            Ok(None) => {
+                if let Some(kept) = &local {
+                    for (home, leave) in kept_leaves(kept, socket.origin.shard_count) {
+                        socket.forward(home, leave);
+                    }
+                }
+                None
+            }
+            Err(e) => {
+                crate::log_warn!("cluster_claim_failed", cause = e);
+                local
+            }
+        };
+        let outcome = match kept {
+            Some(kept) => self.recover_kept(socket, pid, &kept, offset),
+            None => Err(Fresh::UnknownPid),
         };
         self.answer_recovery(socket, recovery, true, outcome);
     }
@@ -71,7 +155,13 @@ impl ChatApp {
         };
         let (pid, offset) = *resume;
         let outcome = match recovery.take(pid, socket.now) {
-            Some(kept) => self.recover_kept(socket, pid, &kept, offset),
+            Some(kept) => {
+                if let Some(cluster) = &self.cluster {
+                    // Kept a moment ago on its drop: Redis's copy goes too.
+                    cluster.forget_session(pid);
+                }
+                self.recover_kept(socket, pid, &kept, offset)
+            }
             None => Err(Fresh::UnknownPid),
         };
         self.answer_recovery(socket, recovery, true, outcome);
@@ -181,6 +271,7 @@ impl ChatApp {
                 book_id,
                 after: had,
                 old: kept.roster_key.clone(),
+                old_log_conn: kept.log_conn.clone(),
                 conn: conn.clone(),
                 user_id: user_id.clone(),
                 username: username.clone(),
@@ -239,8 +330,13 @@ impl ChatApp {
             username: token_name(socket.state),
             delivered: kept_delivered,
             roster_key: Some(socket.me()),
+            log_conn: self.cluster.as_ref().map(|c| c.conn_name(&socket.me())),
             deadline: socket.now + recovery.window,
         };
+        if let Some(cluster) = &self.cluster {
+            // Its copy in Redis: a reconnection on any node can recover it.
+            cluster.keep_session(pid, kept_to_bytes(pid, &kept, socket.now), recovery.window);
+        }
         recovery.keep(pid, kept);
         self.metrics.shard(socket.origin.shard).recovery("kept");
         true
@@ -292,6 +388,7 @@ pub(super) fn kept_leaves(kept: &Kept, shards: usize) -> Vec<(usize, ChatForward
                 book_id,
                 conn: conn.clone(),
                 user_id: user_id.clone(),
+                log_conn: kept.log_conn.clone(),
             };
             (home_shard(book_id, shards), ChatForward::Leave(leave))
         })

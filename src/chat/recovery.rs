@@ -49,6 +49,9 @@ pub struct Kept {
     /// Its place in the rooms' rosters: its dropped connection's, or after a restart one of
     /// shard [`KEPT_SHARD`] (`Recovery::load`).
     pub roster_key: Option<SocketRef>,
+    /// Cluster mode: its dropped connection's name in the cluster's log (`chat::cluster`),
+    /// its place in the rosters of every node, kept across a restart.
+    pub log_conn: Option<String>,
     /// When its window ends.
     pub deadline: Instant,
 }
@@ -362,6 +365,23 @@ struct Saved {
     runs: Vec<(u64, u64, u64)>,
     /// The window's end, in milliseconds since the Unix epoch.
     deadline_unix_ms: u64,
+    /// Cluster mode: [`Kept::log_conn`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_conn: Option<String>,
+}
+
+/// One kept reader as bytes (the JSON [`Recovery::save`] writes per reader), for cluster
+/// mode's copy in Redis; read back with [`kept_from_bytes`].
+pub fn kept_to_bytes(pid: RandomId, kept: &Kept, now: Instant) -> Vec<u8> {
+    let saved = Saved::new(pid, kept.clone(), now, SystemTime::now());
+    serde_json::to_vec(&saved).unwrap_or_default()
+}
+
+/// A kept reader from [`kept_to_bytes`]'s bytes, its window measured from `now`; None for
+/// bytes that do not parse or a window that has ended.
+pub fn kept_from_bytes(bytes: &[u8], now: Instant) -> Option<(RandomId, Kept)> {
+    let saved: Saved = serde_json::from_slice(bytes).ok()?;
+    saved.into_kept(now, SystemTime::now())
 }
 
 impl Saved {
@@ -385,6 +405,7 @@ impl Saved {
                 .map(|r| (r.room, r.first, r.last))
                 .collect(),
             deadline_unix_ms: deadline,
+            log_conn: kept.log_conn,
         }
     }
 
@@ -410,6 +431,7 @@ impl Saved {
                     runs,
                 },
                 roster_key: None,
+                log_conn: self.log_conn,
                 deadline: now + left,
             },
         ))
@@ -443,6 +465,7 @@ mod tests {
                 }],
             },
             roster_key: None,
+            log_conn: None,
             deadline,
         }
     }

@@ -21,6 +21,7 @@ pub mod partition;
 pub mod reap;
 pub mod retention;
 pub mod roster;
+pub mod sessions;
 pub mod tail;
 
 mod scripts;
