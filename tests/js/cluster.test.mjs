@@ -311,6 +311,94 @@ describe("cluster: one room over three nodes and three transports", SUITE, () =>
         for (const c of clients) c.closeAll();
       }
     }));
+
+  // Recovery across nodes for a connection that dropped while its node lives on (the node keeps
+  // the reader and copies it to Redis for its window): the load balancer sends the reconnection
+  // to another node, which recovers it.
+  for (const [k, config] of CONFIGS.entries()) {
+    test(`${config.name}: a reader whose connection dropped reconnects (stock reconnection) to another node: recovered there, with exactly the messages it missed; nobody sees it leave or join`, T, (t) =>
+      withLogs(() => cluster, async () => {
+        const book = newBook();
+        const from = k % 3;
+        const to = (k + 1) % 3;
+        const writerNode = (k + 2) % 3;
+        const proxy = await startProxy(cluster.nodes[from].port);
+        const via = new ChatClients(proxy.url);
+        const direct = new ChatClients(cluster.nodes[writerNode].url);
+        const onTarget = new ChatClients(cluster.nodes[to].url);
+        try {
+          const reader = via.create(config, { reconnection: true });
+          await new Promise((resolve, reject) => {
+            reader.once("connect", resolve);
+            reader.once("connect_error", reject);
+          });
+          const readerUser = newUser(`moving-${config.key}`);
+          const writerUser = newUser("writer");
+          const writer = await direct.connect(CONFIGS[(k + 1) % 3]);
+          const watcher = await onTarget.connect(CONFIGS[(k + 2) % 3]);
+          const watcherUser = newUser("watcher");
+          await mustJoin(reader, book, readerUser);
+          await mustJoin(writer, book, writerUser);
+          await mustJoin(watcher, book, watcherUser);
+          await reader.rec.waitCount("userJoined", 2);
+          const sent = [];
+          for (let n = 0; n < 3; n++) sent.push(await mustPost(writer, book, writerUser, `before-${n}`));
+          await reader.rec.waitCount("newMessage", 3);
+          const id = reader.id;
+          const previousBefore = reader.rec.count("previousMessages");
+          writer.rec.clear();
+          watcher.rec.clear();
+
+          const dropped = new Promise((resolve) => reader.once("disconnect", resolve));
+          reader.io.engine.close();
+          await dropped;
+          // The close reaches node `from` (it keeps the reader); the reconnection attempts are
+          // refused until the gap is over, then land on node `to`.
+          await sleep(100);
+          proxy.refuse();
+          for (let n = 0; n < 4; n++) sent.push(await mustPost(writer, book, writerUser, `gap-${n}`));
+          const back = new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("no reconnection within 15000 ms")), 15_000);
+            reader.once("connect", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+          proxy.target = cluster.nodes[to].port;
+          proxy.forward();
+          await back;
+          t.diagnostic(`${config.key}: node ${from} → node ${to}: recovered=${reader.recovered}, same id=${reader.id === id}`);
+          assert.equal(reader.recovered, true, `recovered on node ${to}`);
+          assert.equal(reader.id, id, "the same socket id");
+          await reader.rec.waitCount("newMessage", sent.length);
+          // Newer than the gap: arrives after the replay, once.
+          sent.push(await mustPost(writer, book, writerUser, "after"));
+          await reader.rec.waitCount("newMessage", sent.length);
+          await sleep(GRACE_MS);
+          assert.deepEqual(ids(reader.rec.of("newMessage")), ids(sent), "every message once, in order: before, the gap, after");
+          assert.equal(reader.rec.count("previousMessages"), previousBefore, "no previousMessages after a recovery");
+          // Back in the room with its identity, on its new node: it posts without joining again.
+          const mine = await mustPost(reader, book, readerUser, "I moved");
+          await writer.rec.waitMatch("newMessage", (x) => x._id === mine._id, WAIT_MS, "the moved reader's post reaches the writer");
+          await sleep(GRACE_MS);
+          for (const [name, s] of [["writer", writer], ["watcher", watcher]]) {
+            assert.equal(s.rec.count("userLeft"), 0, `the ${name} saw nobody leave`);
+            assert.equal(s.rec.count("userJoined"), 0, `the ${name} saw nobody join`);
+          }
+          const expected = sorted([readerUser, writerUser, watcherUser].map(member));
+          for (const [name, s] of [["writer", writer], ["watcher", watcher], ["moved reader", reader]]) {
+            const ack = await mustAskMembers(s, book);
+            assert.deepEqual(sorted(ack.members), expected, `roomMembers asked by the ${name}: the reader once`);
+            assert.equal(ack.memberCount, 3);
+          }
+        } finally {
+          via.closeAll();
+          direct.closeAll();
+          onTarget.closeAll();
+          await proxy.close();
+        }
+      }));
+  }
 });
 
 describe("cluster: a node killed (SIGKILL) while writers on the other two post", SUITE, () => {
