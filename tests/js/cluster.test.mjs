@@ -6,15 +6,20 @@
 // 1. one room over three nodes: every member gets every message once, in one order equal to
 //    `_id` order; every new joiner on every node gets the same history; `roomMembers` agrees
 //    on every node; observers on different nodes see one sequence of
-//    `userJoined`/`userLeft`/`newMessage`;
+//    `userJoined`/`userLeft`/`newMessage`; a reader whose connection dropped (its node alive)
+//    reconnects through a proxy (tcp-proxy.mjs, the load balancer) to another node and is
+//    recovered there with exactly the messages it missed;
 // 2. a node killed (SIGKILL) while writers on the other two post: every acknowledged message is
 //    in the survivors' history, and in the killed node's once it restarted on its data
 //    directory and caught up; its readers are seen leaving, once; a reader of the killed node
-//    that reconnects (stock reconnection) through a proxy now pointing at a survivor;
+//    that reconnects (stock reconnection) through a proxy now pointing at a survivor is
+//    recovered there (marked "[issue 13: recovery across nodes]");
 // 3. Redis killed (SIGKILL): no post acknowledged while it is down (each answered
 //    `unavailable` within a bound), history still served; Redis restarted from its AOF on the
 //    same port: every message acknowledged before is still in the log, and posting works again
-//    with no node restarted;
+//    with no node restarted; an outage longer than the nodes' liveness keys makes nobody still
+//    connected leave; Redis hung (SIGSTOP): `unavailable` within the bound, and such a post is
+//    never stored nor delivered (docs/API.md: `unavailable` means nothing was);
 // 4. a node restarted after the log's retention passed refuses to start, telling the operator
 //    to seed it from a live node's `readrealm-chat backup`; seeded so, it starts and catches up.
 //
