@@ -5,14 +5,13 @@
 // it leave or join. Not after its window, not after a clean `disconnect()`. Also across a graceful
 // restart (SIGTERM, then a new server on the same data directory within the window).
 //
-// The reader reaches the server through a small TCP proxy in this file, which can refuse new
+// The reader reaches the server through a small TCP proxy (tcp-proxy.mjs), which can refuse new
 // connections (so the gap lasts as long as the test needs), black-hole the live ones (so the
 // server sees no pong: a ping timeout), and forward to a restarted server's new port. The writer
 // connects directly. Every case runs on all three transports, 2 shards.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 
 import {
   CONFIGS,
@@ -31,86 +30,10 @@ import {
   startChatServer,
   waitUntil,
 } from "./chat-helpers.mjs";
+import { startProxy } from "./tcp-proxy.mjs";
 
 const T = { timeout: 60_000 };
 const FLAGS = { messageRate: 1000, messageBurst: 1000 };
-
-/** A TCP proxy to 127.0.0.1:`target` that can refuse, black-hole and retarget. */
-async function startProxy(target) {
-  const live = new Set();
-  // Connections accepted while the network is dead: held open, carrying nothing.
-  const held = new Set();
-  const proxy = { target, mode: "forward" };
-  const server = net.createServer((client) => {
-    if (proxy.mode === "refuse") {
-      client.destroy();
-      return;
-    }
-    if (proxy.mode === "hole") {
-      held.add(client);
-      client.on("error", () => {});
-      client.on("close", () => held.delete(client));
-      return;
-    }
-    const upstream = net.connect(proxy.target, "127.0.0.1");
-    const pair = { client, upstream, holed: false };
-    live.add(pair);
-    const forward = (from, to) =>
-      from.on("data", (chunk) => {
-        if (!pair.holed) to.write(chunk);
-      });
-    forward(client, upstream);
-    forward(upstream, client);
-    // A close crosses the proxy like bytes do: not while the pair is black-holed (a dead
-    // network carries no FIN either).
-    const end = () => {
-      if (pair.holed) return;
-      live.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const side of [client, upstream]) {
-      side.on("close", end);
-      side.on("error", end);
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  proxy.url = `http://127.0.0.1:${server.address().port}`;
-  const dropHeld = () => {
-    for (const client of held) client.destroy();
-    held.clear();
-  };
-  /**
-   * New connections are closed at once (the client's reconnection attempts fail); any held by
-   * a dead network are closed now.
-   */
-  proxy.refuse = () => {
-    proxy.mode = "refuse";
-    dropHeld();
-  };
-  proxy.forward = () => (proxy.mode = "forward");
-  /** Live connections stop carrying bytes either way, without closing (a dead network). */
-  proxy.blackHole = () => {
-    for (const pair of live) pair.holed = true;
-  };
-  /**
-   * A dead network for all: live connections are black-holed, and new ones are accepted but
-   * carry nothing (a polling client's next request hangs as it would there, not fail at once).
-   */
-  proxy.deadNetwork = () => {
-    proxy.mode = "hole";
-    proxy.blackHole();
-  };
-  proxy.close = async () => {
-    dropHeld();
-    for (const pair of live) {
-      pair.client.destroy();
-      pair.upstream.destroy();
-    }
-    await new Promise((resolve) => server.close(resolve));
-  };
-  return proxy;
-}
 
 /** Resolves with the next `connect` of `socket` (after a reconnection). */
 function nextConnect(socket, ms = 15_000) {
