@@ -392,6 +392,55 @@ fn redis_stopped_or_killed_fails_within_the_timeout_and_a_restart_loses_nothing(
     assert!(in_log.len() == acked.len() || in_log.len() == acked.len() + 1);
 }
 
+/// An append with a deadline that Redis runs too late (it was hung past it) is refused there
+/// and writes nothing, so a post its node answered `unavailable` never lands afterwards; one
+/// run in time is appended as usual.
+#[test]
+fn an_append_run_after_its_deadline_writes_nothing() {
+    let redis = RedisServer::start();
+    let mut link = link(&redis);
+    let book = 6;
+    let p = partition_of(BookId(book), PARTITIONS);
+    let now = link.redis_time_ms().unwrap();
+    let ok = link
+        .append_by(&[message(book, "in time")], Some(now + 5_000))
+        .unwrap();
+    assert_eq!(ok[0].seq, Some(1));
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // Hung for longer than the deadline allows: the call times out here, and when Redis
+    // resumes it refuses the script.
+    signal("-STOP");
+    let deadline = link.redis_time_ms().ok();
+    assert!(deadline.is_none(), "a hung Redis answers nothing");
+    let deadline = now + 300;
+    let hung = link.append_by(&[message(book, "too late")], Some(deadline));
+    assert!(matches!(hung, Err(ClusterError::Connection(_))), "{hung:?}");
+    std::thread::sleep(Duration::from_millis(400));
+    signal("-CONT");
+    let late = link.append_by(&[message(book, "late")], Some(deadline));
+    assert!(matches!(late, Err(ClusterError::Script(_))), "{late:?}");
+    let bodies: Vec<String> = read_all(&mut link, p, 100)
+        .into_iter()
+        .filter_map(|e| match e.entry {
+            Entry::Message { body, .. } => Some(String::from_utf8(body).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        ["in time"],
+        "nothing run after its deadline was written"
+    );
+    let next = link.append_by(&[message(book, "next")], None).unwrap();
+    assert_eq!(next[0].seq, Some(2), "the counter did not move either");
+}
+
 #[test]
 fn dead_nodes_are_named_when_their_heartbeat_expires() {
     let redis = RedisServer::start();

@@ -80,6 +80,18 @@ impl Link {
     /// `ClusterError::Replicas`: the entries are then in the primary's log (they will be
     /// applied) but not on enough replicas.
     pub fn append(&mut self, entries: &[Append]) -> Result<Vec<Appended>, ClusterError> {
+        self.append_by(entries, None)
+    }
+
+    /// [`Link::append`], refused by Redis (nothing written) if it runs after `deadline`
+    /// (Unix milliseconds of Redis's clock, `TIME`): a call Redis could not run in time (it
+    /// was hung, and its caller answered the posts `unavailable`) must not land later. A
+    /// refusal is `ClusterError::Script` naming the deadline.
+    pub fn append_by(
+        &mut self,
+        entries: &[Append],
+        deadline: Option<u64>,
+    ) -> Result<Vec<Appended>, ClusterError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -98,6 +110,7 @@ impl Link {
             call.key(log_key(p))
                 .key(seq_key(p))
                 .key(roster_key(p))
+                .arg(deadline.unwrap_or(0))
                 .key(last_key(p));
             // The `conns` sets of the batch's nodes follow the four fixed keys (KEYS[5..]).
             let mut nodes: Vec<&str> = Vec::new();

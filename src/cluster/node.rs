@@ -187,6 +187,10 @@ pub fn spawn_appender<R: Send + 'static>(
     std::thread::Builder::new()
         .name("cluster-append".into())
         .spawn(move || {
+            // An append Redis runs later than half the I/O timeout after it was sent is
+            // refused there: by the full timeout its posts are answered `unavailable`.
+            let grace = settings.io_timeout / 2;
+            let mut clock = RedisClock::default();
             let mut link = match Link::lazy(settings) {
                 Ok(link) => link,
                 Err(e) => {
@@ -211,7 +215,8 @@ pub fn spawn_appender<R: Send + 'static>(
                 let result = if status.diverged() {
                     Err(ClusterError::Malformed(REDIS_BEHIND_FIX.into()))
                 } else {
-                    link.append(&entries)
+                    let deadline = clock.deadline(&mut link, grace);
+                    link.append_by(&entries, deadline)
                 };
                 status.set_up(!matches!(result, Err(ClusterError::Connection(_))));
                 match result {
@@ -240,6 +245,47 @@ pub fn spawn_appender<R: Send + 'static>(
                 }
             }
         })
+}
+
+/// This node's estimate of Redis's clock (the one `TIME` and the stream ids use), measured
+/// again every [`CLOCK_EVERY`].
+#[derive(Default)]
+struct RedisClock {
+    /// Redis's Unix ms minus ours, and when that was measured.
+    offset: Option<(i64, Instant)>,
+}
+
+/// How often the appender measures Redis's clock against its own.
+const CLOCK_EVERY: Duration = Duration::from_secs(10);
+
+impl RedisClock {
+    /// Redis's time `grace` from now, in its Unix ms; None if its clock cannot be read (the
+    /// append then goes without a deadline, and fails anyway if Redis is unreachable).
+    fn deadline(&mut self, link: &mut Link, grace: Duration) -> Option<u64> {
+        let fresh = self
+            .offset
+            .filter(|(_, at)| at.elapsed() < CLOCK_EVERY)
+            .map(|(offset, _)| offset);
+        let offset = match fresh {
+            Some(offset) => offset,
+            None => {
+                let before = unix_ms();
+                let redis = link.redis_time_ms().ok()?;
+                let after = unix_ms();
+                let offset = redis as i64 - ((before + after) / 2) as i64;
+                self.offset = Some((offset, Instant::now()));
+                offset
+            }
+        };
+        let now = unix_ms() as i64 + offset;
+        Some((now.max(0) as u64).saturating_add(grace.as_millis() as u64))
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Read every partition from `positions` until nothing is left, applying each read; for a

@@ -13,7 +13,8 @@ use super::ClusterError;
 
 /// Append a batch of one partition's entries, keeping the roster. KEYS: the stream, the seq
 /// hash, the roster hash, the last-id key, then the `conns:<node>` sets the batch's presence
-/// entries name. ARGV, per entry: `msg book body origin` | `join book user username conn
+/// entries name. ARGV: first a deadline (Unix ms of Redis's `TIME`; `0` for none: a call
+/// that runs later is refused before writing anything), then per entry: `msg book body origin` | `join book user username conn
 /// origin k` | `leave book user conn origin k`, where `k` is the index in KEYS of the entry's
 /// node's `conns` set. A message takes the room's next sequence (`HINCRBY`); a join sets
 /// `roster["<book> <conn>"] = "<user>\n<username>"` and adds the field to its node's set; a
@@ -26,7 +27,15 @@ pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local log, seqs, roster, last = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local widths = {msg = 4, join = 7, leave = 6}
-local i = 1
+local deadline = tonumber(ARGV[1]) or 0
+if deadline > 0 then
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  if now_ms > deadline then
+    return redis.error_reply('ERR rr append: past its deadline ' .. ARGV[1])
+  end
+end
+local i = 2
 while i <= #ARGV do
   local width = widths[ARGV[i]]
   if not width then
@@ -49,7 +58,7 @@ local function add(fields, origin)
 end
 local out = {}
 local id = nil
-i = 1
+i = 2
 while i <= #ARGV do
   local kind, book = ARGV[i], ARGV[i + 1]
   local seq = 0
