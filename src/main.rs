@@ -105,7 +105,14 @@ fn main() -> ExitCode {
     // Cluster mode: reach Redis and catch up with the log before accepting clients.
     let cluster = match &settings.cluster {
         Some(cluster) => {
-            match cluster_node::prepare(cluster, &settings.data_dir, &store, kept_loaded == 0) {
+            let prepared = cluster_node::prepare(
+                cluster,
+                &settings.data_dir,
+                &store,
+                kept_loaded == 0,
+                settings.server.recovery_window,
+            );
+            match prepared {
                 Ok(prepared) => {
                     metrics.add_section(Arc::clone(&prepared.status) as Arc<dyn Section>);
                     app = app.with_cluster(Arc::clone(&prepared.chat));

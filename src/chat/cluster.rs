@@ -103,6 +103,18 @@ impl ClusterChat {
         let _ = self.sessions.send(SessionJob::Keep { pid, bytes, ttl });
     }
 
+    /// Write a connected reader's live record (queued).
+    pub fn live_session(&self, pid: RandomId, bytes: Vec<u8>) {
+        let pid = pid.as_str().to_owned();
+        let _ = self.sessions.send(SessionJob::Live { pid, bytes });
+    }
+
+    /// A reader's connection ended for good: its live record goes (queued).
+    pub fn end_session(&self, pid: RandomId) {
+        let pid = pid.as_str().to_owned();
+        let _ = self.sessions.send(SessionJob::End { pid });
+    }
+
     /// Forget the copy of a reader recovered on this node (queued).
     pub fn forget_session(&self, pid: RandomId) {
         let pid = pid.as_str().to_owned();

@@ -36,6 +36,8 @@ pub struct Prepared {
     sessions: Receiver<SessionJob>,
     ttl: Duration,
     retention: Duration,
+    /// How long a dead node's readers stay claimable (the recovery window).
+    live_window: Duration,
 }
 
 /// The node's running threads.
@@ -56,6 +58,7 @@ pub fn prepare(
     data_dir: &std::path::Path,
     store: &Arc<Store>,
     crashed: bool,
+    recovery_window: Duration,
 ) -> Result<Prepared, String> {
     let node_id = node::node_id(data_dir)
         .map_err(|e| format!("cluster: the node id file in {}: {e}", data_dir.display()))?;
@@ -68,7 +71,10 @@ pub fn prepare(
     };
     let mut link = Link::connect(link_settings.clone()).map_err(|e| e.to_string())?;
     if crashed {
-        // Readers of this node's previous run are gone: they leave their rooms now, once.
+        // Readers of this node's previous run are gone: they leave their rooms now, once,
+        // and stay claimable for the window on any node.
+        link.retire_live(&node_id, recovery_window)
+            .map_err(|e| e.to_string())?;
         let leaves = link.reap(&node_id).map_err(|e| e.to_string())?;
         if leaves > 0 {
             crate::log_info!("cluster_node_reaped", node = node_id, leaves = leaves);
@@ -118,6 +124,7 @@ pub fn prepare(
         sessions,
         ttl: settings.node_ttl,
         retention: settings.retention,
+        live_window: recovery_window.max(settings.node_ttl),
     })
 }
 
@@ -145,6 +152,7 @@ impl Prepared {
         )?);
         threads.push(cluster_sessions::spawn(
             self.link.clone(),
+            self.chat.node.clone(),
             self.sessions,
             Arc::clone(&injector),
             Arc::clone(&stop),
@@ -166,8 +174,7 @@ impl Prepared {
         threads.push(node::spawn_keeper(
             self.link.clone(),
             Arc::clone(&self.status),
-            self.ttl,
-            self.retention,
+            (self.ttl, self.retention, self.live_window),
             Arc::clone(&stop),
             wake,
             move || {

@@ -21,7 +21,11 @@ use crate::socketio::handler::SocketRef;
 
 /// What a shard asks of the thread.
 pub enum SessionJob {
-    /// Copy a kept reader to Redis for `ttl`.
+    /// Write a connected reader's live record.
+    Live { pid: String, bytes: Vec<u8> },
+    /// Its connection ended for good: remove its live record.
+    End { pid: String },
+    /// Copy a kept reader to Redis for `ttl` (if this node still owns its live record).
     Keep {
         pid: String,
         bytes: Vec<u8>,
@@ -37,6 +41,7 @@ pub enum SessionJob {
 /// is empty.
 pub fn spawn(
     settings: Settings,
+    node: String,
     jobs: Receiver<SessionJob>,
     injector: Arc<Injector<ChatForward>>,
     stop: Arc<AtomicBool>,
@@ -59,9 +64,22 @@ pub fn spawn(
                     Err(RecvTimeoutError::Disconnected) => return,
                 };
                 match job {
+                    SessionJob::Live { pid, bytes } => {
+                        if let Err(e) = link.live_session(&node, &pid, &bytes) {
+                            crate::log_debug!("cluster_live_session_failed", cause = e);
+                        }
+                    }
+                    SessionJob::End { pid } => {
+                        if let Err(e) = link.end_session(&node, &pid) {
+                            crate::log_debug!("cluster_end_session_failed", cause = e);
+                        }
+                    }
                     SessionJob::Keep { pid, bytes, ttl } => {
-                        if let Err(e) = link.keep_session(&pid, &bytes, ttl) {
-                            crate::log_warn!("cluster_keep_session_failed", cause = e);
+                        match link.keep_session(&node, &pid, &bytes, ttl) {
+                            Ok(true) => {}
+                            // Recovered on another node meanwhile: nothing to keep.
+                            Ok(false) => crate::log_debug!("cluster_keep_session_superseded"),
+                            Err(e) => crate::log_warn!("cluster_keep_session_failed", cause = e),
                         }
                     }
                     SessionJob::Forget { pid } => {

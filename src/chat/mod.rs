@@ -196,6 +196,11 @@ impl JoinedBooks {
         Some(self.0.remove(index).1)
     }
 
+    /// Every book, in join order.
+    fn books(&self) -> impl Iterator<Item = BookId> + '_ {
+        self.0.iter().map(|(id, _)| *id)
+    }
+
     /// Every book, in join order, leaving the list empty.
     fn drain(&mut self) -> std::vec::Drain<'_, (BookId, u32)> {
         self.0.drain(..)
@@ -237,10 +242,10 @@ pub enum ChatForward {
     /// None if none), for the reconnecting socket's shard (`cluster_sessions`).
     Claimed {
         socket: SocketRef,
-        result: Result<Option<Vec<u8>>, String>,
+        result: Result<crate::cluster::sessions::ClaimedSession, String>,
     },
     /// The same answer, for the socket itself (through [`Handler::on_socket_forward`]).
-    ClaimAnswer(Result<Option<Vec<u8>>, String>),
+    ClaimAnswer(Result<crate::cluster::sessions::ClaimedSession, String>),
     /// Cluster mode: this node's liveness key had expired; its readers join again.
     Reannounce,
 }
@@ -339,6 +344,9 @@ impl Handler for ChatApp {
             None => false,
         };
         if !kept {
+            if let (Some(cluster), Some(pid)) = (&self.cluster, socket.state.pid) {
+                cluster.end_session(pid);
+            }
             let rooms: Vec<(BookId, u32)> = socket.state.rooms.drain().collect();
             for (book_id, _) in rooms {
                 leave_at_home(socket, book_id);
@@ -619,6 +627,7 @@ impl ChatApp {
                 }
                 if current && answer.first {
                     self.metrics.shard(socket.origin.shard).joined();
+                    self.publish_live(socket, Some(room.history.newest_seq()), None);
                 }
                 socket.emit_json(room.history.previous_messages_json());
                 if let Some(ack) = answer.ack_id {
@@ -722,6 +731,7 @@ impl ChatApp {
         if socket.state.rooms.remove(&request.book_id).is_some() {
             socket.leave(book_room(request.book_id));
             leave_at_home(socket, request.book_id);
+            self.publish_live(socket, None, None);
         }
         Ok(Some(json!({ "ok": true })))
     }

@@ -12,10 +12,12 @@ use serde_json::Value;
 
 use super::home::{home_shard, LeaveAtHome, RecoverAtHome, RecoveredRoom};
 use super::recovery::{
-    kept_books, kept_from_bytes, kept_to_bytes, new_pid, Claim, Fresh, Kept, Recovery, MAX_REPLAY,
+    kept_books, kept_from_bytes, kept_to_bytes, new_pid, Claim, Fresh, Kept, LiveRecord, Recovery,
+    MAX_REPLAY,
 };
 use super::{leave_at_home, ChatApp, ChatForward};
 use crate::book::BookId;
+use crate::cluster::sessions::ClaimedSession;
 use crate::engineio::sid::RandomId;
 use crate::socketio::handler::{SocketOf, SocketRef};
 use crate::socketio::recovery::{Delivered, Offset};
@@ -119,15 +121,33 @@ impl ChatApp {
     pub(super) fn claimed(
         &self,
         socket: &mut SocketOf<'_, Self>,
-        result: Result<Option<Vec<u8>>, String>,
+        result: Result<ClaimedSession, String>,
     ) {
         let (Some(recovery), Some(pending)) = (&self.recovery, socket.state.claim.take()) else {
             return;
         };
-        let PendingClaim { pid, offset, local } = *pending;
+        let PendingClaim {
+            pid,
+            mut offset,
+            local,
+        } = *pending;
         let kept = match result {
-            Ok(Some(bytes)) => kept_from_bytes(&bytes, socket.now).map(|(_, kept)| kept),
-            Ok(None) => {
+            Ok(ClaimedSession::Kept(bytes)) => {
+                kept_from_bytes(&bytes, socket.now).map(|(_, kept)| kept)
+            }
+            Ok(ClaimedSession::Live(bytes)) => {
+                // Its node did not see it drop (it died): what the client had comes from its
+                // offset alone (`LiveRecord::into_kept`), which is then used up.
+                let record: Option<LiveRecord> = serde_json::from_slice(&bytes).ok();
+                let kept = record.and_then(|r| r.into_kept(offset, socket.now, recovery.window));
+                offset = None;
+                if kept.is_none() {
+                    self.answer_recovery(socket, recovery, true, Err(Fresh::BadOffset));
+                    return;
+                }
+                kept
+            }
+            Ok(ClaimedSession::None) => {
                 if let Some(kept) = &local {
                     for (home, leave) in kept_leaves(kept, socket.origin.shard_count) {
                         socket.forward(home, leave);
@@ -216,6 +236,37 @@ impl ChatApp {
         }
         if let Some(pid) = socket.state.pid {
             recovery.connected(pid, (socket.origin.shard, socket.origin.session));
+            if outcome.is_err() {
+                self.publish_live(socket, None, None);
+            }
+        }
+    }
+
+    /// Cluster mode: write this reader's live record (`recovery::LiveRecord`), with `floor`
+    /// when it is in one room and the newest sequence it had there is known.
+    /// `sid`: the socket id it is known by, when not this connection's own (a recovered one
+    /// keeps its old id).
+    pub(super) fn publish_live(
+        &self,
+        socket: &mut SocketOf<'_, Self>,
+        floor: Option<u64>,
+        sid: Option<RandomId>,
+    ) {
+        let (Some(cluster), Some(pid)) = (&self.cluster, socket.state.pid) else {
+            return;
+        };
+        let rooms: Vec<u64> = socket.state.rooms.books().map(|b| b.get()).collect();
+        let record = LiveRecord {
+            sid: sid.map_or_else(|| socket.id.to_owned(), |s| s.as_str().to_owned()),
+            user_id: socket.state.user_id.clone(),
+            authenticated: socket.state.token.is_some(),
+            username: token_name(socket.state),
+            log_conn: cluster.conn_name(&socket.me()),
+            floor: floor.filter(|_| rooms.len() == 1),
+            rooms,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            cluster.live_session(pid, bytes);
         }
     }
 
@@ -262,6 +313,7 @@ impl ChatApp {
         let user_id = state.user_id.clone().unwrap_or_default();
         let username = token_name(state).unwrap_or_default();
         let conn = socket.me();
+        let single = through.first().map(|t| t.1).filter(|_| through.len() == 1);
         for (room, had) in through {
             let book_id = BookId(room);
             socket.state.joins = socket.state.joins.wrapping_add(1);
@@ -281,6 +333,7 @@ impl ChatApp {
         }
         socket.state.pid = Some(pid);
         socket.connect_as(pid.as_str().into(), Some(kept.sid));
+        self.publish_live(socket, single, Some(kept.sid));
         Ok(())
     }
 

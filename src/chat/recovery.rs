@@ -26,7 +26,7 @@ use crate::book::BookId;
 use crate::engineio::session::SessionRef;
 use crate::engineio::sid::RandomId;
 use crate::socketio::handler::SocketRef;
-use crate::socketio::recovery::{Delivered, Run};
+use crate::socketio::recovery::{Delivered, Offset, Run};
 
 /// Most messages one room may replay to a recovering reader; a gap with more is not
 /// recovered (the reader joins again and gets the newest history instead), so a recovery
@@ -368,6 +368,61 @@ struct Saved {
     /// Cluster mode: [`Kept::log_conn`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     log_conn: Option<String>,
+}
+
+/// Cluster mode: a connected reader as Redis holds it while it is connected (`rr:live:<node>`),
+/// so that it can be recovered on another node if its node dies without seeing it drop. Its
+/// node's delivery log dies with the node, so what the client had is known only from the
+/// client's offset: a reader in one room is recovered exactly (everything of that room up to
+/// the offset, or up to the join's history without one); one in several rooms is not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveRecord {
+    pub sid: String,
+    pub user_id: Option<String>,
+    pub authenticated: bool,
+    pub username: Option<String>,
+    /// Its connection's name in the cluster's log (its place in the rosters).
+    pub log_conn: String,
+    /// The rooms it is in (book ids).
+    pub rooms: Vec<u64>,
+    /// With one room: the newest sequence the client had when it entered it (its join's
+    /// history, or a recovery's replay point); None when unknown.
+    pub floor: Option<u64>,
+}
+
+impl LiveRecord {
+    /// The reader as a kept one whose `received` is exactly what the client had, given the
+    /// reconnection's offset (absent: it handled no `newMessage`); None when that cannot be
+    /// known exactly (several rooms, an offset of another room, a malformed offset).
+    pub fn into_kept(
+        self,
+        offset: Option<Option<Offset>>,
+        now: Instant,
+        window: Duration,
+    ) -> Option<Kept> {
+        let received = match (self.rooms.as_slice(), offset) {
+            ([], Some(None)) => return None,
+            ([], _) => Vec::new(),
+            ([room], None) => vec![(*room, self.floor?)],
+            ([room], Some(Some(offset))) if offset.room == *room => {
+                vec![(*room, offset.seq.max(self.floor.unwrap_or(0)))]
+            }
+            _ => return None,
+        };
+        Some(Kept {
+            sid: RandomId::parse(&self.sid)?,
+            user_id: self.user_id,
+            authenticated: self.authenticated,
+            username: self.username,
+            delivered: Delivered {
+                received,
+                runs: Vec::new(),
+            },
+            roster_key: None,
+            log_conn: Some(self.log_conn),
+            deadline: now + window,
+        })
+    }
 }
 
 /// One kept reader as bytes (the JSON [`Recovery::save`] writes per reader), for cluster

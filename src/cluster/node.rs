@@ -408,14 +408,13 @@ pub fn spawn_applier(
 }
 
 /// Start the keeper for node `node`: its liveness key every `ttl / 3`, expired nodes' readers
-/// reaped every second, the log trimmed to `retention` every minute (or quarter retention),
+/// reaped every second (their live records kept claimable for `live_window`), the log trimmed to `retention` every minute (or quarter retention),
 /// Redis's newest ids read
 /// for the lag. Ends when `stop` is set (checked at least every `ttl / 3`).
 pub fn spawn_keeper(
     settings: Settings,
     status: Arc<Status>,
-    ttl: Duration,
-    retention: Duration,
+    (ttl, retention, live_window): (Duration, Duration, Duration),
     stop: Arc<AtomicBool>,
     wake: Receiver<()>,
     lost: impl Fn() + Send + 'static,
@@ -438,7 +437,7 @@ pub fn spawn_keeper(
                 first: true,
             };
             while !stop.load(Ordering::Relaxed) {
-                let result = keeper.keep(&mut link, &status, ttl, retention, &lost);
+                let result = keeper.keep(&mut link, &status, (ttl, retention, live_window), &lost);
                 status.set_up(result.is_ok());
                 if let Err(e) = result {
                     keeper.up_since = None;
@@ -467,8 +466,7 @@ impl Keeper {
         &mut self,
         link: &mut Link,
         status: &Status,
-        ttl: Duration,
-        retention: Duration,
+        (ttl, retention, live_window): (Duration, Duration, Duration),
         lost: &impl Fn(),
     ) -> Result<(), ClusterError> {
         let was_alive = link.heartbeat(&status.node, ttl)?;
@@ -490,6 +488,8 @@ impl Keeper {
                 if node == status.node {
                     continue;
                 }
+                // Its connected readers stay claimable for the window (recovery elsewhere).
+                link.retire_live(&node, live_window)?;
                 let leaves = link.reap(&node)?;
                 status.reaped.fetch_add(leaves, Ordering::Relaxed);
                 crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
