@@ -97,6 +97,22 @@ pub fn prepare(
     let started = std::time::Instant::now();
     let mut sink = LogSink::storing_only(Arc::clone(store), Arc::clone(&chat));
     node::check_not_behind(&mut link, &positions).map_err(|e| e.to_string())?;
+    if !store.has_applied().map_err(|e| e.to_string())? {
+        // A single process's store joining (or forming) a cluster: the rooms' counters in
+        // Redis start above its history, so no message is ever numbered twice.
+        let tails = store.book_tails().map_err(|e| e.to_string())?;
+        for &(book, seq) in &tails {
+            link.seed_seq(crate::book::BookId(book), seq)
+                .map_err(|e| e.to_string())?;
+        }
+        if !tails.is_empty() {
+            crate::log_info!(
+                "cluster_counters_seeded",
+                node = node_id,
+                books = tails.len()
+            );
+        }
+    }
     let positions = node::catch_up(&mut link, positions, &mut sink).map_err(|e| e.to_string())?;
     let mut through = Vec::with_capacity(positions.len());
     let mut members = Vec::new();

@@ -371,6 +371,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Every book's newest sequence, `(bookId, seq)`, in book order: one seek per book (its
+    /// newest message is its first key). For turning a single process's store into a
+    /// cluster's (`chat::cluster_node`): the cluster's counters must start above them.
+    pub fn book_tails(&self) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_total_order_seek(true);
+        let mut iter = self.db.raw_iterator_opt(read);
+        let mut out = Vec::new();
+        iter.seek_to_first();
+        while iter.valid() {
+            let Some((book, seq)) = iter.key().and_then(key::decode) else {
+                break;
+            };
+            out.push((book, seq));
+            match book.checked_add(1) {
+                Some(next) => iter.seek(key::prefix(next)),
+                None => break,
+            }
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
     /// Cluster mode: whether any partition was ever applied here (a data directory of a
     /// cluster node, rather than of a single process).
     pub fn has_applied(&self) -> Result<bool, StoreError> {

@@ -498,3 +498,35 @@ fn backups_of_an_old_layout_directory_leave_it_old_and_open_migrated() {
         assert_eq!(page.messages, book[11..14]);
     }
 }
+
+/// Every book's newest sequence, whatever the books' ids (neighbours, 0, the largest), and
+/// the applied positions of cluster mode written with messages in one batch.
+#[test]
+fn book_tails_and_applied_positions() {
+    let dir = TempDir::new();
+    let mut ids = IdGenerator::new(0);
+    let store = Store::open(&dir.0, false).unwrap();
+    assert_eq!(store.book_tails().unwrap(), []);
+    assert!(!store.has_applied().unwrap());
+    let mut batch = Vec::new();
+    for (book, n) in [(0u64, 3u64), (7, 12), (8, 1), (u64::MAX, 2)] {
+        for seq in 1..=n {
+            batch.push(message(&mut ids, book, seq, 1_700_000_000_000 + seq));
+        }
+    }
+    store.append(&batch).unwrap();
+    assert_eq!(
+        store.book_tails().unwrap(),
+        [(0, 3), (7, 12), (8, 1), (u64::MAX, 2)]
+    );
+    let applied = [message(&mut ids, 9, 1, 1_700_000_000_500)];
+    store
+        .apply_log(&applied, &[(2, (1_700_000_000_500, 3)), (0, (5, 0))])
+        .unwrap();
+    assert!(store.has_applied().unwrap());
+    assert_eq!(
+        store.applied_positions(3).unwrap(),
+        [(5, 0), (0, 0), (1_700_000_000_500, 3)]
+    );
+    assert_eq!(store.tail(BookId(9)).unwrap().seq, 1);
+}
