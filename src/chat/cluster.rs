@@ -22,9 +22,8 @@
 //! Owns the home's log bookkeeping ([`LogState`]) and the conversion between log entries and
 //! the chat's types. Never talks to Redis (the node's threads do) and never blocks a shard.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -218,42 +217,6 @@ pub enum Applied {
         local: Option<SocketRef>,
         user: String,
     },
-}
-
-/// A home shard's log bookkeeping.
-#[derive(Default)]
-pub struct LogState {
-    /// This turn's entries for the log, with their origin tokens.
-    outgoing: Vec<Append>,
-    tokens: Vec<u64>,
-    next_token: u64,
-    /// Posts waiting for their entry to be applied.
-    posts: HashMap<u64, (SocketRef, Option<u64>)>,
-    /// When each waiting post is answered `unavailable`, in order.
-    deadlines: VecDeque<(Instant, u64)>,
-    /// First joins waiting for their entry to be applied.
-    joins: HashMap<u64, JoinAtHome>,
-    /// Presence entries in flight, kept to be appended again if the append fails.
-    presence: HashMap<u64, Append>,
-    /// Presence entries that could not be appended, in order, and when to try again.
-    backlog: Vec<Append>,
-    retry_at: Option<Instant>,
-}
-
-impl LogState {
-    fn token(&mut self) -> u64 {
-        self.next_token += 1;
-        self.next_token
-    }
-
-    /// When the home must be woken for the log: a post's deadline or the backlog's retry.
-    pub fn next_wake(&self) -> Option<Instant> {
-        let deadline = self.deadlines.front().map(|(at, _)| *at);
-        match (deadline, self.retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
 }
 
 impl ChatApp {

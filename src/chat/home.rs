@@ -186,7 +186,7 @@ pub struct HomeShard {
     /// (`recovery::Recovery::restore_places`, at its first turn).
     pub restored: bool,
     /// Cluster mode: what waits for the log here (`cluster`).
-    pub log: super::cluster::LogState,
+    pub log: super::log_state::LogState<JoinAtHome>,
 }
 
 impl HomeShard {

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod history;
 pub mod home;
 pub mod limits;
+pub mod log_state;
 pub mod message;
 pub mod paging;
 pub mod presence;
