@@ -62,22 +62,21 @@ impl Link {
         Ok(out)
     }
 
-    /// As [`Link::read`], but when no partition has anything new, wait up to `block` for an
-    /// entry to be added to any of them (`XREAD BLOCK`) and read again. An empty answer means
-    /// `block` passed with nothing new. The call is bounded by `block` plus the I/O timeout.
+    /// Wait up to `block` for any partition to have entries after its position (`XREAD
+    /// BLOCK`, which answers at once when some already have), then [`Link::read`] only the
+    /// partitions that have: a wake reads what changed, not every partition. An empty answer
+    /// means `block` passed with nothing new. The call is bounded by `block` plus the I/O
+    /// timeout. (A partition trimmed past its position is found when it is next read.)
     pub fn tail(
         &mut self,
         positions: &[(u32, StreamId)],
         count: usize,
         block: Duration,
     ) -> Result<Vec<LogEntry>, ClusterError> {
-        let entries = self.read(positions, count)?;
-        if !entries.is_empty() || positions.is_empty() {
-            return Ok(entries);
+        if positions.is_empty() {
+            return Ok(Vec::new());
         }
         let io_timeout = self.settings().io_timeout;
-        // `read` above left a connection open (or failed).
-        self.set_read_timeout(io_timeout + block)?;
         let mut xread = redis::cmd("XREAD");
         xread
             .arg("COUNT")
@@ -91,16 +90,14 @@ impl Link {
         for &(_, position) in positions {
             xread.arg(position.to_string());
         }
-        let woke = self.with(|connection| Ok(xread.query::<Value>(connection)?));
-        // Restore the bound of ordinary calls even when the wait failed.
-        let restored = self.set_read_timeout(io_timeout);
-        match woke? {
-            Value::Nil => Ok(Vec::new()),
-            _ => {
-                restored?;
-                self.read(positions, count)
-            }
+        let woke = self.with_read_timeout(io_timeout + block, |connection| {
+            Ok(xread.query::<Value>(connection)?)
+        })?;
+        let named = named_partitions(&woke, positions);
+        if named.is_empty() {
+            return Ok(Vec::new());
         }
+        self.read(&named, count)
     }
 
     /// Every partition's last generated stream id (index = partition; `0-0` for one that never
@@ -119,4 +116,34 @@ impl Link {
             })
             .collect()
     }
+}
+
+/// The partitions (with their positions) whose streams an `XREAD` answer names: RESP2
+/// `[[key, entries], …]` or RESP3 `{key: entries}`. Nil (nothing new) names none.
+fn named_partitions(answer: &Value, positions: &[(u32, StreamId)]) -> Vec<(u32, StreamId)> {
+    let keys: Vec<&[u8]> = match answer {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|stream| match stream {
+                Value::Array(pair) => match pair.first() {
+                    Some(Value::BulkString(key)) => Some(key.as_slice()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams
+            .iter()
+            .filter_map(|(key, _)| match key {
+                Value::BulkString(key) => Some(key.as_slice()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    positions
+        .iter()
+        .filter(|(p, _)| keys.contains(&log_key(*p).as_bytes()))
+        .copied()
+        .collect()
 }
