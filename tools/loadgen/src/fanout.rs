@@ -419,6 +419,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     }
     tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
     let before = ServerSample::take_all(&pids);
+    let each_before: Vec<Option<f64>> = pids.iter().map(|&p| procfs::cpu_seconds(p)).collect();
     let own_before = procfs::own_cpu_seconds();
     let machine_before = procfs::machine_busy_seconds();
     let started = Instant::now();
@@ -427,6 +428,15 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     shared.window_end.store(proto::now_ns(), Relaxed);
     let window = started.elapsed().as_secs_f64();
     let after = ServerSample::take_all(&pids);
+    // Each process's share (with several: which of a cluster's nodes and its Redis spent what).
+    let each_cpu: Vec<Option<f64>> = pids
+        .iter()
+        .zip(&each_before)
+        .map(|(&p, b)| {
+            b.zip(procfs::cpu_seconds(p))
+                .map(|(b, a)| report::round(a - b, 3))
+        })
+        .collect();
     let own_cpu = procfs::own_cpu_seconds() - own_before;
     let machine_busy = match (machine_before, procfs::machine_busy_seconds()) {
         (Some(a), Some(b)) => Some((b - a) / window),
@@ -561,6 +571,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         ));
         if let Some(o) = result.as_object_mut() {
             o.insert("nodes".into(), json!(targets.len()));
+            o.insert("server_cpu_s_each".into(), json!(each_cpu));
             o.insert(
                 "urls".into(),
                 json!(targets.iter().map(|t| t.host.clone()).collect::<Vec<_>>()),
