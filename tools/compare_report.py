@@ -505,6 +505,11 @@ def cluster_section(p, runs):
         ("deliveries/s", "deliveries_per_s", 0),
         ("**deliveries per CPU-second** (cluster: 3 nodes + Redis)", "deliveries_per_server_cpu_s", 0),
         ("CPU (cores busy; cluster: 3 nodes + Redis)", "server_cpu_util", 3),
+        ("… CPU s of node 1 / 2 / 3 / Redis", lambda r: " / ".join(fmt(x, 2) for x in r["server_cpu_s_each"])
+         if r.get("server_cpu_s_each") else None, 0),
+        ("Redis script calls (EVALSHA) per post, whole run",
+         lambda r: "%.0f" % (get(r, "redis_commandstats_whole_run.evalsha.calls") / r["sent"])
+         if get(r, "redis_commandstats_whole_run.evalsha.calls") and r.get("sent") else None, 0),
         ("**cross-node latency to arrival p50 (ms)**", "latency_arrival_cross_node.p50_ms", 3),
         ("**cross-node latency to arrival p99 (ms)**", "latency_arrival_cross_node.p99_ms", 3),
         ("cross-node latency to arrival p99.9 / max (ms)",
