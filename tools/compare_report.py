@@ -445,6 +445,8 @@ def main():
             "with every client on long-polling (two HTTP connections each), 8,000 deliveries/s "
             "offered.", fanout_rows(), floor=False)
 
+    cluster_section(p, runs)
+
     p.append("## The floor\n")
     p.append("`tools/nullserver` (`null` above): the least a server can do for this load generator's "
              "WebSocket fan-out — one mio thread that sleeps in epoll, no store, no validation, "
@@ -474,6 +476,99 @@ def main():
                                                      get(w, key + ".p99_ms") or 0, get(w, key + ".max_ms") or 0))
         p.append("")
     print("\n".join(p))
+
+
+def cluster_section(p, runs):
+    """Issue 13: the fan-out over 3 nodes and Redis beside ours alone, and the catch-up rate."""
+    c = lambda case: runs.get(case, {}).get("cluster")
+    o = lambda case: runs.get(case, {}).get("ours")
+    ref, light, cu = c("cluster-ref"), c("cluster-light"), c("catchup")
+    p.append("## Cluster (issue 13)\n")
+    if not any((ref, light, cu)):
+        p.append("Not run in this run (`--cases`, or ours not among `--servers`).\n")
+        return
+    fails = ["%s: %s" % (r.get("case"), r["error"]) for r in (ref, light, cu) if r and "error" in r]
+    ran = [r for r in (ref, light, cu) if r and "error" not in r]
+    fsync = sorted({r.get("redis_appendfsync") for r in ran if r.get("redis_appendfsync")})
+    p.append("`tools/compare --cases cluster`: a Redis (`redis-server` on loopback, `--appendonly yes "
+             "--appendfsync %s --save ''`) and 3 nodes (`readrealm-chat --cluster-redis … --shards 1`, "
+             "64 partitions), all on the server CPU(s), loadgen on the others. The reference and the "
+             "light fan-out run with `loadgen fanout --urls N1,N2,N3`: member *i* of the run connects "
+             "to node *i* mod 3, so every room has members and senders on every node and two "
+             "deliveries in three cross nodes (the message goes sender → its node → Redis → the "
+             "other nodes, which apply it to their store before delivering it). *Cross-node* "
+             "latencies count only those. The cluster's CPU is the 3 nodes' and Redis's together "
+             "(`/proc/PID/stat` before and after the counted window); the single-node column is "
+             "ours (`--cases fanout-ref`, `fanout-light`) in the same run.\n"
+             % ("/".join(fsync) or "always"))
+    rows = [
+        ("deliveries/s", "deliveries_per_s", 0),
+        ("**deliveries per CPU-second** (cluster: 3 nodes + Redis)", "deliveries_per_server_cpu_s", 0),
+        ("CPU (cores busy; cluster: 3 nodes + Redis)", "server_cpu_util", 3),
+        ("… CPU s of node 1 / 2 / 3 / Redis", lambda r: " / ".join(fmt(x, 2) for x in r["server_cpu_s_each"])
+         if r.get("server_cpu_s_each") else None, 0),
+        ("Redis script calls (EVALSHA) per post, whole run",
+         lambda r: "%.0f" % (get(r, "redis_commandstats_whole_run.evalsha.calls") / r["sent"])
+         if get(r, "redis_commandstats_whole_run.evalsha.calls") and r.get("sent") else None, 0),
+        ("**cross-node latency to arrival p50 (ms)**", "latency_arrival_cross_node.p50_ms", 3),
+        ("**cross-node latency to arrival p99 (ms)**", "latency_arrival_cross_node.p99_ms", 3),
+        ("cross-node latency to arrival p99.9 / max (ms)",
+         lambda r: "%s / %s" % (fmt(get(r, "latency_arrival_cross_node.p999_ms"), 3),
+                                fmt(get(r, "latency_arrival_cross_node.max_ms"), 3))
+         if get(r, "latency_arrival_cross_node") else None, 0),
+        ("cross-node latency to read p50 / p99 (ms)",
+         lambda r: "%s / %s" % (fmt(get(r, "latency_cross_node.p50_ms"), 3),
+                                fmt(get(r, "latency_cross_node.p99_ms"), 3))
+         if get(r, "latency_cross_node") else None, 0),
+        ("latency to arrival, every delivery, p50 / p99 (ms)",
+         lambda r: "%s / %s" % (fmt(get(r, "latency_arrival.p50_ms"), 3), fmt(get(r, "latency_arrival.p99_ms"), 3))
+         if get(r, "latency_arrival") else None, 0),
+        ("ack to arrival p50 / p99 (ms)",
+         lambda r: "%s / %s" % (fmt(get(r, "ack_latency_arrival.p50_ms"), 3), fmt(get(r, "ack_latency_arrival.p99_ms"), 3))
+         if get(r, "ack_latency_arrival") else None, 0),
+        ("lost / duplicated", lambda r: "%s / %s" % (r.get("lost"), r.get("duplicated")) if "lost" in r else None, 0),
+        ("send errors", lambda r: sum(r.get("ack_errors", {}).values()) if "ack_errors" in r else None, 0),
+        ("connect failures", "connect_failures", 0),
+        ("RSS (MiB; cluster: 3 nodes + Redis)", lambda r: mib(r.get("server_rss_bytes")), 1),
+        ("whole machine busy (cores, of %d)" % (os.cpu_count() or 0), "machine_busy_cores", 2),
+    ]
+    cols = [("cluster, reference", ref), ("ours alone, reference", o("fanout-ref")),
+            ("cluster, light", light), ("ours alone, light", o("fanout-light"))]
+    p.append("| metric | " + " | ".join(n for n, _ in cols) + " |")
+    p.append("|---|" + "---|" * len(cols))
+    for label, path, digits in rows:
+        cells = []
+        for _, r in cols:
+            r = r if isinstance(r, dict) and "error" not in r else {}
+            v = (path(r) if r else None) if callable(path) else get(r, path)
+            cells.append(fmt(v, digits))
+        p.append("| %s | %s |" % (label, " | ".join(cells)))
+    p.append("")
+    if fails:
+        p.append("Not measured: " + "; ".join(fails) + "\n")
+    if cu and "error" not in cu:
+        p.append("Catch-up (`--cases catchup`): %s posts put into the log through one node (`loadgen "
+                 "history` seeding, 4 rooms at once, %s s), the log then holding %s entries (posts, and "
+                 "the seeders' joins and leaves); a fresh node on an empty data directory applied %s "
+                 "entries in %s ms before it listened (its `cluster_caught_up` line): **%s entries/s**.\n"
+                 % (fmt(cu.get("posts_seeded")), cu.get("seed_s"), fmt(cu.get("log_entries")),
+                    fmt(cu.get("applied")), fmt(cu.get("catchup_ms")), fmt(cu.get("entries_per_s"))))
+    goals = []
+    d_c, d_o = get(ref or {}, "deliveries_per_server_cpu_s"), get(o("fanout-ref") or {}, "deliveries_per_server_cpu_s")
+    goals.append(("reference fan-out: cluster's deliveries per CPU-s ≥ 0.7 × single-node",
+                  "%.2f× (%s vs %s)" % (d_c / d_o, fmt(d_c), fmt(d_o)) if d_c and d_o else "–",
+                  (d_c / d_o >= 0.7) if d_c and d_o else None))
+    x99 = get(light or {}, "latency_arrival_cross_node.p99_ms")
+    goals.append(("light fan-out: cross-node p99 send → arrival ≤ 2 ms", fmt(x99, 3) + " ms" if x99 is not None else "–",
+                  (x99 <= 2.0) if x99 is not None else None))
+    rate = get(cu or {}, "entries_per_s")
+    goals.append(("catch-up ≥ 50,000 log entries/s", fmt(rate) + "/s" if rate else "–",
+                  (rate >= 50000) if rate else None))
+    p.append("| goal (issue 13) | measured | |")
+    p.append("|---|---|---|")
+    for g, v, met in goals:
+        p.append("| %s | %s | %s |" % (g, v, "–" if met is None else ("met" if met else "**not met**")))
+    p.append("")
 
 
 if __name__ == "__main__":

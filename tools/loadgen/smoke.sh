@@ -5,7 +5,8 @@
 # short reconnect run (readers dropped and recovered) with --check (exit 1 on any lost or duplicated delivery, bad page, failed client or send
 # error), then stops the server; then a join burst with --auth against the server started with
 # a token secret; then the same fan-out against tools/nullserver (tools/compare's floor), after
-# its unit tests, so the floor keeps speaking what loadgen asks.
+# its unit tests, so the floor keeps speaking what loadgen asks; then, if redis-server is
+# installed, the fan-out spread over two cluster nodes sharing a Redis (--urls).
 # Usage: tools/loadgen/smoke.sh [SERVER_BINARY]   (default: $CARGO_TARGET_DIR or target, release)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -69,4 +70,28 @@ start nullserver "$loadgen_target/release/nullserver" --listen 127.0.0.1:0
 "$loadgen" fanout --url "http://$addr" --server-pid "$pid" --rooms 4 --members 25 --senders 3 \
   --rate 8 --warmup 1 --duration 2 --drain 1 --check
 stop
+
+# The cluster fan-out (tools/compare's cluster case): a Redis and two nodes, members spread over
+# both with --urls, every delivery checked; skipped where redis-server is not installed.
+if command -v redis-server >/dev/null; then
+  redis_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  mkdir -p "$work/redis"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work/redis" --appendonly yes \
+    --appendfsync everysec --save '' > "$work/redis.log" 2>&1 &
+  redis_pid=$!
+  trap 'kill $pid $node1 $redis_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  start node1 "$server" --listen 127.0.0.1:0 --data-dir "$work/node1" --shards 1 \
+    --cluster-redis "redis://127.0.0.1:$redis_port"
+  node1=$pid addr1=$addr
+  start node2 "$server" --listen 127.0.0.1:0 --data-dir "$work/node2" --shards 1 \
+    --cluster-redis "redis://127.0.0.1:$redis_port"
+  "$loadgen" fanout --urls "http://$addr1,http://$addr" --server-pid "$node1,$pid,$redis_pid" \
+    --rooms 4 --members 25 --senders 3 --rate 8 --warmup 1 --duration 2 --drain 2 --check
+  stop
+  kill "$node1" "$redis_pid" 2>/dev/null || true
+  wait "$node1" "$redis_pid" 2>/dev/null || true
+else
+  echo "loadgen smoke: no redis-server, the cluster fan-out skipped"
+fi
 echo "loadgen smoke: passed"

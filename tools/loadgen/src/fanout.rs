@@ -15,6 +15,12 @@
 //! which splits the arrival latency in two: send → first arrival (the probe's send, the
 //! server's wake-up, read, store and first write) and first → last arrival (the time the
 //! server took to write the fan-out).
+//!
+//! With `--urls A,B,C` (a cluster's nodes) member i connects to node i % 3, so every room has
+//! members, and senders, on every node; a delivery to a member on another node than its
+//! sender's is *cross-node*, and its latencies are also kept apart (`latency_arrival_cross_node`,
+//! `latency_cross_node`). `--server-pid` then takes every process to count (`P1,P2,...`: the
+//! nodes and Redis), whose CPU seconds and RSS are added up.
 
 use crate::args::Args;
 use crate::net::Target;
@@ -44,6 +50,9 @@ struct Params {
 struct Shared {
     run: u32,
     senders: usize,
+    /// Members per room, and the servers they are spread over (1: one server).
+    members: usize,
+    nodes: usize,
     /// Counted window in CLOCK_REALTIME ns; 0 while not (yet) set.
     window_start: AtomicU64,
     window_end: AtomicU64,
@@ -53,6 +62,10 @@ struct Shared {
     /// send → kernel receive time of the frame (µs); empty over long-polling.
     arrival_latency: ShardedHistogram,
     ack_arrival_latency: ShardedHistogram,
+    /// The same two latencies of the deliveries that crossed nodes (member on another node
+    /// than the message's sender; empty with one server).
+    cross_latency: ShardedHistogram,
+    cross_arrival_latency: ShardedHistogram,
     /// Per sender (global sender id), per sequence number: (first, last) kernel arrival in ns.
     arrivals: Vec<Mutex<Vec<(u64, u64)>>>,
     delivered_window: AtomicU64,
@@ -89,6 +102,8 @@ struct Sent {
 struct Member {
     index: usize,
     room: usize,
+    /// Which of the `--urls` it is connected to (index % their number).
+    node: usize,
     received: Mutex<Received>,
     sent: Mutex<Sent>,
     slot: JoinSlot,
@@ -141,13 +156,23 @@ fn on_packet(shared: &Shared, member: &Member, packet: &str, arrival: Option<u64
         shared.delivered_total.fetch_add(1, Relaxed);
         if shared.in_window(now) {
             shared.delivered_window.fetch_add(1, Relaxed);
-            shared
-                .latency
-                .record(member.index, now.saturating_sub(st.t_ns) / 1000);
+            // The sender is member `local` of this room; its node, like every member's, is
+            // its index modulo the servers.
+            let cross = shared.nodes > 1
+                && (member.room * shared.members + local) % shared.nodes != member.node;
+            let read_us = now.saturating_sub(st.t_ns) / 1000;
+            shared.latency.record(member.index, read_us);
+            if cross {
+                shared.cross_latency.record(member.index, read_us);
+            }
             if let Some(a) = arrival {
-                shared
-                    .arrival_latency
-                    .record(member.index, a.saturating_sub(st.t_ns) / 1000);
+                let arrival_us = a.saturating_sub(st.t_ns) / 1000;
+                shared.arrival_latency.record(member.index, arrival_us);
+                if cross {
+                    shared
+                        .cross_arrival_latency
+                        .record(member.index, arrival_us);
+                }
                 if let Some(Ok(mut v)) = shared.arrivals.get(s).map(|m| m.lock()) {
                     let seq = st.seq as usize;
                     if v.len() <= seq {
@@ -248,7 +273,7 @@ async fn send_loop(
 
 /// Runs the scenario and prints its result; returns false when `--check` found a problem.
 pub async fn run(args: &Args, default_transport: Transport) -> bool {
-    let target = match Target::parse(args.str("url").unwrap_or("http://127.0.0.1:3000")) {
+    let targets = match parse_targets(args) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -276,7 +301,14 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         eprintln!("loadgen: need 1 ≤ senders ≤ members, rooms ≥ 1 and rate > 0");
         return false;
     }
-    let pid: Option<u32> = args.str("server-pid").and_then(|s| s.parse().ok());
+    let pids = match args.str("server-pid").map(procfs::parse_pids) {
+        None => Vec::new(),
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("loadgen: {e}");
+            return false;
+        }
+    };
     let src_ips: usize = args.get("src-ips", total_clients(args).div_ceil(500).max(4));
     let concurrency: usize = args.get("connect-concurrency", 100);
     let auth = match crate::auth::Minter::from_args(args) {
@@ -291,6 +323,8 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     let shared = Arc::new(Shared {
         run,
         senders: p.senders,
+        members: p.members,
+        nodes: targets.len(),
         window_start: AtomicU64::new(0),
         window_end: AtomicU64::new(0),
         latency: ShardedHistogram::new(16),
@@ -300,6 +334,8 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
             .map(|_| Mutex::new(Vec::new()))
             .collect(),
         ack_arrival_latency: ShardedHistogram::new(16),
+        cross_latency: ShardedHistogram::new(16),
+        cross_arrival_latency: ShardedHistogram::new(16),
         delivered_window: AtomicU64::new(0),
         delivered_total: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
@@ -315,6 +351,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
             Arc::new(Member {
                 index: i,
                 room: i / p.members,
+                node: i % targets.len(),
                 received: Mutex::new(Received::default()),
                 sent: Mutex::new(Sent::default()),
                 slot: Arc::new(Mutex::new(None)),
@@ -335,8 +372,8 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         })
         .collect();
     let setup_started = Instant::now();
-    let conns = setup::bring_up(
-        &target,
+    let conns = setup::bring_up_spread(
+        &targets,
         transport,
         src_ips,
         concurrency,
@@ -381,7 +418,8 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         ));
     }
     tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
-    let before = ServerSample::take(pid);
+    let before = ServerSample::take_all(&pids);
+    let each_before: Vec<Option<f64>> = pids.iter().map(|&p| procfs::cpu_seconds(p)).collect();
     let own_before = procfs::own_cpu_seconds();
     let machine_before = procfs::machine_busy_seconds();
     let started = Instant::now();
@@ -389,7 +427,16 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     tokio::time::sleep(Duration::from_secs_f64(p.duration)).await;
     shared.window_end.store(proto::now_ns(), Relaxed);
     let window = started.elapsed().as_secs_f64();
-    let after = ServerSample::take(pid);
+    let after = ServerSample::take_all(&pids);
+    // Each process's share (with several: which of a cluster's nodes and its Redis spent what).
+    let each_cpu: Vec<Option<f64>> = pids
+        .iter()
+        .zip(&each_before)
+        .map(|(&p, b)| {
+            b.zip(procfs::cpu_seconds(p))
+                .map(|(b, a)| report::round(a - b, 3))
+        })
+        .collect();
     let own_cpu = procfs::own_cpu_seconds() - own_before;
     let machine_busy = match (machine_before, procfs::machine_busy_seconds()) {
         (Some(a), Some(b)) => Some((b - a) / window),
@@ -444,7 +491,7 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
     } else {
         "fanout"
     };
-    let result = json!({
+    let mut result = json!({
         "scenario": scenario,
         "transport": transport.name(),
         "rooms": p.rooms, "members": p.members, "senders_per_room": p.senders, "rate_per_sender": p.rate,
@@ -464,7 +511,11 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         "ack_latency_arrival": arrival_summary(&ack_arrival_latency),
         "first_arrival": arrival_summary(&first_arrival),
         "fanout_spread": arrival_summary(&fanout_spread),
-        "server_pid": pid,
+        "server_pid": match pids.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => json!(one),
+            many => json!(many),
+        },
         "server_cpu_s": cpu.map(|c| report::round(c, 3)),
         "server_cpu_util": cpu.map(|c| report::round(c / window, 3)),
         "deliveries_per_server_cpu_s": per_cpu.map(|x| report::round(x, 0)),
@@ -506,6 +557,32 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
             .map(|x| format!("{x:.2}"))
             .unwrap_or("-".into())
     ));
+    if targets.len() > 1 {
+        let cross_latency = shared.cross_latency.merged();
+        let cross_arrival = shared.cross_arrival_latency.merged();
+        readable.push(format!(
+            "  over {} servers; cross-node deliveries send→arrival: {}",
+            targets.len(),
+            report::brief(&cross_arrival)
+        ));
+        readable.push(format!(
+            "  cross-node deliveries send→read:    {}",
+            report::brief(&cross_latency)
+        ));
+        if let Some(o) = result.as_object_mut() {
+            o.insert("nodes".into(), json!(targets.len()));
+            o.insert("server_cpu_s_each".into(), json!(each_cpu));
+            o.insert(
+                "urls".into(),
+                json!(targets.iter().map(|t| t.host.clone()).collect::<Vec<_>>()),
+            );
+            o.insert("latency_cross_node".into(), report::summary(&cross_latency));
+            o.insert(
+                "latency_arrival_cross_node".into(),
+                arrival_summary(&cross_arrival),
+            );
+        }
+    }
     report::emit(&result, &readable, args.flag("quiet"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ok = failures == 0
@@ -515,6 +592,26 @@ pub async fn run(args: &Args, default_transport: Transport) -> bool {
         && errors.is_empty()
         && shared.misrouted.load(Relaxed) == 0;
     !args.flag("check") || ok
+}
+
+/// The servers to drive: `--urls A,B,...` (a cluster's nodes, clients spread round-robin) or
+/// the one `--url` (default `http://127.0.0.1:3000`); both at once is an error.
+fn parse_targets(args: &Args) -> Result<Vec<Target>, String> {
+    match (args.str("urls"), args.str("url")) {
+        (Some(_), Some(_)) => Err("give --url or --urls, not both".into()),
+        (Some(list), None) => {
+            let targets = list
+                .split(',')
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| Target::parse(u.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            if targets.is_empty() {
+                return Err(format!("--urls {list:?} names no server"));
+            }
+            Ok(targets)
+        }
+        (None, url) => Ok(vec![Target::parse(url.unwrap_or("http://127.0.0.1:3000"))?]),
+    }
 }
 
 /// The number of clients `--rooms` × `--members` asks for.

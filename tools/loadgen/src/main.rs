@@ -50,8 +50,12 @@ scenarios:
 
 common:
   --url http://127.0.0.1:3000   server address (path /socket.io/)
+  --urls URL,URL,...            fanout/polling: a cluster's nodes instead of --url; member i
+                                connects to node i % N (every room has members and senders
+                                on every node); cross-node latencies reported apart
   --transport websocket|polling
-  --server-pid PID              read the server's CPU and RSS from /proc
+  --server-pid PID              read the server's CPU and RSS from /proc (fanout/polling:
+                                PID,PID,... adds up several, e.g. the nodes and Redis)
   --src-ips N                   spread clients over 127.0.0.1 .. 127.0.0.N (default: 500
                                 clients per address, at least 4; servers may cap clients per IP)
   --connect-concurrency 100     connections being set up at once

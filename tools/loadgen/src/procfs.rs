@@ -69,4 +69,35 @@ impl ServerSample {
             },
         }
     }
+
+    /// The sum over several processes (a cluster's nodes and its Redis): CPU seconds and RSS
+    /// added up; `None` when `pids` is empty or any of them cannot be read (a partial sum
+    /// would pass for the whole).
+    pub fn take_all(pids: &[u32]) -> ServerSample {
+        if pids.is_empty() {
+            return ServerSample::default();
+        }
+        let mut sum = ServerSample {
+            cpu: Some(0.0),
+            rss: Some(0),
+        };
+        for &p in pids {
+            let one = ServerSample::take(Some(p));
+            sum.cpu = sum.cpu.zip(one.cpu).map(|(a, b)| a + b);
+            sum.rss = sum.rss.zip(one.rss).map(|(a, b)| a + b);
+        }
+        sum
+    }
+}
+
+/// `--server-pid`'s value as a list: `PID` or `PID,PID,...` (every process counted). The
+/// error names the bad item.
+pub fn parse_pids(text: &str) -> Result<Vec<u32>, String> {
+    text.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("--server-pid {text:?}: {p:?} is not a process id"))
+        })
+        .collect()
 }

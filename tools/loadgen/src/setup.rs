@@ -67,11 +67,36 @@ pub async fn bring_up<H: Handler>(
     auth: Option<&Minter>,
     specs: Vec<Spec<H>>,
 ) -> Vec<Option<Conn>> {
+    bring_up_spread(
+        std::slice::from_ref(target),
+        transport,
+        src_ips,
+        concurrency,
+        auth,
+        specs,
+    )
+    .await
+}
+
+/// [`bring_up`] over several servers (the nodes of a cluster): the client of `src_index` i
+/// connects to `targets[i % targets.len()]`, round-robin. `targets` must not be empty (an
+/// empty slice connects nobody: every position is `None`).
+pub async fn bring_up_spread<H: Handler>(
+    targets: &[Target],
+    transport: Transport,
+    src_ips: usize,
+    concurrency: usize,
+    auth: Option<&Minter>,
+    specs: Vec<Spec<H>>,
+) -> Vec<Option<Conn>> {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(specs.len());
     for spec in specs {
         let gate = gate.clone();
-        let target = target.clone();
+        let Some(target) = targets.get(spec.src_index % targets.len().max(1)).cloned() else {
+            tasks.push(tokio::spawn(async { None }));
+            continue;
+        };
         let payload = match auth::connect_payload(auth, &spec.user, &[]) {
             Ok(p) => p,
             Err(e) => {
