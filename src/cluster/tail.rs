@@ -3,9 +3,10 @@
 //!
 //! Owns the read (`READ` script per partition, all partitions in one pipeline: entries after
 //! the position, COUNT-bounded, with the partition's trimmed-through id (`retention`) read at
-//! the same instant, so a trim that removed entries past the position is never missed nor raced) and
-//! the wait for new entries (`XREAD BLOCK`, whose answer is dropped: the entries are then read
-//! by the script, so every entry goes through the one checked path); and every partition's
+//! the same instant, so a trim that removed entries past the position is never missed nor
+//! raced), the tail (`XREAD BLOCK` over every partition, with the trimmed-through ids read
+//! right after it in the same round trip: a wake costs one round trip, whatever the number of
+//! partitions); and every partition's
 //! last generated id (`rr:{p}:last`), for lag. Never advances a position itself: the caller
 //! stores it with what it applied.
 
@@ -62,11 +63,15 @@ impl Link {
         Ok(out)
     }
 
-    /// Wait up to `block` for any partition to have entries after its position (`XREAD
-    /// BLOCK`, which answers at once when some already have), then [`Link::read`] only the
-    /// partitions that have: a wake reads what changed, not every partition. An empty answer
-    /// means `block` passed with nothing new. The call is bounded by `block` plus the I/O
-    /// timeout. (A partition trimmed past its position is found when it is next read.)
+    /// Wait up to `block` for any partition to have entries after its position, and take
+    /// them: up to `count` per partition, grouped by partition, each in log order, in one round
+    /// trip (`XREAD BLOCK`, which answers at once when some partition has entries, then each
+    /// partition's trimmed-through id in the same pipeline). An empty answer means `block`
+    /// passed with nothing new; the call is bounded by `block` plus the I/O timeout.
+    ///
+    /// `BehindRetention` when a partition it read has been trimmed past its position (read
+    /// after the entries, so a trim in between reports it too: a node that close to the
+    /// retention's edge is behind it anyway).
     pub fn tail(
         &mut self,
         positions: &[(u32, StreamId)],
@@ -77,10 +82,11 @@ impl Link {
             return Ok(Vec::new());
         }
         let io_timeout = self.settings().io_timeout;
-        let mut xread = redis::cmd("XREAD");
-        xread
+        let mut pipe = redis::pipe();
+        let xread = pipe
+            .cmd("XREAD")
             .arg("COUNT")
-            .arg(1)
+            .arg(count.max(1))
             .arg("BLOCK")
             .arg(block.as_millis().max(1) as u64)
             .arg("STREAMS");
@@ -90,14 +96,42 @@ impl Link {
         for &(_, position) in positions {
             xread.arg(position.to_string());
         }
-        let woke = self.with_read_timeout(io_timeout + block, |connection| {
-            Ok(xread.query::<Value>(connection)?)
-        })?;
-        let named = named_partitions(&woke, positions);
-        if named.is_empty() {
-            return Ok(Vec::new());
+        for &(p, _) in positions {
+            pipe.cmd("GET").arg(trimmed_key(p));
         }
-        self.read(&named, count)
+        let mut answers = self.with_read_timeout(io_timeout + block, |connection| {
+            Ok(pipe.query::<Vec<Value>>(connection)?)
+        })?;
+        if answers.len() != positions.len() + 1 {
+            return Err(ClusterError::Malformed("tail: answers missing".into()));
+        }
+        let trimmed = answers.split_off(1);
+        let woke = answers.pop().unwrap_or(Value::Nil);
+        let mut out = Vec::new();
+        for (key, entries) in streams_of(woke)? {
+            let Some((index, &(partition, position))) = positions
+                .iter()
+                .enumerate()
+                .find(|(_, (p, _))| log_key(*p).as_bytes() == key.as_slice())
+            else {
+                return Err(ClusterError::Malformed("tail: an unasked stream".into()));
+            };
+            let trimmed_through = match trimmed.get(index) {
+                Some(Value::Nil) | None => StreamId::ZERO,
+                Some(value) => stream_id(value)?,
+            };
+            if trimmed_through > position {
+                return Err(ClusterError::BehindRetention {
+                    partition,
+                    position,
+                    trimmed_through,
+                });
+            }
+            for entry in entries {
+                out.push(decode(partition, entry)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Every partition's last generated stream id (index = partition; `0-0` for one that never
@@ -118,32 +152,33 @@ impl Link {
     }
 }
 
-/// The partitions (with their positions) whose streams an `XREAD` answer names: RESP2
-/// `[[key, entries], …]` or RESP3 `{key: entries}`. Nil (nothing new) names none.
-fn named_partitions(answer: &Value, positions: &[(u32, StreamId)]) -> Vec<(u32, StreamId)> {
-    let keys: Vec<&[u8]> = match answer {
+/// One stream of an `XREAD` answer: its key and its entries.
+type Stream = (Vec<u8>, Vec<Value>);
+
+/// The streams of an `XREAD` answer, `(key, entries)`: RESP2 `[[key, entries], …]` or RESP3
+/// `{key: entries}`; Nil (nothing new) has none.
+fn streams_of(answer: Value) -> Result<Vec<Stream>, ClusterError> {
+    let malformed = || ClusterError::Malformed("tail: not an XREAD answer".into());
+    let pairs: Vec<(Value, Value)> = match answer {
+        Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams
-            .iter()
-            .filter_map(|stream| match stream {
-                Value::Array(pair) => match pair.first() {
-                    Some(Value::BulkString(key)) => Some(key.as_slice()),
-                    _ => None,
-                },
-                _ => None,
+            .into_iter()
+            .map(|stream| match stream {
+                Value::Array(pair) => {
+                    let [key, entries]: [Value; 2] = pair.try_into().map_err(|_| malformed())?;
+                    Ok((key, entries))
+                }
+                _ => Err(malformed()),
             })
-            .collect(),
-        Value::Map(streams) => streams
-            .iter()
-            .filter_map(|(key, _)| match key {
-                Value::BulkString(key) => Some(key.as_slice()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+            .collect::<Result<_, _>>()?,
+        Value::Map(streams) => streams,
+        _ => return Err(malformed()),
     };
-    positions
-        .iter()
-        .filter(|(p, _)| keys.contains(&log_key(*p).as_bytes()))
-        .copied()
+    pairs
+        .into_iter()
+        .map(|(key, entries)| match (key, entries) {
+            (Value::BulkString(key), Value::Array(entries)) => Ok((key, entries)),
+            _ => Err(malformed()),
+        })
         .collect()
 }
