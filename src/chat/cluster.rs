@@ -29,6 +29,7 @@ use crossbeam_channel::Sender;
 
 use super::cluster_sessions::SessionJob;
 use super::home::{home_shard, JoinAtHome, LeaveAtHome, Post, RecoverAtHome};
+use super::log_state::WaitingPost;
 use super::presence::{ConnKey, Presence};
 use super::validate::MessageRequest;
 use super::{ChatApp, ChatForward};
@@ -61,6 +62,9 @@ pub struct ClusterChat {
     sessions: Sender<SessionJob>,
     /// How long a post waits for its entry to be applied before it is answered `unavailable`.
     pub wait: Duration,
+    /// Whether a post's ack also waits for its append to be confirmed by the appender
+    /// (`--cluster-min-replicas` above 0: confirmed once enough replicas hold it).
+    pub confirm_appends: bool,
 }
 
 /// What the appender hands back with a batch's outcome.
@@ -78,6 +82,7 @@ impl ClusterChat {
         appender: Sender<Batch<Reply>>,
         sessions: Sender<SessionJob>,
         wait: Duration,
+        confirm_appends: bool,
     ) -> ClusterChat {
         let mut seed = [0u8; 4];
         // Without OS randomness the time tells runs apart.
@@ -93,6 +98,7 @@ impl ClusterChat {
             appender,
             sessions,
             wait,
+            confirm_appends,
         }
     }
 
@@ -252,7 +258,15 @@ impl ChatApp {
         );
         let log = &mut shard.state.log;
         let token = log.token();
-        log.posts.insert(token, (reply_to, ack_id));
+        log.posts.insert(
+            token,
+            WaitingPost {
+                reply_to,
+                ack_id,
+                appended: !cluster.confirm_appends,
+                applied_ack: None,
+            },
+        );
         log.deadlines.push_back((shard.now + cluster.wait, token));
         log.outgoing.push(Append::Message {
             book: book_id,
@@ -394,7 +408,10 @@ impl ChatApp {
                 break;
             }
             shard.state.log.deadlines.pop_front();
-            if let Some((reply_to, ack_id)) = shard.state.log.posts.remove(&token) {
+            if let Some(WaitingPost {
+                reply_to, ack_id, ..
+            }) = shard.state.log.posts.remove(&token)
+            {
                 let error = super::errors::ChatError::new(
                     super::errors::ErrorCode::Unavailable,
                     "the cluster's log did not confirm the message in time",
@@ -426,18 +443,41 @@ impl ChatApp {
         if let Err(refused) = cluster.appender.send(batch) {
             // The appender has ended (shutting down): nothing will be appended.
             let tokens = refused.into_inner().reply.tokens;
-            self.log_failed(shard, tokens, "the node is shutting down");
+            self.log_failed(shard, tokens, "the node is shutting down", false);
+        }
+    }
+
+    /// Cluster mode, with replicas to confirm appends: these entries are on enough replicas;
+    /// a post already applied gets its ack now (never before: `--cluster-min-replicas`).
+    pub(super) fn log_appended(&self, shard: &mut ShardOf<'_, ChatApp>, tokens: Vec<u64>) {
+        for token in tokens {
+            let log = &mut shard.state.log;
+            let Some(post) = log.posts.get_mut(&token) else {
+                continue;
+            };
+            match post.applied_ack.take() {
+                Some(ack) => {
+                    let (reply_to, ack_id) = (post.reply_to.clone(), post.ack_id);
+                    log.posts.remove(&token);
+                    if let Some(ack_id) = ack_id {
+                        shard.ack_to_json(reply_to, ack_id, ack);
+                    }
+                }
+                None => post.appended = true,
+            }
         }
     }
 
     /// Cluster mode: the appender could not append these entries (they may still have
     /// landed): posts are answered `unavailable`, joins from the local store, presence goes
-    /// to the backlog.
+    /// to the backlog. `landed`: they are in the log for sure (only too few replicas
+    /// confirmed them): joins are then answered when applied, presence is not appended again.
     pub(super) fn log_failed(
         &self,
         shard: &mut ShardOf<'_, ChatApp>,
         tokens: Vec<u64>,
         cause: &str,
+        landed: bool,
     ) {
         let error = super::errors::ChatError::new(
             super::errors::ErrorCode::Unavailable,
@@ -446,7 +486,10 @@ impl ChatApp {
         let mut counted = false;
         for token in tokens {
             let log = &mut shard.state.log;
-            if let Some((reply_to, ack_id)) = log.posts.remove(&token) {
+            if let Some(WaitingPost {
+                reply_to, ack_id, ..
+            }) = log.posts.remove(&token)
+            {
                 if !counted {
                     self.count_error(shard.index, "chatMessage", &error);
                     counted = true;
@@ -457,8 +500,13 @@ impl ChatApp {
                 continue;
             }
             if let Some(entry) = log.presence.remove(&token) {
-                log.backlog.push(entry);
-                log.retry_at = Some(shard.now + BACKLOG_RETRY);
+                if !landed {
+                    log.backlog.push(entry);
+                    log.retry_at = Some(shard.now + BACKLOG_RETRY);
+                }
+            }
+            if landed {
+                continue;
             }
             if let Some(join) = shard.state.log.joins.remove(&token) {
                 self.answer_join(shard, join);
@@ -472,8 +520,21 @@ impl ChatApp {
         for entry in entries {
             match entry {
                 Applied::Message { message, origin } => {
-                    let waiting = origin.and_then(|t| shard.state.log.posts.remove(&t));
-                    let ack = waiting.and_then(|(socket, ack)| ack.map(|a| (socket, a)));
+                    let log = &mut shard.state.log;
+                    let ack = match origin.and_then(|t| log.posts.get_mut(&t).map(|p| (t, p))) {
+                        None => None,
+                        Some((token, post)) if post.appended => {
+                            let (reply_to, ack_id) = (post.reply_to.clone(), post.ack_id);
+                            log.posts.remove(&token);
+                            ack_id.map(|a| (reply_to, a))
+                        }
+                        Some((_, post)) => {
+                            // Broadcast now; acked once replicas confirm (`log_appended`).
+                            let text = super::message::encode_message(&message);
+                            post.applied_ack = Some(super::message::message_ack_json(&text));
+                            None
+                        }
+                    };
                     run.push((message, ack));
                 }
                 Applied::Join {
@@ -711,19 +772,29 @@ pub fn log_message_id(partition: u32, id: StreamId) -> MessageId {
 }
 
 /// The appender's answer for one batch: failures go back to the batch's home shard.
+/// With `confirm` (replicas must confirm appends), successes go back too.
 pub fn answer_batch(
     injector: &Injector<ChatForward>,
+    confirm: bool,
     reply: Reply,
     result: Result<Vec<Appended>, ClusterError>,
 ) {
-    if let Err(error) = result {
-        let _ = injector.forward(
-            reply.shard,
-            ChatForward::LogFailed {
-                tokens: reply.tokens,
-                cause: error.to_string(),
-            },
-        );
+    match result {
+        Err(error) => {
+            let landed = matches!(error, ClusterError::Replicas { .. });
+            let _ = injector.forward(
+                reply.shard,
+                ChatForward::LogFailed {
+                    tokens: reply.tokens,
+                    cause: error.to_string(),
+                    landed,
+                },
+            );
+        }
+        Ok(_) if confirm => {
+            let _ = injector.forward(reply.shard, ChatForward::LogAppended(reply.tokens));
+        }
+        Ok(_) => {}
     }
 }
 

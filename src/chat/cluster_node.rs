@@ -92,11 +92,19 @@ pub fn prepare(
         node_id.clone(),
         appender,
         session_jobs,
-        settings.timeout * 2,
+        // With replicas to wait for, an append may take up to twice the timeout.
+        settings.timeout * if settings.min_replicas > 0 { 3 } else { 2 },
+        settings.min_replicas > 0,
     ));
     let started = std::time::Instant::now();
     let mut sink = LogSink::storing_only(Arc::clone(store), Arc::clone(&chat));
     node::check_not_behind(&mut link, &positions).map_err(|e| e.to_string())?;
+    if let Some(found_by) = link.redis_lost().map_err(|e| e.to_string())? {
+        return Err(format!(
+            "cluster: node {found_by} found Redis holding less of the log than it applied: {}",
+            node::REDIS_BEHIND_FIX
+        ));
+    }
     if !store.has_applied().map_err(|e| e.to_string())? {
         // A single process's store joining (or forming) a cluster: the rooms' counters in
         // Redis start above its history, so no message is ever numbered twice.
@@ -160,11 +168,12 @@ impl Prepared {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let answers = Arc::clone(&injector);
+        let confirm = self.chat.confirm_appends;
         threads.push(node::spawn_appender(
             self.link.clone(),
             self.inbox,
             Arc::clone(&self.status),
-            move |reply, result| answer_batch(&answers, reply, result),
+            move |reply, result| answer_batch(&answers, confirm, reply, result),
         )?);
         threads.push(cluster_sessions::spawn(
             self.link.clone(),

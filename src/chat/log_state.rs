@@ -12,6 +12,16 @@ use crate::cluster::Append;
 use crate::socketio::handler::SocketRef;
 
 /// A home shard's log bookkeeping.
+/// A post waiting for its entry: where its answer goes, whether its append was confirmed
+/// (always, unless replicas must confirm it: `--cluster-min-replicas`), and its ack once it
+/// was applied before the confirmation came.
+pub struct WaitingPost {
+    pub reply_to: SocketRef,
+    pub ack_id: Option<u64>,
+    pub appended: bool,
+    pub applied_ack: Option<Box<str>>,
+}
+
 /// `J` is what a waiting join keeps (the home's `JoinAtHome`).
 pub struct LogState<J> {
     /// This turn's entries for the log, with their origin tokens.
@@ -19,7 +29,7 @@ pub struct LogState<J> {
     pub(super) tokens: Vec<u64>,
     next_token: u64,
     /// Posts waiting for their entry to be applied.
-    pub(super) posts: HashMap<u64, (SocketRef, Option<u64>)>,
+    pub(super) posts: HashMap<u64, WaitingPost>,
     /// When each waiting post is answered `unavailable`, in order.
     pub(super) deadlines: VecDeque<(Instant, u64)>,
     /// First joins waiting for their entry to be applied.

@@ -233,10 +233,14 @@ pub enum ChatForward {
     /// in log order (`cluster`).
     Applied(Vec<cluster::Applied>),
     /// Cluster mode: the appender could not append the entries of these origin tokens.
+    /// `landed`: the entries are in the log (too few replicas confirmed them).
     LogFailed {
         tokens: Vec<u64>,
         cause: String,
+        landed: bool,
     },
+    /// Cluster mode, with replicas to confirm appends: these entries were confirmed.
+    LogAppended(Vec<u64>),
     /// Cluster mode: the rosters Redis held at start, `(book, place, userId, username)`.
     Rosters(Vec<(BookId, presence::ConnKey, String, String)>),
     /// Cluster mode: Redis's answer to a reconnection's claim of a kept reader (its bytes,
@@ -402,7 +406,12 @@ impl Handler for ChatApp {
             }
             ChatForward::Resume(waiting) => shard.forward_to_socket(waiting, ChatForward::Resumed),
             ChatForward::Applied(entries) => self.log_applied(shard, entries),
-            ChatForward::LogFailed { tokens, cause } => self.log_failed(shard, tokens, &cause),
+            ChatForward::LogFailed {
+                tokens,
+                cause,
+                landed,
+            } => self.log_failed(shard, tokens, &cause, landed),
+            ChatForward::LogAppended(tokens) => self.log_appended(shard, tokens),
             ChatForward::Reannounce => {
                 if let Some(cluster) = &self.cluster {
                     self.log_reannounce(cluster, shard);

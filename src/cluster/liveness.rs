@@ -63,3 +63,32 @@ impl Link {
         })
     }
 }
+
+/// The `rr:meta` field a node sets when it finds Redis holding less of the log than it
+/// applied: every node then refuses posts and stops applying (the counters would number
+/// messages again, and applying them would overwrite stored history).
+const REDIS_LOST_FIELD: &str = "redis_lost_entries";
+
+impl Link {
+    /// Tell every node that Redis lost acknowledged entries (`found_by`: this node's id).
+    pub fn mark_redis_lost(&mut self, found_by: &str) -> Result<(), ClusterError> {
+        self.with(|connection| {
+            redis::cmd("HSET")
+                .arg(super::partition::META_KEY)
+                .arg(REDIS_LOST_FIELD)
+                .arg(found_by)
+                .query::<()>(connection)?;
+            Ok(())
+        })
+    }
+
+    /// The node that found Redis holding less than it applied, if one did.
+    pub fn redis_lost(&mut self) -> Result<Option<String>, ClusterError> {
+        self.with(|connection| {
+            Ok(redis::cmd("HGET")
+                .arg(super::partition::META_KEY)
+                .arg(REDIS_LOST_FIELD)
+                .query(connection)?)
+        })
+    }
+}

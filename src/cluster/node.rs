@@ -380,6 +380,12 @@ pub fn spawn_applier(
                 if entries.is_empty() {
                     continue;
                 }
+                if status.diverged() {
+                    // Entries numbered again by a Redis that lost some would overwrite stored
+                    // history: nothing more is applied until the operator restores Redis.
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
+                }
                 let reached = newest_per_partition(&entries);
                 let count = entries.len() as u64;
                 // Applied again until it succeeds: nothing of the log is ever skipped.
@@ -408,7 +414,8 @@ pub fn spawn_applier(
 }
 
 /// Start the keeper for node `node`: its liveness key every `ttl / 3`, expired nodes' readers
-/// reaped every second (their live records kept claimable for `live_window`), the log trimmed to `retention` every minute (or quarter retention),
+/// reaped (their live records kept claimable for `live_window`), the log trimmed to
+/// `retention` every minute (or quarter retention),
 /// Redis's newest ids read
 /// for the lag. Ends when `stop` is set (checked at least every `ttl / 3`).
 pub fn spawn_keeper(
@@ -435,6 +442,7 @@ pub fn spawn_keeper(
                 next_trim: Instant::now(),
                 up_since: None,
                 first: true,
+                marked: false,
             };
             while !stop.load(Ordering::Relaxed) {
                 let result = keeper.keep(&mut link, &status, (ttl, retention, live_window), &lost);
@@ -459,6 +467,8 @@ struct Keeper {
     up_since: Option<Instant>,
     /// Before its first heartbeat of this run.
     first: bool,
+    /// Whether it told the others that Redis lost entries.
+    marked: bool,
 }
 
 impl Keeper {
@@ -497,6 +507,21 @@ impl Keeper {
         }
         let applied = status.lag();
         status.record_newest(&link.last_ids()?, &applied);
+        // Redis lost entries: every node must know (it may not have applied them itself).
+        if status.diverged() {
+            if !self.marked {
+                link.mark_redis_lost(&status.node)?;
+                self.marked = true;
+            }
+        } else if let Some(found_by) = link.redis_lost()? {
+            if !status.diverged.swap(true, Ordering::Relaxed) {
+                crate::log_error!(
+                    "cluster_redis_behind",
+                    found_by = found_by,
+                    fix = REDIS_BEHIND_FIX
+                );
+            }
+        }
         if now >= self.next_trim {
             self.next_trim = now + TRIM_EVERY.min(retention / 4);
             let now_ms = link.redis_time_ms()?;
@@ -535,7 +560,7 @@ pub fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
 /// `/health` gains `"cluster": {"node", "link": "up"|"down", "max_lag_ms",
 /// "lagging_partitions"}`; `/metrics` the `readrealm_cluster_*` families (docs/OPERATIONS.md).
 /// A partition's lag is the time between its newest entry in Redis (at the keeper's last
-/// look, every second) and the newest this node applied: 0 when caught up.
+/// look, every `ttl / 3`) and the newest this node applied: 0 when caught up.
 impl crate::metrics::Section for Status {
     fn health(&self) -> (&'static str, serde_json::Value) {
         let lags: Vec<u64> = self
@@ -549,6 +574,7 @@ impl crate::metrics::Section for Status {
                 "node": self.node,
                 "link": if self.link_up() { "up" } else { "down" },
                 "max_lag_ms": lags.iter().copied().max().unwrap_or(0),
+                "redis_lost_entries": self.diverged(),
                 "lagging_partitions": lags.iter().filter(|&&l| l > 0).count(),
             }),
         )

@@ -33,6 +33,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { spawn, spawnSync } from "node:child_process";
 
 import {
   CONFIGS,
@@ -55,7 +58,7 @@ import {
   sleep,
   waitUntil,
 } from "./chat-helpers.mjs";
-import { backup, fullHistory, health, redisMissing, runNodeToExit, startCluster, startNode, withLogs } from "./cluster-helpers.mjs";
+import { backup, freePort, fullHistory, health, redisMissing, runNodeToExit, startCluster, startNode, withLogs } from "./cluster-helpers.mjs";
 import { startProxy } from "./tcp-proxy.mjs";
 
 const T = { timeout: 60_000 };
@@ -876,6 +879,99 @@ describe("cluster: a node behind the log's retention", SUITE, () => {
           assert.deepEqual(listed, sorted([members[0].user, members[1].user, lateUser].map(member)), `roomMembers on node ${m.node}`);
           assert.equal(m.socket.rec.count("userLeft"), 1, `node ${m.node}: only node 2's reader left, once`);
         }
+      } finally {
+        for (const c of clients) c.closeAll();
+      }
+    }));
+});
+
+describe("cluster: what Redis must hold before a post is acknowledged", SUITE, () => {
+  let cluster;
+  let replica;
+  after(async () => {
+    replica?.proc.kill("SIGKILL");
+    if (replica) await removeDir(replica.dir);
+    await cluster?.stop();
+  });
+
+  test("--cluster-min-replicas 1 without a replica: posts are answered unavailable, never ok; once a replica holds them, ok", T, (t) =>
+    withLogs(() => cluster, async () => {
+      cluster = await startCluster(2, { ...FLAGS, clusterMinReplicas: 1, clusterTimeout: 500 });
+      const book = newBook();
+      const clients = cluster.nodes.map((node) => new ChatClients(node.url));
+      try {
+        const a = { socket: await clients[0].connect(CONFIGS[0]), user: newUser("a") };
+        const b = { socket: await clients[1].connect(CONFIGS[1]), user: newUser("b") };
+        // Joins are in the log although no replica confirms them: answered when applied.
+        for (const x of [a, b]) await mustJoin(x.socket, book, x.user);
+        const started = Date.now();
+        const refused = await post(a.socket, { bookId: book, ...a.user, content: "no replica" });
+        t.diagnostic(`answered in ${Date.now() - started} ms: ${JSON.stringify(refused)}`);
+        assert.equal(refused?.ok, false, `not acknowledged without a replica: ${JSON.stringify(refused)}`);
+        assert.equal(refused.error?.code, "unavailable");
+        assert.ok(Date.now() - started < 5000, "answered within 5 s");
+
+        // A replica of that Redis: the next posts are acknowledged.
+        const dir = await fs.mkdtemp(path.join(os.tmpdir(), "readrealm-replica-test-"));
+        const port = await freePort();
+        const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir, "--replicaof", "127.0.0.1", String(cluster.redis.port), "--repl-diskless-sync-delay", "0"], { stdio: "ignore" });
+        replica = { proc, dir };
+        let ok = null;
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline && !ok) {
+          const ack = await post(a.socket, { bookId: book, ...a.user, content: "with a replica" });
+          if (ack?.ok) ok = ack;
+          else await sleep(200);
+        }
+        assert.ok(ok, "a post is acknowledged once a replica holds it");
+        await b.socket.rec.waitMatch("newMessage", (m) => m._id === ok.message._id, WAIT_MS, "the other node's member gets it");
+      } finally {
+        for (const c of clients) c.closeAll();
+      }
+    }));
+});
+
+describe("cluster: Redis losing acknowledged entries", SUITE, () => {
+  let cluster;
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test("every node refuses posts (never numbering a message twice) and says so in /health; a node restarted on such a Redis refuses to start", T, (t) =>
+    withLogs(() => cluster, async () => {
+      cluster = await startCluster(2, { ...FLAGS, clusterNodeTtl: 1500 });
+      const book = newBook();
+      const clients = cluster.nodes.map((node) => new ChatClients(node.url));
+      try {
+        const a = { socket: await clients[0].connect(CONFIGS[0]), user: newUser("a") };
+        const b = { socket: await clients[1].connect(CONFIGS[2]), user: newUser("b") };
+        for (const x of [a, b]) await mustJoin(x.socket, book, x.user);
+        const kept = [];
+        for (let i = 0; i < 3; i++) kept.push(await mustPost(a.socket, book, a.user, `kept-${i}`));
+        await b.socket.rec.waitCount("newMessage", 3);
+        // Redis loses everything (as a restore of an old AOF or a lagging replica would lose
+        // the newest part).
+        const flushed = spawnSync("redis-cli", ["-p", String(cluster.redis.port), "FLUSHALL"], { encoding: "utf8" });
+        assert.equal(flushed.status, 0, flushed.stderr);
+        for (const [i, x] of [a, b].entries()) {
+          const deadline = Date.now() + 10_000;
+          while ((await health(cluster.nodes[i])).cluster?.redis_lost_entries !== true) {
+            assert.ok(Date.now() < deadline, `node ${i}'s /health says Redis lost entries within 10 s`);
+            await sleep(100);
+          }
+          const ack = await post(x.socket, { bookId: book, ...x.user, content: `after-the-loss-${i}` });
+          assert.equal(ack?.ok, false, `node ${i}: no post acknowledged: ${JSON.stringify(ack)}`);
+          assert.equal(ack.error?.code, "unavailable");
+        }
+        // The history every node had is untouched.
+        for (const x of [a, b]) {
+          const history = await fullHistory(x.socket, book);
+          assert.deepEqual(history.map((m) => m._id), kept.map((m) => m._id), "history as it was");
+        }
+        await cluster.nodes[1].stop();
+        const refused = await runNodeToExit(cluster.redis, cluster.dirs[1], FLAGS);
+        assert.equal(refused.code, 1, `exit 1: ${refused.stderr.slice(-1500)}`);
+        assert.match(refused.stderr, /Redis lost acknowledged entries/);
       } finally {
         for (const c of clients) c.closeAll();
       }
