@@ -5,14 +5,19 @@
 //! does not chain to the trusted roots (the system's, or another CA) or does not name the
 //! host is refused with a clear error; a `redis://` URL to the TLS port fails (no plaintext
 //! fallback); the binary reads the CA at start (a bad file exits 2 naming the setting, never
-//! its content) and `--print-config` shows its path. `tls_micro_bench` prints append rates
+//! its content) and `--print-config` shows its path; a node started on `rediss://` with the
+//! CA acknowledges a post that is then in Redis's log, and without the CA refuses to start
+//! saying why. `tls_micro_bench` prints append rates
 //! over TLS and plain TCP.
 
 #[path = "support/redis.rs"]
 mod redis_server;
+mod support;
 
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -20,6 +25,8 @@ use readrealm_chat::book::BookId;
 use readrealm_chat::cluster::tls::RedisCa;
 use readrealm_chat::cluster::{Append, ClusterError, Entry, Link, Settings, StreamId};
 use redis_server::RedisServer;
+use serde_json::{json, Value};
+use support::{ws_connect, ws_recv_skipping_pings, ws_send_text, Ws, WsEvent};
 
 const PARTITIONS: u32 = 4;
 
@@ -283,7 +290,7 @@ fn the_binary_reads_the_ca_at_start_and_print_config_shows_its_path() {
     .unwrap();
     for path in [bad.clone(), dir.join("missing.pem")] {
         let output = binary()
-            .args(["--cluster-redis", "rediss://redis.internal:6380"])
+            .args(["--cluster-redis", "rediss://127.0.0.1:1"])
             .arg("--cluster-redis-ca")
             .arg(&path)
             .args(["--data-dir"])
@@ -303,6 +310,137 @@ fn the_binary_reads_the_ca_at_start_and_print_config_shows_its_path() {
             "{stderr}"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A cluster node (the real binary) on `url` with `ca`; killed on drop.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn command(url: &str, ca: Option<&Path>, data_dir: &Path) -> Command {
+        let mut command = binary();
+        command
+            .args(["--listen", "127.0.0.1:0", "--shards", "1", "--log", "warn"])
+            .args(["--cluster-redis", url])
+            .args(["--cluster-partitions", &PARTITIONS.to_string()])
+            .args(["--cluster-timeout", "2000"])
+            .arg("--data-dir")
+            .arg(data_dir);
+        if let Some(ca) = ca {
+            command.arg("--cluster-redis-ca").arg(ca);
+        }
+        command
+    }
+
+    fn start(url: &str, ca: &Path, data_dir: &Path) -> Node {
+        let mut child = Node::command(url, Some(ca), data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("readrealm-chat starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("a line on stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        Node { child, addr }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next text frame within 10 s (pings answered by the helper).
+fn text_frame(ws: &mut Ws) -> String {
+    match ws_recv_skipping_pings(ws, Duration::from_secs(10)) {
+        WsEvent::Text(text) => text,
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Emit `event` with ack `id` and return the ack's first argument (other frames skipped).
+fn call(ws: &mut Ws, id: u64, event: &str, payload: Value) -> Value {
+    ws_send_text(ws, &format!("42{id}{}", json!([event, payload])));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let prefix = format!("43{id}");
+    loop {
+        assert!(Instant::now() < deadline, "no ack {id} for {event}");
+        let text = text_frame(ws);
+        if let Some(args) = text.strip_prefix(&prefix) {
+            let args: Value = serde_json::from_str(args).expect("ack JSON");
+            return args[0].clone();
+        }
+    }
+}
+
+#[test]
+fn a_node_on_rediss_posts_through_tls_and_without_the_ca_refuses_to_start() {
+    let ca = new_ca("readrealm test CA");
+    let redis = tls_redis(&ca);
+    let dir = temp_dir("node");
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.pem).unwrap();
+
+    // Without the CA (the system roots): the node does not start, and says why.
+    let output = Node::command(&redis.tls_url(), None, &dir.join("refused"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("UnknownIssuer") && stderr.contains("--cluster-redis-ca"),
+        "{stderr}"
+    );
+
+    // With it: a post is acknowledged, and it is in Redis's log (read back over TLS here).
+    let node = Node::start(&redis.tls_url(), &ca_path, &dir.join("node"));
+    let mut ws = ws_connect(node.addr, "/socket.io/?EIO=4&transport=websocket").unwrap();
+    assert!(text_frame(&mut ws).starts_with('0'));
+    ws_send_text(&mut ws, "40");
+    assert!(text_frame(&mut ws).starts_with("40"));
+    let book = 2701;
+    let who = json!({ "bookId": book, "userId": "u1", "username": "ada" });
+    let ack = call(&mut ws, 0, "joinRoom", who.clone());
+    assert_eq!(ack["ok"], true, "{ack}");
+    let content = "sent to Redis over TLS";
+    let mut post = who;
+    post["content"] = json!(content);
+    let ack = call(&mut ws, 1, "chatMessage", post);
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    let mut reader = Link::connect(settings(
+        redis.tls_url(),
+        Some(RedisCa::load(&ca_path).unwrap()),
+    ))
+    .unwrap();
+    let positions: Vec<(u32, StreamId)> = (0..PARTITIONS).map(|p| (p, StreamId::ZERO)).collect();
+    let logged: Vec<(u64, u64, String)> = reader
+        .read(&positions, 100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|entry| match entry.entry {
+            Entry::Message {
+                book, seq, body, ..
+            } => Some((book.0, seq, String::from_utf8_lossy(&body).into_owned())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!((logged[0].0, logged[0].1), (book, 1));
+    assert!(logged[0].2.contains(content), "{logged:?}");
+    drop(node);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -331,12 +469,18 @@ fn tls_micro_bench() {
     // One warm-up batch each (scripts cached, connections open), then the same work.
     append_rate(&mut over_tls, 1);
     append_rate(&mut over_tcp, 1);
-    let batches = 300;
-    let tcp_rate = append_rate(&mut over_tcp, batches);
-    let tls_rate = append_rate(&mut over_tls, batches);
+    // Rounds alternate, and each side's best round counts (the machine is shared: the
+    // best is the least disturbed).
+    let (batches, rounds) = (200, 3);
+    let (mut tcp_rate, mut tls_rate) = (0f64, 0f64);
+    for _ in 0..rounds {
+        tcp_rate = tcp_rate.max(append_rate(&mut over_tcp, batches));
+        tls_rate = tls_rate.max(append_rate(&mut over_tls, batches));
+    }
     println!(
-        "cluster log TLS micro-bench: appended {} entries (120-byte bodies, batches of 64) at \
-         {tcp_rate:.0}/s over plain TCP and {tls_rate:.0}/s over TLS ({:.2}x)",
+        "cluster log TLS micro-bench: appended {} entries (120-byte bodies, batches of 64), \
+         best of {rounds} alternating rounds: {tcp_rate:.0}/s over plain TCP and {tls_rate:.0}/s \
+         over TLS ({:.2}x)",
         batches * 64,
         tls_rate / tcp_rate
     );
