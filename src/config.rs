@@ -546,10 +546,19 @@ pub struct Flags {
         long,
         env = "READREALM_CLUSTER_REDIS",
         value_name = "URL",
-        help = "cluster mode: redis://[user:password@]host:port[/db] of the Redis holding the \
-                cluster's log; empty: one process, no Redis [default: none]"
+        help = "cluster mode: redis://[user:password@]host:port[/db] (rediss:// for TLS) of the \
+                Redis holding the cluster's log; empty: one process, no Redis [default: none]"
     )]
     pub cluster_redis: Option<String>,
+    #[arg(
+        long,
+        env = "READREALM_CLUSTER_REDIS_CA",
+        value_name = "FILE",
+        help = "cluster mode: PEM bundle of the CA certificates a rediss:// Redis's certificate \
+                must chain to, trusted instead of the system roots; read at start [default: \
+                none: the system roots]"
+    )]
+    pub cluster_redis_ca: Option<String>,
     #[arg(
         long,
         env = "READREALM_CLUSTER_PARTITIONS",
@@ -764,6 +773,14 @@ impl Settings {
                         mask_redis_password(value)
                     )
                 })?;
+            }
+            "--cluster-redis-ca" if value.is_empty() => self.cluster_values.redis_ca = None,
+            "--cluster-redis-ca" => {
+                // Read and checked now (a bad file stops the start, exit 2); the error names
+                // the file and what is wrong with it, never what it holds.
+                let ca = crate::cluster::tls::RedisCa::load(Path::new(value))
+                    .map_err(|e| format!("invalid {flag} (env {}): {e}", env_name(flag)))?;
+                self.cluster_values.redis_ca = Some(ca);
             }
             "--cluster-partitions" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_CLUSTER_PARTITIONS).contains(&n) => {
@@ -1035,6 +1052,7 @@ mod tests {
             settings.cluster,
             Some(ClusterSettings {
                 redis_url: "redis://10.0.0.9:6379/2".into(),
+                redis_ca: None,
                 partitions: 64,
                 retention: Duration::from_secs(7 * 24 * 3600),
                 node_ttl: Duration::from_millis(5000),
@@ -1100,20 +1118,67 @@ mod tests {
     }
 
     #[test]
-    fn rediss_is_refused_while_the_redis_client_is_built_without_tls() {
-        // The `redis` crate is built without a TLS feature (Cargo.toml), so a rediss:// URL
-        // could never connect: it is refused at start, saying so. Turning TLS on in
-        // Cargo.toml makes this test fail, and docs/OPERATIONS.md "Cluster" must then say
-        // rediss:// works.
-        let err = from_args(&strings(&[
+    fn rediss_is_accepted_and_the_redis_ca_is_read_at_start() {
+        // The `redis` crate is built with rustls (Cargo.toml): a rediss:// URL is accepted.
+        let settings = from_args(&strings(&[
             "--cluster-redis",
             "rediss://redis.internal:6380",
         ]))
-        .unwrap_err();
-        assert!(
-            err.contains("--cluster-redis") && err.contains("TLS"),
-            "{err}"
-        );
+        .unwrap();
+        let cluster = settings.cluster.expect("a cluster member");
+        assert_eq!(cluster.redis_url, "rediss://redis.internal:6380");
+        assert_eq!(cluster.redis_ca, None, "the system roots by default");
+
+        // A real CA bundle (two certificates) is read and kept with its path.
+        let dir = std::env::temp_dir().join(format!("rr-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_pem = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.self_signed(&key).unwrap().pem()
+        };
+        let bundle = dir.join("ca.pem");
+        std::fs::write(&bundle, ca_pem("one") + &ca_pem("two")).unwrap();
+        let path = bundle.to_str().unwrap();
+        let settings = from_args(&strings(&[
+            "--cluster-redis-ca",
+            path,
+            "--cluster-redis",
+            "rediss://redis.internal:6380",
+        ]))
+        .unwrap();
+        let ca = settings.cluster.unwrap().redis_ca.expect("the CA is kept");
+        assert_eq!((ca.path(), ca.certificates()), (bundle.as_path(), 2));
+        // An empty value turns it off again (back to the system roots).
+        let settings = from_args(&strings(&[
+            "--cluster-redis",
+            "rediss://redis.internal:6380",
+            "--cluster-redis-ca",
+            "",
+        ]))
+        .unwrap();
+        assert_eq!(settings.cluster.unwrap().redis_ca, None);
+
+        // A file that is no CA bundle is refused naming the setting and the file, never
+        // quoting what it holds.
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "s3cret-not-a-certificate\n").unwrap();
+        for file in [bad.clone(), dir.join("missing.pem")] {
+            let err =
+                from_args(&strings(&["--cluster-redis-ca", file.to_str().unwrap()])).unwrap_err();
+            assert!(
+                err.contains("--cluster-redis-ca")
+                    && err.contains("READREALM_CLUSTER_REDIS_CA")
+                    && err.contains(file.to_str().unwrap())
+                    && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1251,10 +1316,12 @@ pub const MASKED_PASSWORD: &str = "***";
 #[cfg(feature = "store")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// --cluster-redis: redis://[user:pass@]host:port[/db] or rediss://... (checked by
-    /// [`parse_redis_url`], which refuses rediss:// while the `redis` crate is built without
-    /// TLS; the password is the secret: show [`Self::redis_url_masked`]).
+    /// --cluster-redis: redis://[user:pass@]host:port[/db] or rediss://... for TLS (checked
+    /// by [`parse_redis_url`]; the password is the secret: show [`Self::redis_url_masked`]).
     pub redis_url: String,
+    /// --cluster-redis-ca FILE (default none: the system roots): the CA bundle, read at start,
+    /// that a rediss:// server's certificate must chain to (`crate::cluster::tls`).
+    pub redis_ca: Option<crate::cluster::tls::RedisCa>,
     /// --cluster-partitions (default 64, 1..=4096): every node must use the same; checked at start.
     pub partitions: u32,
     /// --cluster-retention (default 7d; a bare number is ms, or `ms`, `s`, `m`, `h`, `d`
@@ -1276,6 +1343,7 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             redis_url: String::new(),
+            redis_ca: None,
             partitions: DEFAULT_CLUSTER_PARTITIONS,
             retention: DEFAULT_CLUSTER_RETENTION,
             node_ttl: DEFAULT_CLUSTER_NODE_TTL,
@@ -1304,6 +1372,7 @@ impl std::fmt::Debug for ClusterSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterSettings")
             .field("redis_url", &self.redis_url_masked())
+            .field("redis_ca", &self.redis_ca)
             .field("partitions", &self.partitions)
             .field("retention", &self.retention)
             .field("node_ttl", &self.node_ttl)

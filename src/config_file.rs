@@ -175,6 +175,13 @@ pub fn get(settings: &Settings, flag: &str) -> Option<String> {
         "--config" => settings.ops.config.as_ref()?.display().to_string(),
         // The URL only with its password masked: --print-config never shows the secret.
         "--cluster-redis" => settings.cluster.as_ref()?.redis_url_masked(),
+        "--cluster-redis-ca" => settings
+            .cluster_values()
+            .redis_ca
+            .as_ref()?
+            .path()
+            .display()
+            .to_string(),
         "--cluster-partitions" => settings.cluster_values().partitions.to_string(),
         "--cluster-retention" => format_duration(settings.cluster_values().retention),
         "--cluster-node-ttl" => ms(settings.cluster_values().node_ttl),
@@ -313,6 +320,15 @@ mod tests {
             .set("--cluster-redis", "redis://chat:s3cret-pw@10.0.0.9:6379/1")
             .unwrap();
         settings.set("--cluster-retention", "36h").unwrap();
+        // --cluster-redis-ca is read when set: a real (throwaway) CA certificate.
+        let ca = std::env::temp_dir().join(format!("rr-print-ca-{}.pem", std::process::id()));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        settings
+            .set("--cluster-redis-ca", ca.to_str().unwrap())
+            .unwrap();
         for (flag, _) in settings_flags() {
             if flag != "--config" {
                 let value = get(&settings, &flag);
@@ -335,6 +351,8 @@ mod tests {
         );
         assert_eq!(cluster["retention"].as_str(), Some("36h"));
         assert_eq!(cluster["partitions"].as_integer(), Some(64));
+        assert_eq!(cluster["redis-ca"].as_str(), ca.to_str());
+        std::fs::remove_file(&ca).unwrap();
         assert!(!table.contains_key("cluster-redis"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
     }

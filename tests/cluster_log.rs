@@ -26,6 +26,7 @@ const PARTITIONS: u32 = 8;
 fn settings(redis: &RedisServer, partitions: u32) -> Settings {
     Settings {
         url: redis.url(),
+        ca: None,
         partitions,
         connect_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),

@@ -64,6 +64,7 @@ pub fn prepare(
         .map_err(|e| format!("cluster: the node id file in {}: {e}", data_dir.display()))?;
     let link_settings = Settings {
         url: settings.redis_url.clone(),
+        ca: settings.redis_ca.clone(),
         partitions: settings.partitions,
         connect_timeout: settings.timeout,
         io_timeout: settings.timeout,

@@ -9,7 +9,8 @@
 //! `WAIT` for replicas; seeding a room's counter), [`tail`] (reading partitions from
 //! positions; their last ids), [`roster`] (a partition's roster with the position it is true
 //! at), [`reap`] (a dead node's readers' leaves), [`retention`] (trimming by time; "behind
-//! retention" detection is in `tail`), [`liveness`] (node heartbeats). Never touches the local store or the shards, never blocks
+//! retention" detection is in `tail`), [`liveness`] (node heartbeats), [`tls`] (`rediss://`:
+//! the CA bundle and the client). Never touches the local store or the shards, never blocks
 //! longer than its settings say, and never retries a write on its own (a retried append could
 //! number a message twice: the caller decides).
 
@@ -23,6 +24,7 @@ pub mod retention;
 pub mod roster;
 pub mod sessions;
 pub mod tail;
+pub mod tls;
 
 mod scripts;
 
@@ -38,8 +40,12 @@ pub use roster::{RosterEntry, Snapshot};
 /// How to reach Redis and what the cluster must agree on.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `redis://[user:pass@]host:port[/db]` (or `rediss://` once TLS is built in).
+    /// `redis://[user:pass@]host:port[/db]`, or `rediss://…` for TLS (server certificate
+    /// checked against `ca`, else the system roots; [`tls`]).
     pub url: String,
+    /// `--cluster-redis-ca`: the CA bundle a `rediss://` server's certificate must chain to,
+    /// instead of the system roots; refused with a `redis://` URL.
+    pub ca: Option<tls::RedisCa>,
     /// The number of partitions (streams); every node must use the one Redis holds.
     pub partitions: u32,
     /// Bound on opening the TCP connection.
@@ -119,7 +125,7 @@ impl From<RedisError> for ClusterError {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
         {
-            ClusterError::Connection(e.to_string())
+            ClusterError::Connection(tls::explain(e.to_string()))
         } else {
             ClusterError::Redis(e.to_string())
         }
@@ -137,7 +143,7 @@ impl Link {
     /// A link to `settings.url`, connected and checked now: the partition count is set in
     /// `rr:meta` if the cluster is new, else compared (`PartitionMismatch`).
     pub fn connect(settings: Settings) -> Result<Link, ClusterError> {
-        let client = Client::open(settings.url.as_str())?;
+        let client = tls::client(&settings.url, settings.ca.as_ref())?;
         let mut link = Link {
             client,
             settings,
@@ -149,9 +155,9 @@ impl Link {
 
     /// A link to `settings.url` that connects at its first call (a node whose Redis is down
     /// at start still starts its threads; they reconnect by themselves). Fails only on a URL
-    /// the client cannot use.
+    /// the client cannot use (or a CA with a `redis://` URL).
     pub fn lazy(settings: Settings) -> Result<Link, ClusterError> {
-        let client = Client::open(settings.url.as_str())?;
+        let client = tls::client(&settings.url, settings.ca.as_ref())?;
         Ok(Link {
             client,
             settings,

@@ -4,7 +4,9 @@
 //! removed at drop. `kill`/`restart` let a test take it down and bring it back on the same
 //! port from the same AOF; `start_replica` starts another one as its replica (`--replicaof`)
 //! and waits until the primary counts it online; `command` sends one command over a bare
-//! socket (no client library). Include with `#[path = "support/redis.rs"] mod redis_server;`.
+//! socket (no client library). `start_tls` starts one that speaks only TLS on its port (no
+//! plaintext port; `command` and the PING wait do not apply: it is waited for until its port
+//! accepts connections). Include with `#[path = "support/redis.rs"] mod redis_server;`.
 
 #![allow(dead_code)]
 
@@ -22,6 +24,8 @@ pub struct RedisServer {
     pub dir: PathBuf,
     /// Arguments beyond the common ones (`--replicaof host port` for a replica).
     extra: Vec<String>,
+    /// TLS only (`--port 0 --tls-port <port>`, the certificate files in `dir`).
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -29,6 +33,28 @@ impl RedisServer {
     /// Start one; panics (the test fails) if `redis-server` is missing or never answers.
     pub fn start() -> RedisServer {
         RedisServer::start_with(Vec::new())
+    }
+
+    /// Start one that speaks only TLS on its port, with the server certificate `cert_pem`,
+    /// its key `key_pem` and the CA `ca_pem` that issued it (PEM); clients are not asked for
+    /// certificates (`--tls-auth-clients no`).
+    pub fn start_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> RedisServer {
+        let mut server = RedisServer::prepare(Vec::new());
+        server.tls = true;
+        for (name, pem) in [
+            ("server.crt", cert_pem),
+            ("server.key", key_pem),
+            ("ca.crt", ca_pem),
+        ] {
+            std::fs::write(server.dir.join(name), pem).expect("write a TLS file");
+        }
+        server.spawn();
+        server
+    }
+
+    /// `rediss://127.0.0.1:<port>`.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
     }
 
     /// Start a replica of this server and wait (up to 10 s) until this server lists it as
@@ -90,6 +116,13 @@ impl RedisServer {
     }
 
     fn start_with(extra: Vec<String>) -> RedisServer {
+        let mut server = RedisServer::prepare(extra);
+        server.spawn();
+        server
+    }
+
+    /// Its directory made and a free port chosen; not started.
+    fn prepare(extra: Vec<String>) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "rr-redis-{}-{}",
             std::process::id(),
@@ -101,14 +134,13 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = RedisServer {
+        RedisServer {
             port,
             dir,
             extra,
+            tls: false,
             child: None,
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -136,8 +168,29 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let ports = if self.tls {
+            let file = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+            vec![
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                port,
+                "--tls-cert-file".to_owned(),
+                file("server.crt"),
+                "--tls-key-file".to_owned(),
+                file("server.key"),
+                "--tls-ca-cert-file".to_owned(),
+                file("ca.crt"),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ]
+        } else {
+            vec!["--port".to_owned(), port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--appendonly",
                 "yes",
@@ -160,12 +213,17 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if ping(self.port) {
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(self.port)
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} never answered PING", self.port);
+        panic!("redis-server on port {} never answered", self.port);
     }
 }
 
