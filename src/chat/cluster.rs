@@ -105,25 +105,25 @@ impl ClusterChat {
     /// Copy a kept reader to Redis for `ttl` (queued; never blocks).
     pub fn keep_session(&self, pid: RandomId, bytes: Vec<u8>, ttl: Duration) {
         let pid = pid.as_str().to_owned();
-        let _ = self.sessions.send(SessionJob::Keep { pid, bytes, ttl });
+        let _ = self.sessions.try_send(SessionJob::Keep { pid, bytes, ttl });
     }
 
     /// Write a connected reader's live record (queued).
     pub fn live_session(&self, pid: RandomId, bytes: Vec<u8>) {
         let pid = pid.as_str().to_owned();
-        let _ = self.sessions.send(SessionJob::Live { pid, bytes });
+        let _ = self.sessions.try_send(SessionJob::Live { pid, bytes });
     }
 
     /// A reader's connection ended for good: its live record goes (queued).
     pub fn end_session(&self, pid: RandomId) {
         let pid = pid.as_str().to_owned();
-        let _ = self.sessions.send(SessionJob::End { pid });
+        let _ = self.sessions.try_send(SessionJob::End { pid });
     }
 
     /// Forget the copy of a reader recovered on this node (queued).
     pub fn forget_session(&self, pid: RandomId) {
         let pid = pid.as_str().to_owned();
-        let _ = self.sessions.send(SessionJob::Forget { pid });
+        let _ = self.sessions.try_send(SessionJob::Forget { pid });
     }
 
     /// Claim the reader kept under `pid` for `socket` (answered as `ChatForward::Claimed`);
@@ -131,7 +131,7 @@ impl ClusterChat {
     pub fn claim_session(&self, pid: RandomId, socket: SocketRef) -> bool {
         let pid = pid.as_str().to_owned();
         self.sessions
-            .send(SessionJob::Claim { pid, socket })
+            .try_send(SessionJob::Claim { pid, socket })
             .is_ok()
     }
 
@@ -651,8 +651,7 @@ impl Apply for LogSink {
                 continue;
             }
             match self.decode(entry) {
-                Ok(Some(item)) => applied.push(item),
-                Ok(None) => {}
+                Ok(item) => applied.push(item),
                 Err(e) => crate::log_error!("cluster_entry_skipped", cause = e),
             }
         }
@@ -693,14 +692,14 @@ impl Apply for LogSink {
 
 impl LogSink {
     /// A log entry as the chat applies it; `Err` for one it cannot read (skipped, logged).
-    fn decode(&self, entry: LogEntry) -> Result<Option<Applied>, String> {
+    fn decode(&self, entry: LogEntry) -> Result<Applied, String> {
         let LogEntry {
             partition,
             id,
             entry,
             ..
         } = entry;
-        Ok(Some(match entry {
+        Ok(match entry {
             Entry::Message {
                 book,
                 seq,
@@ -754,7 +753,7 @@ impl LogSink {
                     user,
                 }
             }
-        }))
+        })
     }
 }
 

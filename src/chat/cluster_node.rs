@@ -88,7 +88,7 @@ pub fn prepare(
         .map(|(ms, n)| StreamId { ms, n })
         .collect();
     let (appender, inbox) = crossbeam_channel::unbounded();
-    let (session_jobs, sessions) = crossbeam_channel::unbounded();
+    let (session_jobs, sessions) = crossbeam_channel::bounded(cluster_sessions::QUEUE);
     let chat = Arc::new(ClusterChat::new(
         node_id.clone(),
         appender,

@@ -10,14 +10,25 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::ChatForward;
-use crate::cluster::{Link, Settings};
+use crate::cluster::{ClusterError, Link, Settings};
 use crate::server::Injector;
 use crate::socketio::handler::SocketRef;
+
+/// Most jobs waiting for the thread. A full queue refuses new ones (Redis is away or slow):
+/// a refused record or copy only makes that reader unrecoverable on another node, and a
+/// refused claim is answered from this node's own copy. Memory stays bounded whatever the
+/// connection churn while Redis is away.
+pub const QUEUE: usize = 65_536;
+
+/// After a call fails on the connection, how long jobs are not tried (claims are answered
+/// with the error at once, the rest dropped): an unreachable Redis costs one timeout, not one
+/// per job.
+const BACK_OFF: Duration = Duration::from_secs(1);
 
 /// What a shard asks of the thread.
 pub enum SessionJob {
@@ -56,6 +67,8 @@ pub fn spawn(
                     return;
                 }
             };
+            // After a connection failure, jobs are not tried until then.
+            let mut down_until: Option<Instant> = None;
             loop {
                 let job = match jobs.recv_timeout(Duration::from_millis(100)) {
                     Ok(job) => job,
@@ -63,35 +76,38 @@ pub fn spawn(
                     Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => return,
                 };
-                match job {
-                    SessionJob::Live { pid, bytes } => {
-                        if let Err(e) = link.live_session(&node, &pid, &bytes) {
-                            crate::log_debug!("cluster_live_session_failed", cause = e);
-                        }
-                    }
-                    SessionJob::End { pid } => {
-                        if let Err(e) = link.end_session(&node, &pid) {
-                            crate::log_debug!("cluster_end_session_failed", cause = e);
-                        }
-                    }
-                    SessionJob::Keep { pid, bytes, ttl } => {
-                        match link.keep_session(&node, &pid, &bytes, ttl) {
-                            Ok(true) => {}
-                            // Recovered on another node meanwhile: nothing to keep.
-                            Ok(false) => crate::log_debug!("cluster_keep_session_superseded"),
-                            Err(e) => crate::log_warn!("cluster_keep_session_failed", cause = e),
-                        }
-                    }
-                    SessionJob::Forget { pid } => {
-                        if let Err(e) = link.forget_session(&pid) {
-                            crate::log_warn!("cluster_forget_session_failed", cause = e);
-                        }
-                    }
-                    SessionJob::Claim { pid, socket } => {
-                        let result = link.claim_session(&pid).map_err(|e| e.to_string());
-                        let shard = socket.shard;
+                let away = down_until.is_some_and(|until| Instant::now() < until);
+                let outcome = match job {
+                    SessionJob::Claim { socket, .. } if away => {
+                        let result = Err("the cluster's Redis is unreachable".to_owned());
                         // A shard that has ended is shutting down: the socket is gone too.
-                        let _ = injector.forward(shard, ChatForward::Claimed { socket, result });
+                        let _ =
+                            injector.forward(socket.shard, ChatForward::Claimed { socket, result });
+                        continue;
+                    }
+                    _ if away => continue,
+                    SessionJob::Live { pid, bytes } => link.live_session(&node, &pid, &bytes),
+                    SessionJob::End { pid } => link.end_session(&node, &pid),
+                    // Not kept when recovered on another node meanwhile (it owns the reader).
+                    SessionJob::Keep { pid, bytes, ttl } => {
+                        link.keep_session(&node, &pid, &bytes, ttl).map(|_| ())
+                    }
+                    SessionJob::Forget { pid } => link.forget_session(&pid),
+                    SessionJob::Claim { pid, socket } => {
+                        let claimed = link.claim_session(&pid);
+                        let result = claimed.clone().map_err(|e| e.to_string());
+                        let _ =
+                            injector.forward(socket.shard, ChatForward::Claimed { socket, result });
+                        claimed.map(|_| ())
+                    }
+                };
+                match outcome {
+                    Ok(()) => down_until = None,
+                    Err(e) => {
+                        if matches!(e, ClusterError::Connection(_)) {
+                            down_until = Some(Instant::now() + BACK_OFF);
+                        }
+                        crate::log_debug!("cluster_session_job_failed", cause = e);
                     }
                 }
             }

@@ -29,8 +29,6 @@ use super::{Append, Appended, ClusterError, Link, LogEntry, Settings, StreamId};
 pub const READ_COUNT: usize = 1000;
 /// Longest a blocking read of the log waits for new entries before reading again.
 const TAIL_BLOCK: Duration = Duration::from_millis(200);
-/// Most batches (home shard turns) drained into one append round trip.
-const MAX_BATCHES: usize = 256;
 /// Pause after a failed call to Redis before the next (the applier and the keeper).
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How often the keeper looks for expired nodes.
@@ -65,8 +63,8 @@ pub struct Batch<R> {
 }
 
 /// What the applier does with each read: store it (with `positions`, each partition's newest
-/// entry of the read, in the same write) and then deliver it. An error is logged and the same
-/// read is applied again after a pause.
+/// entry of the read, in the same write) and then deliver it. An error must come before any
+/// delivery: it is logged, and the same entries are read and applied again after a pause.
 pub trait Apply: Send + 'static {
     fn apply(
         &mut self,
@@ -199,13 +197,11 @@ pub fn spawn_appender<R: Send + 'static>(
                 }
             };
             while let Ok(first) = inbox.recv() {
+                // Everything queued goes in this round trip: however slow Redis is, the queue
+                // holds no more than what arrived during one call (each post is answered
+                // within its deadline anyway).
                 let mut batches = vec![first];
-                while batches.len() < MAX_BATCHES {
-                    match inbox.try_recv() {
-                        Ok(batch) => batches.push(batch),
-                        Err(_) => break,
-                    }
-                }
+                batches.extend(inbox.try_iter());
                 let mut entries = Vec::new();
                 let mut replies = Vec::with_capacity(batches.len());
                 for batch in batches {
@@ -388,20 +384,12 @@ pub fn spawn_applier(
                 }
                 let reached = newest_per_partition(&entries);
                 let count = entries.len() as u64;
-                // Applied again until it succeeds: nothing of the log is ever skipped.
-                let mut entries = Some(entries);
-                while let Some(batch) = entries.take() {
-                    match apply.apply(batch.clone(), &reached) {
-                        Ok(()) => {}
-                        Err(e) => {
-                            crate::log_error!("cluster_apply_failed", cause = e);
-                            if stop.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            std::thread::sleep(RETRY_PAUSE);
-                            entries = Some(batch);
-                        }
-                    }
+                if let Err(e) = apply.apply(entries, &reached) {
+                    // The positions stay where they were: the same entries are read and
+                    // applied again, so nothing of the log is ever skipped.
+                    crate::log_error!("cluster_apply_failed", cause = e);
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
                 }
                 status.record_applied(&reached, count);
                 for (p, id) in reached {

@@ -35,6 +35,15 @@ pub fn log_key(p: u32) -> String {
     format!("rr:{{p{p}}}:log")
 }
 
+/// The partition a stream key names (the inverse of [`log_key`]); None for any other key.
+pub fn partition_of_log_key(key: &[u8]) -> Option<u32> {
+    let digits = key.strip_prefix(b"rr:{p")?.strip_suffix(b"}:log")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// The hash of partition `p`'s rooms' last sequences: `rr:{p<p>}:seq`.
 pub fn seq_key(p: u32) -> String {
     format!("rr:{{p{p}}}:seq")
@@ -101,6 +110,9 @@ mod tests {
         assert_eq!(log_key(7), "rr:{p7}:log");
         assert_eq!(seq_key(7), "rr:{p7}:seq");
         assert_eq!(trimmed_key(7), "rr:{p7}:trimmed");
+        assert_eq!(partition_of_log_key(log_key(4095).as_bytes()), Some(4095));
+        assert_eq!(partition_of_log_key(b"rr:{p}:log"), None);
+        assert_eq!(partition_of_log_key(b"rr:{p1}:seq"), None);
         assert_eq!(last_key(7), "rr:{p7}:last");
         assert_eq!(roster_key(7), "rr:{p7}:roster");
         assert_eq!(conns_key(7, "n2"), "rr:{p7}:conns:n2");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::entry::{decode, stream_id, LogEntry, StreamId};
-use super::partition::{last_key, log_key, trimmed_key};
+use super::partition::{last_key, log_key, partition_of_log_key, trimmed_key};
 use super::scripts;
 use super::{ClusterError, Link};
 
@@ -109,10 +109,11 @@ impl Link {
         let woke = answers.pop().unwrap_or(Value::Nil);
         let mut out = Vec::new();
         for (key, entries) in streams_of(woke)? {
+            let named = partition_of_log_key(&key);
             let Some((index, &(partition, position))) = positions
                 .iter()
                 .enumerate()
-                .find(|(_, (p, _))| log_key(*p).as_bytes() == key.as_slice())
+                .find(|(_, (p, _))| Some(*p) == named)
             else {
                 return Err(ClusterError::Malformed("tail: an unasked stream".into()));
             };

@@ -147,8 +147,18 @@ impl Store {
         &self,
         messages: impl IntoIterator<Item = &'a StoredMessage>,
     ) -> Result<(), StoreError> {
-        let ids = self.cf(IDS_CF)?;
         let mut batch = WriteBatch::default();
+        self.put_messages(&mut batch, messages)?;
+        self.write(batch)
+    }
+
+    /// Each message and its `_id` index entry, into `batch`.
+    fn put_messages<'a>(
+        &self,
+        batch: &mut WriteBatch,
+        messages: impl IntoIterator<Item = &'a StoredMessage>,
+    ) -> Result<(), StoreError> {
+        let ids = self.cf(IDS_CF)?;
         let mut value = Vec::with_capacity(256);
         for message in messages {
             value.clear();
@@ -161,6 +171,11 @@ impl Store {
                 message.seq.to_be_bytes(),
             );
         }
+        Ok(())
+    }
+
+    /// Write `batch` (synced to disk with `sync_writes`).
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
         self.db.write_opt(batch, &options)?;
@@ -321,31 +336,16 @@ impl Store {
         messages: impl IntoIterator<Item = &'a StoredMessage>,
         positions: &[(u32, (u64, u64))],
     ) -> Result<(), StoreError> {
-        let ids = self.cf(IDS_CF)?;
         let meta = self.cf(META_CF)?;
         let mut batch = WriteBatch::default();
-        let mut value = Vec::with_capacity(256);
-        for message in messages {
-            value.clear();
-            codec::encode(&message.value, &mut value);
-            let book = message.book_id.get();
-            batch.put(key::encode(book, message.seq), &value);
-            batch.put_cf(
-                ids,
-                key::id_key(book, &message.value.id.0),
-                message.seq.to_be_bytes(),
-            );
-        }
+        self.put_messages(&mut batch, messages)?;
         for (partition, (ms, n)) in positions {
             let mut position = [0u8; 16];
             position[..8].copy_from_slice(&ms.to_be_bytes());
             position[8..].copy_from_slice(&n.to_be_bytes());
             batch.put_cf(meta, applied_key(*partition), position);
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(self.sync_writes);
-        self.db.write_opt(batch, &options)?;
-        Ok(())
+        self.write(batch)
     }
 
     /// Cluster mode: each partition's applied position `(ms, n)` (`(0, 0)` for one never
