@@ -22,6 +22,7 @@
 //! Owns the home's log bookkeeping ([`LogState`]) and the conversion between log entries and
 //! the chat's types. Never talks to Redis (the node's threads do) and never blocks a shard.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use super::presence::{ConnKey, Presence};
 use super::validate::MessageRequest;
 use super::{ChatApp, ChatForward};
 use crate::book::BookId;
-use crate::cluster::node::{Apply, Batch};
+use crate::cluster::node::{Apply, ApplyError, Batch};
 use crate::cluster::{Append, Appended, ClusterError, Entry, LogEntry, StreamId};
 use crate::engineio::sid::RandomId;
 use crate::message_id::MessageId;
@@ -596,6 +597,12 @@ pub struct LogSink {
     /// Per partition: presence through here is in the rosters loaded at start (skipped).
     through: Vec<StreamId>,
     applied: u64,
+    /// Each room's newest sequence this node holds, for the rooms the log has named since the
+    /// sink was made (read from the store at a room's first entry). Every message read past
+    /// the applied positions is new here, so its sequence must be above it: one that is not
+    /// was numbered again by a Redis that lost entries, and applying it would overwrite a
+    /// stored message.
+    newest: HashMap<BookId, u64>,
 }
 
 impl LogSink {
@@ -607,6 +614,7 @@ impl LogSink {
             injector: None,
             through: Vec::new(),
             applied: 0,
+            newest: HashMap::new(),
         }
     }
 
@@ -624,6 +632,7 @@ impl LogSink {
             injector: Some(injector),
             through,
             applied: 0,
+            newest: HashMap::new(),
         }
     }
 
@@ -638,9 +647,10 @@ impl Apply for LogSink {
         &mut self,
         entries: Vec<LogEntry>,
         positions: &[(u32, StreamId)],
-    ) -> Result<(), String> {
-        let mut applied = Vec::with_capacity(entries.len());
-        self.applied += entries.len() as u64;
+    ) -> Result<(), ApplyError> {
+        let newest = self.check_numbering(&entries)?;
+        let count = entries.len();
+        let mut applied = Vec::with_capacity(count);
         for entry in entries {
             let presence = !matches!(entry.entry, Entry::Message { .. });
             let seen = self
@@ -665,7 +675,9 @@ impl Apply for LogSink {
             .collect();
         self.store
             .apply_log(messages, &positions)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApplyError::Failed(e.to_string()))?;
+        self.applied += count as u64;
+        self.newest.extend(newest);
         let Some(injector) = &self.injector else {
             return Ok(());
         };
@@ -691,6 +703,38 @@ impl Apply for LogSink {
 }
 
 impl LogSink {
+    /// Check that every message of `entries` (one read, in log order) numbers its room past
+    /// what this node holds; the rooms' newest sequences after the read, to keep once it is
+    /// stored. `RedisBehind` names the first that does not.
+    fn check_numbering(&self, entries: &[LogEntry]) -> Result<HashMap<BookId, u64>, ApplyError> {
+        let mut newest: HashMap<BookId, u64> = HashMap::new();
+        for entry in entries {
+            let Entry::Message { book, seq, .. } = &entry.entry else {
+                continue;
+            };
+            let held = match newest.get(book).or_else(|| self.newest.get(book)) {
+                Some(&held) => held,
+                None => {
+                    self.store
+                        .tail(*book)
+                        .map_err(|e| ApplyError::Failed(e.to_string()))?
+                        .seq
+                }
+            };
+            if *seq <= held {
+                return Err(ApplyError::RedisBehind(format!(
+                    "entry {} of partition {} numbers message {seq} of book {}, which this \
+                     node already holds through {held}",
+                    entry.id,
+                    entry.partition,
+                    book.get()
+                )));
+            }
+            newest.insert(*book, *seq);
+        }
+        Ok(newest)
+    }
+
     /// A log entry as the chat applies it; `Err` for one it cannot read (skipped, logged).
     fn decode(&self, entry: LogEntry) -> Result<Applied, String> {
         let LogEntry {

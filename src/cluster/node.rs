@@ -64,13 +64,34 @@ pub struct Batch<R> {
 
 /// What the applier does with each read: store it (with `positions`, each partition's newest
 /// entry of the read, in the same write) and then deliver it. An error must come before any
-/// delivery: it is logged, and the same entries are read and applied again after a pause.
+/// delivery (nothing of the read stored or delivered).
 pub trait Apply: Send + 'static {
     fn apply(
         &mut self,
         entries: Vec<LogEntry>,
         positions: &[(u32, StreamId)],
-    ) -> Result<(), String>;
+    ) -> Result<(), ApplyError>;
+}
+
+/// Why [`Apply::apply`] applied nothing of a read.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// It could not now (the store failed): logged, and the same entries are read and applied
+    /// again after a pause.
+    Failed(String),
+    /// The read numbers a message with a room sequence this node already holds: Redis lost
+    /// acknowledged entries and numbered again. Nothing more is applied or appended (the node
+    /// is diverged, as when the keeper finds Redis's newest ids behind its positions).
+    RedisBehind(String),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Failed(e) => f.write_str(e),
+            ApplyError::RedisBehind(e) => write!(f, "{e}: {REDIS_BEHIND_FIX}"),
+        }
+    }
 }
 
 /// The cluster link's state, for `/health` and `/metrics`; shared by the threads.
@@ -165,6 +186,17 @@ impl Status {
                 );
             }
             slot.1 = slot.1.max(id);
+        }
+    }
+
+    /// The applier found Redis numbering again what this node holds (`detail` says where).
+    fn found_redis_behind(&self, detail: &str) {
+        if !self.diverged.swap(true, Ordering::Relaxed) {
+            crate::log_error!(
+                "cluster_redis_behind",
+                found = detail,
+                fix = REDIS_BEHIND_FIX
+            );
         }
     }
 
@@ -302,9 +334,10 @@ pub fn catch_up(
             return Ok(positions);
         }
         let reached = newest_per_partition(&entries);
-        apply
-            .apply(entries, &reached)
-            .map_err(ClusterError::Redis)?;
+        apply.apply(entries, &reached).map_err(|e| match e {
+            ApplyError::Failed(e) => ClusterError::Redis(e),
+            behind @ ApplyError::RedisBehind(_) => ClusterError::Malformed(behind.to_string()),
+        })?;
         for (p, id) in reached {
             if let Some(slot) = positions.get_mut(p as usize) {
                 *slot = id;
@@ -384,12 +417,20 @@ pub fn spawn_applier(
                 }
                 let reached = newest_per_partition(&entries);
                 let count = entries.len() as u64;
-                if let Err(e) = apply.apply(entries, &reached) {
-                    // The positions stay where they were: the same entries are read and
-                    // applied again, so nothing of the log is ever skipped.
-                    crate::log_error!("cluster_apply_failed", cause = e);
-                    std::thread::sleep(RETRY_PAUSE);
-                    continue;
+                match apply.apply(entries, &reached) {
+                    Ok(()) => {}
+                    Err(ApplyError::RedisBehind(detail)) => {
+                        // Nothing of it is applied; the loop waits above from now on.
+                        status.found_redis_behind(&detail);
+                        continue;
+                    }
+                    Err(ApplyError::Failed(e)) => {
+                        // The positions stay where they were: the same entries are read and
+                        // applied again, so nothing of the log is ever skipped.
+                        crate::log_error!("cluster_apply_failed", cause = e);
+                        std::thread::sleep(RETRY_PAUSE);
+                        continue;
+                    }
                 }
                 status.record_applied(&reached, count);
                 for (p, id) in reached {
@@ -470,12 +511,19 @@ impl Keeper {
         let was_alive = link.heartbeat(&status.node, ttl)?;
         let now = Instant::now();
         let up_since = *self.up_since.get_or_insert(now);
+        // Whether Redis lost entries is known before this node's readers are announced again:
+        // those joins would give a Redis that lost everything new newest ids, which hide it.
+        let applied = status.lag();
+        status.record_newest(&link.last_ids()?, &applied);
         if !was_alive && !std::mem::replace(&mut self.first, false) {
             // This node's key expired while it could not reach Redis: the others may have
             // reaped its readers, who are still here. They are announced again (a join of a
-            // connection already in a roster changes nothing).
+            // connection already in a roster changes nothing) unless Redis lost entries (then
+            // nothing is appended any more).
             crate::log_warn!("cluster_node_key_lost", node = status.node);
-            lost();
+            if !status.diverged() && link.redis_lost()?.is_none() {
+                lost();
+            }
         }
         self.first = false;
         // After an outage, every node's key may have expired: reap only once the others had
@@ -493,8 +541,6 @@ impl Keeper {
                 crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
             }
         }
-        let applied = status.lag();
-        status.record_newest(&link.last_ids()?, &applied);
         // Redis lost entries: every node must know (it may not have applied them itself).
         if status.diverged() {
             if !self.marked {

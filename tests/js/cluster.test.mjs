@@ -953,6 +953,11 @@ describe("cluster: Redis losing acknowledged entries", SUITE, () => {
         // the newest part).
         const flushed = spawnSync("redis-cli", ["-p", String(cluster.redis.port), "FLUSHALL"], { encoding: "utf8" });
         assert.equal(flushed.status, 0, flushed.stderr);
+        // A post at once, before any keeper looked: Redis numbers it 1 again, a number both
+        // nodes hold. It must be neither acknowledged nor stored over kept-0.
+        const raced = await post(a.socket, { bookId: book, ...a.user, content: "raced-the-check" });
+        assert.equal(raced?.ok, false, `the raced post is not acknowledged: ${JSON.stringify(raced)}`);
+        assert.equal(raced.error?.code, "unavailable");
         for (const [i, x] of [a, b].entries()) {
           const deadline = Date.now() + 10_000;
           while ((await health(cluster.nodes[i])).cluster?.redis_lost_entries !== true) {
