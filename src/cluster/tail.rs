@@ -5,8 +5,8 @@
 //! the position, COUNT-bounded, with the partition's trimmed-through id (`retention`) read at
 //! the same instant, so a trim that removed entries past the position is never missed nor
 //! raced), the tail (`XREAD BLOCK` over every partition, with the trimmed-through ids read
-//! right after it in the same round trip: a wake costs one round trip, whatever the number of
-//! partitions); and every partition's
+//! right after it by one `MGET` in the same round trip: a wake costs one round trip and two
+//! commands, whatever the number of partitions); and every partition's
 //! last generated id (`rr:{p}:last`), for lag. Never advances a position itself: the caller
 //! stores it with what it applied.
 
@@ -65,8 +65,8 @@ impl Link {
 
     /// Wait up to `block` for any partition to have entries after its position, and take
     /// them: up to `count` per partition, grouped by partition, each in log order, in one round
-    /// trip (`XREAD BLOCK`, which answers at once when some partition has entries, then each
-    /// partition's trimmed-through id in the same pipeline). An empty answer means `block`
+    /// trip (`XREAD BLOCK`, which answers at once when some partition has entries, then every
+    /// partition's trimmed-through id by one `MGET` in the same pipeline). An empty answer means `block`
     /// passed with nothing new; the call is bounded by `block` plus the I/O timeout.
     ///
     /// `BehindRetention` when a partition it read has been trimmed past its position (read
@@ -96,17 +96,23 @@ impl Link {
         for &(_, position) in positions {
             xread.arg(position.to_string());
         }
+        // One MGET, not a GET per partition: a wake is two commands for Redis to run, however
+        // many partitions there are.
+        let mget = pipe.cmd("MGET");
         for &(p, _) in positions {
-            pipe.cmd("GET").arg(trimmed_key(p));
+            mget.arg(trimmed_key(p));
         }
-        let mut answers = self.with_read_timeout(io_timeout + block, |connection| {
+        let answers = self.with_read_timeout(io_timeout + block, |connection| {
             Ok(pipe.query::<Vec<Value>>(connection)?)
         })?;
-        if answers.len() != positions.len() + 1 {
-            return Err(ClusterError::Malformed("tail: answers missing".into()));
+        let Ok::<[Value; 2], _>([woke, Value::Array(trimmed)]) = answers.try_into() else {
+            return Err(ClusterError::Malformed(
+                "tail: not [streams, trimmed ids]".into(),
+            ));
+        };
+        if trimmed.len() != positions.len() {
+            return Err(ClusterError::Malformed("tail: trimmed ids missing".into()));
         }
-        let trimmed = answers.split_off(1);
-        let woke = answers.pop().unwrap_or(Value::Nil);
         let mut out = Vec::new();
         for (key, entries) in streams_of(woke)? {
             let named = partition_of_log_key(&key);
