@@ -597,12 +597,6 @@ pub struct LogSink {
     /// Per partition: presence through here is in the rosters loaded at start (skipped).
     through: Vec<StreamId>,
     applied: u64,
-    /// Each room's newest sequence this node holds, for the rooms the log has named since the
-    /// sink was made (read from the store at a room's first entry). Every message read past
-    /// the applied positions is new here, so its sequence must be above it: one that is not
-    /// was numbered again by a Redis that lost entries, and applying it would overwrite a
-    /// stored message.
-    newest: HashMap<BookId, u64>,
 }
 
 impl LogSink {
@@ -614,7 +608,6 @@ impl LogSink {
             injector: None,
             through: Vec::new(),
             applied: 0,
-            newest: HashMap::new(),
         }
     }
 
@@ -632,7 +625,6 @@ impl LogSink {
             injector: Some(injector),
             through,
             applied: 0,
-            newest: HashMap::new(),
         }
     }
 
@@ -648,7 +640,7 @@ impl Apply for LogSink {
         entries: Vec<LogEntry>,
         positions: &[(u32, StreamId)],
     ) -> Result<(), ApplyError> {
-        let newest = self.check_numbering(&entries)?;
+        self.check_numbering(&entries)?;
         let count = entries.len();
         let mut applied = Vec::with_capacity(count);
         for entry in entries {
@@ -677,7 +669,6 @@ impl Apply for LogSink {
             .apply_log(messages, &positions)
             .map_err(|e| ApplyError::Failed(e.to_string()))?;
         self.applied += count as u64;
-        self.newest.extend(newest);
         let Some(injector) = &self.injector else {
             return Ok(());
         };
@@ -704,15 +695,17 @@ impl Apply for LogSink {
 
 impl LogSink {
     /// Check that every message of `entries` (one read, in log order) numbers its room past
-    /// what this node holds; the rooms' newest sequences after the read, to keep once it is
-    /// stored. `RedisBehind` names the first that does not.
-    fn check_numbering(&self, entries: &[LogEntry]) -> Result<HashMap<BookId, u64>, ApplyError> {
+    /// what this node holds. Every message read past the applied positions is new here, so
+    /// one that is not was numbered again by a Redis that lost entries, and storing it would
+    /// overwrite a stored message: `RedisBehind` names the first. One store seek per room of
+    /// the read ([`Store::tail`]), nothing kept between reads.
+    fn check_numbering(&self, entries: &[LogEntry]) -> Result<(), ApplyError> {
         let mut newest: HashMap<BookId, u64> = HashMap::new();
         for entry in entries {
             let Entry::Message { book, seq, .. } = &entry.entry else {
                 continue;
             };
-            let held = match newest.get(book).or_else(|| self.newest.get(book)) {
+            let held = match newest.get(book) {
                 Some(&held) => held,
                 None => {
                     self.store
@@ -732,7 +725,7 @@ impl LogSink {
             }
             newest.insert(*book, *seq);
         }
-        Ok(newest)
+        Ok(())
     }
 
     /// A log entry as the chat applies it; `Err` for one it cannot read (skipped, logged).

@@ -511,17 +511,33 @@ impl Keeper {
         let was_alive = link.heartbeat(&status.node, ttl)?;
         let now = Instant::now();
         let up_since = *self.up_since.get_or_insert(now);
-        // Whether Redis lost entries is known before this node's readers are announced again:
-        // those joins would give a Redis that lost everything new newest ids, which hide it.
+        // Whether Redis lost entries is settled before this node's readers are announced
+        // again: those joins would give a Redis that lost everything new newest ids, which
+        // hide it.
         let applied = status.lag();
         status.record_newest(&link.last_ids()?, &applied);
+        // Redis lost entries: every node must know (it may not have applied them itself).
+        if status.diverged() {
+            if !self.marked {
+                link.mark_redis_lost(&status.node)?;
+                self.marked = true;
+            }
+        } else if let Some(found_by) = link.redis_lost()? {
+            if !status.diverged.swap(true, Ordering::Relaxed) {
+                crate::log_error!(
+                    "cluster_redis_behind",
+                    found_by = found_by,
+                    fix = REDIS_BEHIND_FIX
+                );
+            }
+        }
         if !was_alive && !std::mem::replace(&mut self.first, false) {
             // This node's key expired while it could not reach Redis: the others may have
             // reaped its readers, who are still here. They are announced again (a join of a
             // connection already in a roster changes nothing) unless Redis lost entries (then
             // nothing is appended any more).
             crate::log_warn!("cluster_node_key_lost", node = status.node);
-            if !status.diverged() && link.redis_lost()?.is_none() {
+            if !status.diverged() {
                 lost();
             }
         }
@@ -539,21 +555,6 @@ impl Keeper {
                 let leaves = link.reap(&node)?;
                 status.reaped.fetch_add(leaves, Ordering::Relaxed);
                 crate::log_info!("cluster_node_reaped", node = node, leaves = leaves);
-            }
-        }
-        // Redis lost entries: every node must know (it may not have applied them itself).
-        if status.diverged() {
-            if !self.marked {
-                link.mark_redis_lost(&status.node)?;
-                self.marked = true;
-            }
-        } else if let Some(found_by) = link.redis_lost()? {
-            if !status.diverged.swap(true, Ordering::Relaxed) {
-                crate::log_error!(
-                    "cluster_redis_behind",
-                    found_by = found_by,
-                    fix = REDIS_BEHIND_FIX
-                );
             }
         }
         if now >= self.next_trim {

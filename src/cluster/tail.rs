@@ -48,17 +48,7 @@ impl Link {
                     "read: not [trimmed, entries]".into(),
                 ));
             };
-            let trimmed_through = stream_id(&trimmed)?;
-            if trimmed_through > position {
-                return Err(ClusterError::BehindRetention {
-                    partition,
-                    position,
-                    trimmed_through,
-                });
-            }
-            for entry in entries {
-                out.push(decode(partition, entry)?);
-            }
+            take_entries(partition, position, stream_id(&trimmed)?, entries, &mut out)?;
         }
         Ok(out)
     }
@@ -66,8 +56,9 @@ impl Link {
     /// Wait up to `block` for any partition to have entries after its position, and take
     /// them: up to `count` per partition, grouped by partition, each in log order, in one round
     /// trip (`XREAD BLOCK`, which answers at once when some partition has entries, then every
-    /// partition's trimmed-through id by one `MGET` in the same pipeline). An empty answer means `block`
-    /// passed with nothing new; the call is bounded by `block` plus the I/O timeout.
+    /// partition's trimmed-through id by one `MGET` in the same pipeline). An empty answer
+    /// means `block` passed with nothing new; the call is bounded by `block` plus the I/O
+    /// timeout.
     ///
     /// `BehindRetention` when a partition it read has been trimmed past its position (read
     /// after the entries, so a trim in between reports it too: a node that close to the
@@ -127,16 +118,7 @@ impl Link {
                 Some(Value::Nil) | None => StreamId::ZERO,
                 Some(value) => stream_id(value)?,
             };
-            if trimmed_through > position {
-                return Err(ClusterError::BehindRetention {
-                    partition,
-                    position,
-                    trimmed_through,
-                });
-            }
-            for entry in entries {
-                out.push(decode(partition, entry)?);
-            }
+            take_entries(partition, position, trimmed_through, entries, &mut out)?;
         }
         Ok(out)
     }
@@ -157,6 +139,29 @@ impl Link {
             })
             .collect()
     }
+}
+
+/// Decode `entries` of `partition` (read after `position`) onto `out`, unless the partition
+/// was trimmed past the position (`trimmed_through`): then `BehindRetention`, as entries
+/// this node never applied are gone.
+fn take_entries(
+    partition: u32,
+    position: StreamId,
+    trimmed_through: StreamId,
+    entries: Vec<Value>,
+    out: &mut Vec<LogEntry>,
+) -> Result<(), ClusterError> {
+    if trimmed_through > position {
+        return Err(ClusterError::BehindRetention {
+            partition,
+            position,
+            trimmed_through,
+        });
+    }
+    for entry in entries {
+        out.push(decode(partition, entry)?);
+    }
+    Ok(())
 }
 
 /// One stream of an `XREAD` answer: its key and its entries.
