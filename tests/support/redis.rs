@@ -58,7 +58,8 @@ impl RedisServer {
     }
 
     /// Start a replica of this server and wait (up to 10 s) until this server lists it as
-    /// online (its initial sync done), so a `WAIT` counts it.
+    /// online with an acknowledged offset at its own (initial sync done, writes streaming),
+    /// so a `WAIT` counts it at once.
     pub fn start_replica(&self) -> RedisServer {
         let replica = RedisServer::start_with(vec![
             "--replicaof".into(),
@@ -66,13 +67,29 @@ impl RedisServer {
             self.port.to_string(),
         ]);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let online = format!("port={},state=online", replica.port);
+        let line_start = format!("ip=127.0.0.1,port={},state=online,", replica.port);
+        // "Online" alone is not enough: the primary streams writes (and `WAIT`'s GETACK) to a
+        // replica only after that replica's first acknowledgement, which may come a second
+        // later. Ready is: online, then a write of our own acknowledged.
+        let mut probed = false;
         while Instant::now() < deadline {
-            if self
-                .command(&["INFO", "replication"])
-                .is_some_and(|info| info.contains(&online))
-            {
-                return replica;
+            let primary = self.command(&["INFO", "replication"]).unwrap_or_default();
+            let acked = primary.lines().find_map(|line| {
+                let (_, fields) = line.split_once(':')?;
+                let rest = fields.strip_prefix(&line_start)?;
+                rest.split(',')
+                    .find_map(|field| field.strip_prefix("offset="))?
+                    .parse::<u64>()
+                    .ok()
+            });
+            match (acked, info_field(&primary, "master_repl_offset")) {
+                (Some(_), _) if !probed => {
+                    probed = self
+                        .command(&["INCR", "readrealm-test:replica-probe"])
+                        .is_some();
+                }
+                (Some(acked), Some(sent)) if acked >= sent => return replica,
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -244,4 +261,11 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The number after `name:` on its own line of an `INFO` answer.
+fn info_field(info: &str, name: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse().ok())
 }
